@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitLimit bounds every wait in these tests; reaching it is a failure, not a measurement.
+const waitLimit = 30 * time.Second
+
+// mode is how svinit runs: as PID 1 of a new PID namespace, or as a plain process that must
+// make itself a subreaper.
+type mode struct {
+	name string
+	pid1 bool
+}
+
+var modes = []mode{{"pid1", true}, {"subreaper", false}}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if testing.Short() {
+		t.Skip("needs root (unshare, other users); skipped in -short mode")
+	}
+	t.Fatal("this test needs root: run the suite as root (CI does), or with -short to skip it")
+}
+
+// svinit is one running svinit process.
+type svinit struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	pid    int // svinit's own pid, as seen from here
+	stderr syncBuffer
+	done   chan struct{}
+	code   int
+}
+
+// startSvinit runs svinit with args; env is added to this process's environment and reaches
+// the child, whose helper mode is childMode.
+func startSvinit(t *testing.T, m mode, childMode string, env []string, args ...string) *svinit {
+	t.Helper()
+	argv := append([]string{svinitBin}, args...)
+	if m.pid1 {
+		requireRoot(t)
+		argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
+	}
+	s := &svinit{t: t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
+	s.cmd.Env = append(withoutEnv(os.Environ(), helperEnv), env...)
+	if childMode != "" {
+		s.cmd.Env = append(s.cmd.Env, helperEnv+"="+childMode)
+	}
+	s.cmd.Stderr = &s.stderr
+	return s.start(m.pid1)
+}
+
+func (s *svinit) start(viaUnshare bool) *svinit {
+	t := s.t
+	t.Helper()
+	// A process that escaped svinit (a bug under test) may hold stderr open: do not wait
+	// for it forever.
+	s.cmd.WaitDelay = 2 * time.Second
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start svinit: %v", err)
+	}
+	go func() {
+		s.cmd.Wait()
+		s.code = s.cmd.ProcessState.ExitCode()
+		if ws, ok := s.cmd.ProcessState.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+			s.code = 128 + int(ws.Signal())
+		}
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			unix.Kill(s.cmd.Process.Pid, unix.SIGSTOP) // holds unshare's child in place
+			killTree(s.cmd.Process.Pid)
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("svinit stderr:\n%s", s.stderr.String())
+		}
+	})
+	s.pid = s.cmd.Process.Pid
+	if viaUnshare {
+		s.pid = waitChildOf(t, s.cmd.Process.Pid)
+	}
+	return s
+}
+
+// waitChildOf returns the pid of the first child of ppid (unshare --fork's child: svinit).
+func waitChildOf(t *testing.T, ppid int) int {
+	t.Helper()
+	var pid int
+	poll(t, fmt.Sprintf("a child of %d", ppid), func() bool {
+		if kids := childrenOf(ppid); len(kids) > 0 {
+			pid = kids[0]
+		}
+		return pid != 0
+	})
+	return pid
+}
+
+// childrenOf lists the children of pid: each thread lists those it forked.
+func childrenOf(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var kids []int
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, k)
+			}
+		}
+	}
+	return kids
+}
+
+// killTree SIGKILLs pid and everything below it, so that a failed test leaves nothing.
+func killTree(pid int) {
+	for _, k := range childrenOf(pid) {
+		killTree(k)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+}
+
+// signal sends sig to svinit.
+func (s *svinit) signal(sig unix.Signal) {
+	s.t.Helper()
+	if err := unix.Kill(s.pid, sig); err != nil {
+		s.t.Fatalf("kill svinit %s: %v", unix.SignalName(sig), err)
+	}
+}
+
+// wait returns svinit's exit code, failing the test if it does not exit in time.
+func (s *svinit) wait() int {
+	s.t.Helper()
+	select {
+	case <-s.done:
+		return s.code
+	case <-time.After(waitLimit):
+		s.t.Fatalf("svinit did not exit within %s", waitLimit)
+		return -1
+	}
+}
+
+func (s *svinit) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// childPid returns the pid of svinit's main child (its first child).
+func (s *svinit) childPid() int { return waitChildOf(s.t, s.pid) }
+
+// poll calls cond until it holds or waitLimit passes.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// waitLine polls until the file at path has a line equal to want.
+func waitLine(t *testing.T, path, want string) {
+	t.Helper()
+	poll(t, "line "+strconv.Quote(want)+" in "+filepath.Base(path), func() bool { return hasLine(path, want) })
+}
+
+func hasLine(path, want string) bool {
+	b, _ := os.ReadFile(path)
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == want {
+			return true
+		}
+	}
+	return false
+}
+
+// zombiesOf counts the zombie children of ppid.
+func zombiesOf(ppid int) int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		f := bytes.Fields(b[i+1:])
+		if len(f) > 2 && string(f[0]) == "Z" && string(f[1]) == strconv.Itoa(ppid) {
+			n++
+		}
+	}
+	return n
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := bytes.Fields(b[i+1:])
+	return len(f) > 0 && string(f[0]) != "Z"
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

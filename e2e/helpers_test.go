@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Helper programs, selected by SVINIT_E2E_HELPER. Paths they write come in the environment.
+var helpers = map[string]func(args []string) int{
+	"exit":        helperExit,
+	"record":      helperRecord,
+	"sleep":       helperSleep,
+	"ignore-term": helperIgnoreTerm,
+	"term-count":  helperTermCount,
+	"orphans":     helperOrphans,
+	"spawner":     helperSpawner,
+	"launcher":    helperLauncher,
+	"daemon":      helperDaemon,
+}
+
+func runHelper(mode string, args []string) int {
+	h, ok := helpers[mode]
+	if !ok {
+		fmt.Fprintln(os.Stderr, "unknown helper", mode)
+		return 100
+	}
+	return h(args)
+}
+
+// helperExit exits with the code given as its argument.
+func helperExit(args []string) int {
+	n, _ := strconv.Atoi(args[0])
+	return n
+}
+
+// helperRecord appends the name of every signal it receives to $REC, after a first line
+// "ready", and exits 0 after SIGTERM. With $REC_CHILD it first starts a second recorder,
+// writing there, in the same process group (the kill-group test's grandchild).
+// Run it with GODEBUG=asyncpreemptoff=1: else the Go runtime's own SIGURGs would be seen.
+func helperRecord([]string) int {
+	var all []os.Signal
+	for s := 1; s <= 64; s++ {
+		if s != int(unix.SIGKILL) && s != int(unix.SIGSTOP) && s != 32 && s != 33 {
+			all = append(all, unix.Signal(s))
+		}
+	}
+	ch := make(chan os.Signal, 256)
+	signal.Notify(ch, all...)
+	if path := os.Getenv("REC_CHILD"); path != "" {
+		cmd := exec.Command(selfPath())
+		cmd.Env = append(withoutEnv(os.Environ(), "REC_CHILD"), "REC="+path)
+		if err := cmd.Start(); err != nil {
+			return 101
+		}
+		if !waitFile(path, "ready\n", 20*time.Second) {
+			return 102
+		}
+	}
+	rec := os.Getenv("REC")
+	appendLine(rec, "ready")
+	for s := range ch {
+		appendLine(rec, unix.SignalName(s.(unix.Signal)))
+		if s == unix.SIGTERM {
+			return 0
+		}
+	}
+	return 0
+}
+
+// helperSleep says "ready" on stdout and waits, every signal left at its default action.
+func helperSleep([]string) int {
+	fmt.Println("ready")
+	if rec := os.Getenv("REC"); rec != "" {
+		appendLine(rec, "ready")
+	}
+	return block()
+}
+
+// helperIgnoreTerm ignores SIGTERM, as a stuck server would, and waits.
+func helperIgnoreTerm([]string) int {
+	signal.Ignore(unix.SIGTERM)
+	appendLine(os.Getenv("REC"), "ready")
+	return block()
+}
+
+// helperTermCount counts the SIGTERMs it receives; on SIGUSR1 it writes the count to $REC
+// and exits 0.
+func helperTermCount([]string) int {
+	ch := make(chan os.Signal, 64)
+	signal.Notify(ch, unix.SIGTERM, unix.SIGUSR1)
+	appendLine(os.Getenv("REC"), "ready")
+	n := 0
+	for s := range ch {
+		if s == unix.SIGUSR1 {
+			appendLine(os.Getenv("REC"), "terms "+strconv.Itoa(n))
+			return 0
+		}
+		n++
+	}
+	return 0
+}
+
+// helperOrphans has a spawner make $ORPHANS processes that it leaves behind, so that they
+// are reparented to svinit, writes "spawned" to $REC once the spawner is gone, and waits.
+func helperOrphans([]string) int {
+	cmd := exec.Command(selfPath())
+	cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"=spawner")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "spawner:", err)
+		return 103
+	}
+	appendLine(os.Getenv("REC"), "spawned")
+	return block()
+}
+
+// helperSpawner starts $ORPHANS short-lived processes and never waits for them. It exits
+// at once, orphaning them, unless $STAY is set: then it lives on as their neglectful parent
+// and they stay zombies (the negative control).
+func helperSpawner([]string) int {
+	n, _ := strconv.Atoi(os.Getenv("ORPHANS"))
+	tru, err := exec.LookPath("true")
+	if err != nil {
+		return 104
+	}
+	for i := 0; i < n; i++ {
+		if _, err := syscall.ForkExec(tru, []string{"true"}, &syscall.ProcAttr{}); err != nil {
+			fmt.Fprintln(os.Stderr, "fork:", err)
+			return 105
+		}
+	}
+	if os.Getenv("STAY") != "" {
+		appendLine(os.Getenv("REC"), "spawned")
+		return block()
+	}
+	return 0
+}
+
+// launcherBlocked and launcherIgnored are the dispositions helperLauncher starts svinit with.
+var (
+	launcherBlocked = []unix.Signal{unix.SIGUSR2, unix.SIGWINCH, 40}
+	launcherIgnored = []unix.Signal{unix.SIGHUP}
+	launcherNOFILE  = unix.Rlimit{Cur: 777, Max: 4096}
+)
+
+// helperLauncher execs svinit (its arguments) with some signals blocked, SIGHUP ignored
+// and a low open-files limit, as a parent process of svinit might.
+func helperLauncher(args []string) int {
+	runtime.LockOSThread() // the mask is per thread, and exec keeps the calling thread's
+	var set unix.Sigset_t
+	for _, s := range launcherBlocked {
+		set.Val[(s-1)/64] |= 1 << ((s - 1) % 64)
+	}
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+		return 106
+	}
+	for _, s := range launcherIgnored {
+		signal.Ignore(s)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &launcherNOFILE); err != nil {
+		return 107
+	}
+	if err := syscall.Exec(args[0], args, withoutEnv(os.Environ(), helperEnv)); err != nil {
+		fmt.Fprintln(os.Stderr, "exec:", err)
+	}
+	return 108
+}
+
+// helperDaemon starts a grandchild in a session of its own (a daemon: $DAEMON is its
+// helper mode), waits until it is ready, and exits 0, leaving it to svinit.
+func helperDaemon([]string) int {
+	cmd := exec.Command(selfPath())
+	cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"="+os.Getenv("DAEMON"), "GODEBUG=asyncpreemptoff=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 109
+	}
+	if !waitFile(os.Getenv("REC"), "ready\n", 20*time.Second) {
+		return 110
+	}
+	return 0
+}
+
+func selfPath() string {
+	p, _ := os.Executable()
+	return p
+}
+
+func withoutEnv(env []string, name string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	f.WriteString(line + "\n")
+	f.Close()
+}
+
+// waitFile polls until path contains want, or the deadline passes.
+func waitFile(path, want string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), want) {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+// block waits forever. A bare select{} would not: the Go runtime would call it a deadlock.
+func block() int {
+	for {
+		time.Sleep(time.Hour)
+	}
+}

@@ -1,0 +1,59 @@
+// Package e2e runs the real svinit binary: as PID 1 of a fresh PID namespace (unshare) and
+// as a plain process (a subreaper), with the test binary itself as every child program.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// helperEnv selects the helper program the test binary plays (see helpers_test.go).
+const helperEnv = "SVINIT_E2E_HELPER"
+
+var (
+	svinitBin string // the svinit binary under test
+	selfBin   string // this test binary, the helper programs
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode, os.Args[1:]))
+	}
+	os.Exit(buildAndRun(m))
+}
+
+func buildAndRun(m *testing.M) int {
+	// svinit must start with SIGINT and SIGHUP at their defaults, whatever this process
+	// inherited (a background job of a non-interactive shell ignores SIGINT, and svinit
+	// rightly keeps an inherited SIG_IGN): while this process catches them, the Go runtime
+	// resets them to SIG_DFL in every child it starts. Interrupted, it exits as it would.
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		sig := <-interrupts
+		os.Exit(128 + int(sig.(syscall.Signal)))
+	}()
+	dir, err := os.MkdirTemp("", "svinit-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	svinitBin = filepath.Join(dir, "svinit")
+	build := exec.Command("go", "build", "-o", svinitBin, "github.com/svinit/svinit/cmd/svinit")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: cannot build svinit:", err)
+		return 1
+	}
+	if selfBin, err = os.Executable(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}

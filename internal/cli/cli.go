@@ -1,0 +1,86 @@
+// Package cli is svinit's edge: it subscribes to signals, parses the configuration, sets up
+// logging and hands over to the supervisor, returning the code the process exits with.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/config"
+	"github.com/svinit/svinit/internal/reaper"
+	"github.com/svinit/svinit/internal/signals"
+	"github.com/svinit/svinit/internal/supervisor"
+)
+
+// Run runs svinit with args (os.Args) and returns its exit code. stdout is only written
+// for --help and --version: otherwise it belongs to the child.
+func Run(args []string, stdout, stderr io.Writer, version string) int {
+	// First of all: until a signal is subscribed to, the Go runtime's default for it is to
+	// exit at once, skipping every clean-up. Generously buffered: Notify never blocks, and a
+	// full channel would drop a signal.
+	sigs := make(chan os.Signal, 128)
+	signal.Notify(sigs, signals.Caught()...)
+	// A single slot is enough for SIGCHLD: it only means "go and reap", and one reap pass
+	// collects every exit, however many SIGCHLDs coalesced.
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, unix.SIGCHLD)
+
+	cfg, err := config.Parse(args[1:])
+	if errors.Is(err, config.ErrHelp) {
+		if cfg.Version {
+			fmt.Fprintf(stdout, "svinit %s\n", version)
+		} else {
+			config.Usage(stdout)
+		}
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "svinit: invalid configuration:\n%s\n", indent(err.Error()))
+		return supervisor.ExitUsage
+	}
+
+	log := newLogger(cfg, stderr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := reaper.New(log)
+	if reaper.NeedsSubreaper() {
+		if err := reaper.SetSubreaper(); err != nil {
+			log.Error().Err(err).Msg("cannot become a child subreaper")
+			return supervisor.ExitInternal
+		}
+	}
+	go r.Run(ctx, sigchld)
+
+	log.Debug().Str("version", version).Int("pid", os.Getpid()).Msg("svinit starting")
+	code := supervisor.New(cfg, log, os.Environ(), sigs, r).Run(ctx)
+	log.Info().Int("exit_code", code).Msg("svinit exiting")
+	return code
+}
+
+func newLogger(cfg config.Config, stderr io.Writer) zerolog.Logger {
+	w := stderr
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: time.RFC3339}
+	}
+	level, _ := zerolog.ParseLevel(cfg.LogLevel) // validated by config.Parse
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func indent(s string) string {
+	out := "  "
+	for _, r := range s {
+		out += string(r)
+		if r == '\n' {
+			out += "  "
+		}
+	}
+	return out
+}

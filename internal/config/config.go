@@ -1,0 +1,307 @@
+// Package config turns svinit's command line and SVINIT_* environment into one Config,
+// parsed once at the edge; every other package takes plain values from it.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+
+	"github.com/svinit/svinit/internal/signals"
+)
+
+// EnvPrefix is the prefix of every variable that sets an option.
+const EnvPrefix = "SVINIT"
+
+// Config holds every setting. A field with a `flag` tag is an option; with an `envconfig`
+// tag it can also be set from SVINIT_<NAME>, and a flag given on the command line wins
+// over its variable. The tags are also the source of --help.
+type Config struct {
+	Grace     time.Duration    `flag:"grace" envconfig:"GRACE" default:"10s" desc:"time the child gets after SIGTERM/SIGINT before its process group is SIGKILLed"`
+	KillGroup bool             `flag:"kill-group" envconfig:"KILL_GROUP" default:"false" desc:"forward signals to the child's whole process group, not only the child"`
+	Rewrite   signals.Rewrites `flag:"rewrite" envconfig:"REWRITE" desc:"rewrite a signal before forwarding it, FROM:TO (TO 0 drops it); repeatable, comma list in the variable"`
+	RemapExit ExitCodes        `flag:"remap-exit" envconfig:"REMAP_EXIT" desc:"report the child's exit code FROM as TO, e.g. 143:0; repeatable, comma list in the variable"`
+	LogFormat string           `flag:"log-format" envconfig:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
+	LogLevel  string           `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
+
+	Help    bool `flag:"help" desc:"print this help and exit"`
+	Version bool `flag:"version" desc:"print the version and exit"`
+
+	// Program is the command to run: PROGRAM and its arguments.
+	Program []string
+}
+
+// ErrHelp is returned when --help or --version asked for information instead of a run.
+var ErrHelp = errors.New("help requested")
+
+// resetter is implemented by list options: the first flag occurrence replaces what the
+// variable set instead of adding to it.
+type resetter interface{ Reset() }
+
+// Parse reads the options from args (without the program name) over the environment read
+// by envconfig, and validates them. All problems are returned together.
+func Parse(args []string) (Config, error) {
+	var cfg Config
+	envErrs := cfg.fromEnv()
+	rest, given, err := parseArgs(cfg.flagSet(), args)
+	var errs *multierror.Error
+	for _, o := range Options() { // in a stable order
+		if e, ok := envErrs[o.Flag]; ok && !given[o.Flag] {
+			errs = multierror.Append(errs, e)
+		}
+	}
+	if err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	cfg.Program = rest
+	if cfg.Help || cfg.Version {
+		return cfg, ErrHelp
+	}
+	if err := cfg.validate(); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	return cfg, flatten(errs)
+}
+
+// fromEnv applies each option's variable (or its default) with envconfig, one field at a
+// time so that every bad variable is reported, not only the first. It returns the
+// problems by option name.
+func (c *Config) fromEnv() map[string]error {
+	errs := map[string]error{}
+	v := reflect.ValueOf(c).Elem()
+	for i, f := range reflect.VisibleFields(v.Type()) {
+		if f.Tag.Get("envconfig") == "" {
+			continue
+		}
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		err := envconfig.Process(EnvPrefix, one.Interface())
+		var perr *envconfig.ParseError
+		if errors.As(err, &perr) {
+			err = fmt.Errorf("%s=%q: %v", perr.KeyName, perr.Value, explain(f.Type, perr.Err))
+		}
+		if err != nil {
+			// Keep the default, so the bad variable is the one problem reported for it.
+			errs[f.Tag.Get("flag")] = err
+			if def := f.Tag.Get("default"); def != "" {
+				optionValue(v.Field(i)).Set(def)
+			}
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
+	}
+	return errs
+}
+
+// flagSet registers every option, its value already set from the environment.
+func (c *Config) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("svinit", flag.ContinueOnError)
+	v := reflect.ValueOf(c).Elem()
+	for i, f := range reflect.VisibleFields(v.Type()) {
+		name := f.Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		fs.Var(optionValue(v.Field(i)), name, f.Tag.Get("desc"))
+	}
+	return fs
+}
+
+// parseArgs reads options up to "--" or the first argument that is not an option, and
+// returns the rest: PROGRAM and its arguments, which belong to the child untouched. Unlike
+// flag.Parse it goes on after a bad option, so that every problem is reported at once.
+func parseArgs(fs *flag.FlagSet, args []string) (rest []string, given map[string]bool, err error) {
+	var errs *multierror.Error
+	seen := map[string]bool{}
+	for len(args) > 0 {
+		arg := args[0]
+		if arg == "--" {
+			return args[1:], seen, errs.ErrorOrNil()
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			break
+		}
+		args = args[1:]
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			errs = multierror.Append(errs, fmt.Errorf("unknown option %s (see svinit --help; put -- before PROGRAM if it starts with a dash)", arg))
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() && !hasValue {
+			value, hasValue = "true", true
+		}
+		if !hasValue {
+			if len(args) == 0 {
+				errs = multierror.Append(errs, fmt.Errorf("option --%s needs a value", name))
+				break
+			}
+			value, args = args[0], args[1:]
+		}
+		if r, ok := f.Value.(resetter); ok && !seen[name] {
+			r.Reset()
+		}
+		seen[name] = true
+		if err := f.Value.Set(value); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("option --%s %q: %v", name, value, err))
+		}
+	}
+	return args, seen, errs.ErrorOrNil()
+}
+
+// validate checks the values that parsed; an option that failed to parse keeps its
+// default, which passes, so its problem is reported once.
+func (c *Config) validate() error {
+	var errs *multierror.Error
+	if len(c.Program) == 0 {
+		errs = multierror.Append(errs, errors.New("no PROGRAM given: usage: svinit [options] [--] PROGRAM [ARG...]"))
+	}
+	if c.Grace <= 0 {
+		errs = multierror.Append(errs, fmt.Errorf("--grace %s: must be positive (SIGKILL follows SIGTERM after it)", c.Grace))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = multierror.Append(errs, fmt.Errorf("--log-format %q: want json or console", c.LogFormat))
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		errs = multierror.Append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errs.ErrorOrNil()
+}
+
+// absPath makes p absolute, so that svinit can chdir("/") after starting the child and
+// still find its own files.
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// Usage writes the option reference: each option with its variable and default.
+func Usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: svinit [options] [--] PROGRAM [ARG...]")
+	fmt.Fprintln(w, "\nRuns PROGRAM as an init: forwards signals, reaps zombies, stops it within --grace and")
+	fmt.Fprintln(w, "exits with its status. Every option can also be set by the variable shown; a flag wins.")
+	fmt.Fprintln(w, "\noptions:")
+	for _, o := range Options() {
+		line := "  --" + o.Flag
+		if o.Env != "" {
+			line += " (" + o.Env + ")"
+		}
+		if o.Default != "" {
+			line += ", default " + o.Default
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, o.Desc)
+	}
+}
+
+// Option describes one option for --help and the README reference.
+type Option struct{ Flag, Env, Default, Desc string }
+
+// Options lists every option in the order of Config's fields.
+func Options() []Option {
+	var out []Option
+	for _, f := range reflect.VisibleFields(reflect.TypeOf(Config{})) {
+		name := f.Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		o := Option{Flag: name, Default: f.Tag.Get("default"), Desc: f.Tag.Get("desc")}
+		if e := f.Tag.Get("envconfig"); e != "" {
+			o.Env = EnvPrefix + "_" + e
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// flatten turns a multierror into one message with one problem per line, or nil.
+func flatten(errs *multierror.Error) error {
+	if errs == nil || len(errs.Errors) == 0 {
+		return nil
+	}
+	var all []error
+	for _, e := range errs.Errors {
+		var m *multierror.Error
+		if errors.As(e, &m) {
+			all = append(all, m.Errors...)
+			continue
+		}
+		all = append(all, e)
+	}
+	errs = &multierror.Error{Errors: all, ErrorFormat: listFormat}
+	return errs
+}
+
+func listFormat(errs []error) string {
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// optionValue returns the flag.Value that sets field: the field itself when it is one,
+// else a typed setter whose errors say what was wanted (flag's own say "parse error").
+func optionValue(field reflect.Value) flag.Value {
+	if v, ok := field.Addr().Interface().(flag.Value); ok {
+		return v
+	}
+	return builtinValue{field}
+}
+
+type builtinValue struct{ v reflect.Value }
+
+func (b builtinValue) Set(s string) error {
+	var err error
+	switch p := b.v.Addr().Interface().(type) {
+	case *string:
+		*p = s
+	case *bool:
+		*p, err = strconv.ParseBool(s)
+	case *int:
+		*p, err = strconv.Atoi(s)
+	case *time.Duration:
+		*p, err = time.ParseDuration(s)
+	default:
+		return fmt.Errorf("option of unsupported type %T", p) // a programming error, caught by the tests
+	}
+	return explain(b.v.Type(), err)
+}
+
+func (b builtinValue) String() string {
+	if !b.v.IsValid() {
+		return ""
+	}
+	return fmt.Sprint(b.v.Interface())
+}
+
+func (b builtinValue) IsBoolFlag() bool { return b.v.IsValid() && b.v.Kind() == reflect.Bool }
+
+// explain replaces a parser's error with what the option wants.
+func explain(t reflect.Type, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)):
+		return errors.New("want a duration such as 30s or 1m30s")
+	case t.Kind() == reflect.Bool:
+		return errors.New("want true or false")
+	case t.Kind() == reflect.Int:
+		return errors.New("want a whole number")
+	}
+	return err
+}

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]string{"prog", "-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Grace != 10*time.Second || cfg.KillGroup || cfg.LogFormat != "json" || cfg.LogLevel != "info" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	if strings.Join(cfg.Program, " ") != "prog -x" {
+		t.Errorf("Program = %q, want the arguments after the first non-option untouched", cfg.Program)
+	}
+}
+
+func TestFlagWinsOverVariable(t *testing.T) {
+	t.Setenv("SVINIT_GRACE", "3s")
+	t.Setenv("SVINIT_KILL_GROUP", "true")
+	t.Setenv("SVINIT_REWRITE", "TERM:QUIT,HUP:0")
+	t.Setenv("SVINIT_REMAP_EXIT", "143:0")
+	cfg, err := Parse([]string{"--grace=5s", "--rewrite", "USR1:USR2", "--rewrite", "INT:TERM", "--", "--prog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Grace != 5*time.Second {
+		t.Errorf("Grace = %s, want the flag's 5s", cfg.Grace)
+	}
+	if !cfg.KillGroup {
+		t.Error("KillGroup from SVINIT_KILL_GROUP was lost")
+	}
+	if got := cfg.Rewrite.String(); got != "INT:TERM,USR1:USR2" {
+		t.Errorf("Rewrite = %q: the flags must replace the variable's list, and repeat", got)
+	}
+	if cfg.RemapExit.Map(143) != 0 || cfg.RemapExit.Map(1) != 1 {
+		t.Errorf("RemapExit = %v", cfg.RemapExit)
+	}
+	if to, _ := cfg.Rewrite.Apply(unix.SIGTERM); to != unix.SIGTERM {
+		t.Errorf("TERM rewritten to %v although the flag replaced the variable", to)
+	}
+	if strings.Join(cfg.Program, " ") != "--prog" {
+		t.Errorf("Program = %q", cfg.Program)
+	}
+}
+
+func TestAllProblemsAtOnce(t *testing.T) {
+	t.Setenv("SVINIT_KILL_GROUP", "maybe")
+	t.Setenv("SVINIT_REMAP_EXIT", "300:1")
+	t.Setenv("SVINIT_GRACE", "soon")
+	_, err := Parse([]string{"--grace", "5s", "--log-format", "xml", "--bogus", "--rewrite", "TERM", "--log-level=loud"})
+	if err == nil {
+		t.Fatal("Parse succeeded")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`SVINIT_KILL_GROUP="maybe": want true or false`,
+		`SVINIT_REMAP_EXIT="300:1"`,
+		`unknown option --bogus`,
+		`option --rewrite "TERM"`,
+		`--log-format "xml": want json or console`,
+		`--log-level "loud"`,
+		`no PROGRAM given`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not mention %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "SVINIT_GRACE") {
+		t.Errorf("--grace was given, so SVINIT_GRACE must not be reported:\n%s", msg)
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 7 {
+		t.Errorf("want 7 problems, one per line, got %d:\n%s", n, msg)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	for _, args := range [][]string{
+		{"--grace", "0s", "p"}, {"--grace", "-1s", "p"}, {"--grace"}, {"--remap-exit", "1", "p"},
+		{"--remap-exit", "1:256", "p"}, {"--kill-group=yes", "p"}, {"--rewrite", "TERM:BOGUS", "p"},
+	} {
+		if _, err := Parse(args); err == nil {
+			t.Errorf("Parse(%q) succeeded, want an error", args)
+		}
+	}
+}
+
+func TestHelpListsEveryOption(t *testing.T) {
+	cfg, err := Parse([]string{"--help"})
+	if err != ErrHelp || !cfg.Help {
+		t.Fatalf("Parse(--help) = %v", err)
+	}
+	var b bytes.Buffer
+	Usage(&b)
+	for _, o := range Options() {
+		if !strings.Contains(b.String(), "--"+o.Flag) || !strings.Contains(b.String(), o.Env) || !strings.Contains(b.String(), o.Desc) {
+			t.Errorf("--help lacks option %s (%s)", o.Flag, o.Env)
+		}
+	}
+}

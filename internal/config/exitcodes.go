@@ -1,0 +1,60 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ExitCodes maps a child's exit code to the one svinit reports (--remap-exit 143:0 for a
+// JVM that exits 143 on SIGTERM). It is a flag.Value and an envconfig setter.
+type ExitCodes map[int]int
+
+// Map returns the code svinit exits with for the child's code.
+func (m ExitCodes) Map(code int) int {
+	if to, ok := m[code]; ok {
+		return to
+	}
+	return code
+}
+
+// Set adds "FROM:TO[,FROM:TO...]" pairs, each an exit code 0-255.
+func (m *ExitCodes) Set(s string) error {
+	if *m == nil {
+		*m = ExitCodes{}
+	}
+	for _, pair := range strings.Split(s, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		from, to, ok := strings.Cut(pair, ":")
+		f, ferr := exitCode(from)
+		t, terr := exitCode(to)
+		if !ok || ferr != nil || terr != nil {
+			return fmt.Errorf("remap %q: want FROM:TO with exit codes 0-255, e.g. 143:0", pair)
+		}
+		(*m)[f] = t
+	}
+	return nil
+}
+
+// Reset forgets the pairs set so far, so that a command-line flag replaces its variable.
+func (m *ExitCodes) Reset() { *m = nil }
+
+func (m ExitCodes) String() string {
+	pairs := make([]string, 0, len(m))
+	for f, t := range m {
+		pairs = append(pairs, fmt.Sprintf("%d:%d", f, t))
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, ",")
+}
+
+func exitCode(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 || n > 255 {
+		return 0, fmt.Errorf("exit code %q out of range 0-255", s)
+	}
+	return n, nil
+}

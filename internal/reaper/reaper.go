@@ -1,0 +1,114 @@
+// Package reaper collects the exit of every process that becomes svinit's child: the one
+// it started, and as PID 1 or child subreaper, every orphan reparented to it.
+package reaper
+
+import (
+	"context"
+	"os"
+	"sync"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// Reaper owns every wait4 in the process. A process started through Start has its exit
+// status delivered on its channel; any other exit is an orphan's and is only counted.
+// Nothing else in svinit may wait for a child, or it would steal an exit status.
+type Reaper struct {
+	log zerolog.Logger
+
+	mu         sync.Mutex
+	waiters    map[int]chan unix.WaitStatus
+	noChildren bool          // the last pass ended with ECHILD
+	changed    chan struct{} // closed, and replaced, after every pass
+	orphans    uint64
+}
+
+// New returns a Reaper; call Run to have it reap on every SIGCHLD.
+func New(log zerolog.Logger) *Reaper {
+	return &Reaper{log: log, waiters: map[int]chan unix.WaitStatus{}, changed: make(chan struct{})}
+}
+
+// Run reaps once at once (children may have exited before the caller subscribed to
+// SIGCHLD) and then once for every notification on sigchld, until ctx ends. SIGCHLDs
+// coalesce, so each pass reaps everything that has exited, not one process.
+func (r *Reaper) Run(ctx context.Context, sigchld <-chan os.Signal) {
+	for {
+		r.Reap()
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigchld:
+		}
+	}
+}
+
+// Start runs start, which must create a child process and return its pid, and subscribes
+// to that pid's exit before any reap pass can see it.
+func (r *Reaper) Start(start func() (int, error)) (int, <-chan unix.WaitStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pid, err := start()
+	if err != nil {
+		return 0, nil, err
+	}
+	exited := make(chan unix.WaitStatus, 1)
+	r.waiters[pid] = exited
+	r.noChildren = false
+	return pid, exited, nil
+}
+
+// Reap collects every exited child without blocking and returns how many it collected.
+func (r *Reaper) Reap() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for {
+		var ws unix.WaitStatus
+		pid, err := wait(&ws)
+		if err == unix.EINTR {
+			continue
+		}
+		if pid <= 0 {
+			r.noChildren = err == unix.ECHILD
+			break
+		}
+		n++
+		if ch, ok := r.waiters[pid]; ok {
+			delete(r.waiters, pid)
+			ch <- ws
+			continue
+		}
+		r.orphans++
+		r.log.Debug().Int("pid", pid).Int("status", int(ws)).Msg("orphan reaped")
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+	return n
+}
+
+// Orphans returns how many processes not started through Start have been reaped.
+func (r *Reaper) Orphans() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.orphans
+}
+
+// WaitNoChildren returns nil once svinit has no child left, living or zombie: since it
+// is PID 1 or a subreaper, that means no descendant is left either.
+func (r *Reaper) WaitNoChildren(ctx context.Context) error {
+	for {
+		r.Reap()
+		r.mu.Lock()
+		done, changed := r.noChildren, r.changed
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package reaper
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// Processes started while the reap loop runs each get their own exit status, never one
+// stolen by a concurrent reap pass, and orphans are counted apart.
+func TestStartedExitsAreDelivered(t *testing.T) {
+	if err := SetSubreaper(); err != nil {
+		t.Fatalf("subreaper: %v", err)
+	}
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	defer signal.Stop(chld)
+	r := New(zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, chld)
+
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(code int) {
+			defer wg.Done()
+			_, exited, err := r.Start(func() (int, error) {
+				return syscall.ForkExec("/bin/sh", []string{"sh", "-c", "exit $0", strconv.Itoa(code)}, &syscall.ProcAttr{})
+			})
+			if err != nil {
+				t.Errorf("start: %v", err)
+				return
+			}
+			select {
+			case ws := <-exited:
+				if ws.ExitStatus() != code {
+					t.Errorf("exit status %d, want %d", ws.ExitStatus(), code)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("exit of the process exiting %d never delivered", code)
+			}
+		}(i)
+	}
+	wg.Wait()
+
+	// An orphan: sh leaves a background sleep behind, reparented to this subreaper.
+	_, exited, err := r.Start(func() (int, error) {
+		return syscall.ForkExec("/bin/sh", []string{"sh", "-c", "sleep 0.01 &"}, &syscall.ProcAttr{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := r.WaitNoChildren(wctx); err != nil {
+		t.Fatalf("children left: %v", err)
+	}
+	if n := r.Orphans(); n != 1 {
+		t.Errorf("orphans reaped: %d, want 1", n)
+	}
+}

@@ -1,0 +1,109 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// defaultPath is searched when PATH is unset, as Docker does for images without one.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// startError is a failure to start PROGRAM, with the exit code a shell would give it.
+type startError struct {
+	program string
+	code    int
+	err     error
+}
+
+func (e *startError) Error() string { return fmt.Sprintf("start %s: %v", e.program, e.err) }
+func (e *startError) Unwrap() error { return e.err }
+
+// spawn forks and execs argv in its own process group, handing it the terminal when svinit
+// holds it. It never waits for the child: the reaper owns every exit. The child gets the
+// signal mask svinit was started with and its original RLIMIT_NOFILE (the Go runtime keeps
+// both for children), and every inherited descriptor that is not close-on-exec.
+func spawn(argv, env []string) (int, error) {
+	path, err := lookPath(argv[0], env)
+	if err != nil {
+		return 0, err
+	}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if ownsTerminal() {
+		// The child's group becomes the foreground group of the terminal on fd 0, so
+		// Ctrl-C and job control reach it rather than svinit.
+		sys.Foreground, sys.Ctty = true, 0
+	}
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+		Env:   env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   sys,
+	})
+	if err != nil {
+		return 0, &startError{program: argv[0], code: execFailureCode(err), err: err}
+	}
+	return pid, nil
+}
+
+// lookPath finds program as execvp would: names with a slash are used as given, others are
+// searched in PATH. Like a shell, it tells "not found" (127) from "found but cannot be
+// executed" (126).
+func lookPath(program string, env []string) (string, error) {
+	if strings.Contains(program, "/") {
+		return program, nil
+	}
+	search, ok := lookupEnv(env, "PATH")
+	if !ok {
+		search = defaultPath
+	}
+	var denied error
+	for _, dir := range filepath.SplitList(search) {
+		if dir == "" {
+			dir = "."
+		}
+		candidate := filepath.Join(dir, program)
+		fi, err := os.Stat(candidate)
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		if err := unix.Access(candidate, unix.X_OK); err != nil {
+			if denied == nil {
+				denied = &startError{program: program, code: ExitNotExecutable, err: fmt.Errorf("%s: %w", candidate, err)}
+			}
+			continue
+		}
+		return candidate, nil
+	}
+	if denied != nil {
+		return "", denied
+	}
+	return "", &startError{program: program, code: ExitNotFound, err: fmt.Errorf("not found in PATH %q", search)}
+}
+
+func execFailureCode(err error) int {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return ExitNotFound
+	}
+	return ExitNotExecutable
+}
+
+// ownsTerminal reports whether fd 0 is a terminal whose foreground process group is
+// svinit's own: only then may svinit hand it to the child (not from a background job).
+func ownsTerminal() bool {
+	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && fg == unix.Getpgrp()
+}
+
+func lookupEnv(env []string, name string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
+}

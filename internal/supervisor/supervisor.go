@@ -1,0 +1,166 @@
+// Package supervisor is svinit's life cycle in one place: start the program, forward its
+// signals, stop it within the grace period, clean up what it left, and report its status.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/config"
+	"github.com/svinit/svinit/internal/reaper"
+	"github.com/svinit/svinit/internal/signals"
+)
+
+// Timings of the clean-up after the main child has exited.
+const (
+	// descendantGrace is how long the processes the child left get between SIGTERM and
+	// SIGKILL: short, as the container is going away, and never more than the stop
+	// budget left.
+	descendantGrace = 2 * time.Second
+	// reapTimeout bounds the wait for SIGKILLed processes to be reaped; a process stuck in
+	// uninterruptible sleep (a dead NFS server) must not keep svinit from exiting.
+	reapTimeout = 5 * time.Second
+)
+
+// Supervisor runs one program as an init.
+type Supervisor struct {
+	cfg    config.Config
+	log    zerolog.Logger
+	env    []string
+	sigs   <-chan os.Signal
+	reaper *reaper.Reaper
+}
+
+// New returns a Supervisor for cfg. sigs delivers every caught signal but SIGCHLD, which
+// the reaper consumes; the caller subscribes to both before parsing anything, so that no
+// signal is lost or left to the Go runtime's default (exit 2, no clean-up).
+func New(cfg config.Config, log zerolog.Logger, env []string, sigs <-chan os.Signal, r *reaper.Reaper) *Supervisor {
+	return &Supervisor{cfg: cfg, log: log, env: env, sigs: sigs, reaper: r}
+}
+
+// Run goes through the whole life cycle and returns the code svinit exits with.
+func (s *Supervisor) Run(ctx context.Context) int {
+	inherited := inheritedFDs()
+
+	startup := watchStartup(ctx, s.sigs, s.log)
+	// Start-up steps that can wait (lock, templates, license) take startup.ctx, which a
+	// SIGTERM or SIGINT cancels.
+	if sig := startup.stop(); sig != 0 {
+		s.log.Info().Str("signal", signals.Name(sig)).Msg("stopped before the child started")
+		return 128 + int(sig)
+	}
+
+	started := time.Now()
+	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.env) })
+	if err != nil {
+		var se *startError
+		if errors.As(err, &se) {
+			s.log.Error().Err(err).Str("program", se.program).Int("exit_code", se.code).Msg("cannot start the child")
+			return se.code
+		}
+		s.log.Error().Err(err).Msg("cannot start the child")
+		return ExitInternal
+	}
+	s.log.Info().Int("pid", pid).Strs("argv", s.cfg.Program).Msg("child started")
+	closeFDs(inherited)
+	if err := os.Chdir("/"); err != nil {
+		s.log.Debug().Err(err).Msg("chdir / failed")
+	}
+
+	ws, deadline := s.supervise(pid, exited)
+	code := statusCode(ws)
+	ev := s.log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed", time.Since(started))
+	if ws.Signaled() {
+		ev = ev.Str("signal", signals.Name(ws.Signal()))
+	}
+	ev.Msg("child exited")
+
+	s.cleanUp(deadline)
+
+	if mapped := s.cfg.RemapExit.Map(code); mapped != code {
+		s.log.Info().Int("exit_code", code).Int("reported", mapped).Msg("exit code remapped")
+		code = mapped
+	}
+	return code
+}
+
+// supervise forwards signals to the child until it exits, and SIGKILLs its process group
+// when it outlives the grace period after a stop signal. It returns the child's status and
+// the deadline of the stop budget (zero when nobody asked the child to stop).
+func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.WaitStatus, time.Time) {
+	var (
+		kill     <-chan time.Time
+		deadline time.Time
+	)
+	for {
+		select {
+		case ws := <-exited:
+			return ws, deadline
+		case sig := <-s.sigs:
+			sn := sig.(unix.Signal)
+			s.forward(pid, sn)
+			if signals.IsStop(sn) && deadline.IsZero() {
+				deadline = time.Now().Add(s.cfg.Grace)
+				kill = time.After(s.cfg.Grace)
+				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace", s.cfg.Grace).Msg("stopping the child")
+			}
+		case <-kill:
+			kill = nil
+			s.log.Warn().Int("pid", pid).Dur("grace", s.cfg.Grace).Msg("child outlived the grace period, sending SIGKILL to its process group")
+			if err := unix.Kill(-pid, unix.SIGKILL); err != nil {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+	}
+}
+
+// forward passes sig on, rewritten, to the child or with --kill-group to its process group.
+func (s *Supervisor) forward(pid int, sig unix.Signal) {
+	to, ok := s.cfg.Rewrite.Apply(sig)
+	if !ok {
+		s.log.Debug().Str("signal", signals.Name(sig)).Msg("signal dropped by rewrite")
+		return
+	}
+	target := pid
+	if s.cfg.KillGroup {
+		target = -pid
+	}
+	if err := unix.Kill(target, to); err != nil {
+		s.log.Debug().Err(err).Str("signal", signals.Name(to)).Int("target", target).Msg("forward failed")
+		return
+	}
+	s.log.Debug().Str("signal", signals.Name(to)).Str("received", signals.Name(sig)).Int("target", target).Msg("signal forwarded")
+}
+
+// cleanUp ends every process the child left behind, and reaps them all: SIGTERM, a short
+// wait bounded by the stop budget, SIGKILL, then reap until no child is left.
+func (s *Supervisor) cleanUp(deadline time.Time) {
+	if signalDescendants(unix.SIGTERM) == 0 {
+		s.awaitReaped(reapTimeout)
+		return
+	}
+	wait := descendantGrace
+	if !deadline.IsZero() {
+		wait = min(wait, max(time.Until(deadline), 0))
+	}
+	s.log.Info().Dur("wait", wait).Msg("terminating the processes the child left")
+	if s.awaitReaped(wait) {
+		return
+	}
+	n := signalDescendants(unix.SIGKILL)
+	s.log.Warn().Int("count", n).Msg("processes left after SIGTERM, sent SIGKILL")
+	if !s.awaitReaped(reapTimeout) {
+		s.log.Error().Dur("waited", reapTimeout).Msg("processes left that cannot be reaped (uninterruptible sleep?)")
+	}
+}
+
+func (s *Supervisor) awaitReaped(d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return s.reaper.WaitNoChildren(ctx) == nil
+}
