@@ -1,0 +1,195 @@
+package render
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/rs/zerolog"
+)
+
+// Options are the settings shared by every template.
+type Options struct {
+	Mode fs.FileMode // permission bits of every DST; 0 keeps each SRC's
+	Data Data
+	Log  zerolog.Logger
+}
+
+// Plan is every rendered file, checked and held in memory, ready to be written.
+type Plan struct {
+	outputs []output
+	log     zerolog.Logger
+}
+
+type output struct {
+	src, dst string
+	mode     fs.FileMode
+	content  []byte
+}
+
+// Prepare reads and renders every spec in memory and checks every DST can be written;
+// nothing is written. The problems of all templates are returned together, one per line,
+// each naming its file (and line, when it has one).
+func Prepare(specs []Spec, opts Options) (*Plan, error) {
+	return prepare(specs, opts, defaultLimits())
+}
+
+func prepare(specs []Spec, opts Options, lim limits) (*Plan, error) {
+	var errs *multierror.Error
+	if opts.Mode&^fs.ModePerm != 0 {
+		errs = multierror.Append(errs, fmt.Errorf("template mode %#o: want permission bits only, 0001 to 0777", uint32(opts.Mode)))
+	}
+	p := &Plan{log: opts.Log}
+	renderedFrom := map[string]string{} // DST -> SRC, so two templates never write one file
+	for _, spec := range specs {
+		files, err := sources(spec, opts.Log)
+		if err != nil {
+			errs = multierror.Append(errs, err)
+		}
+		for _, f := range files {
+			if prev, dup := renderedFrom[f.dst]; dup {
+				errs = multierror.Append(errs, fmt.Errorf("%s: renders to %s, as %s does: give each template its own DST", f.src, f.dst, prev))
+				continue
+			}
+			renderedFrom[f.dst] = f.src
+			o, err := prepareOne(f, opts, lim)
+			if err != nil {
+				errs = multierror.Append(errs, err)
+				continue
+			}
+			p.outputs = append(p.outputs, o)
+		}
+	}
+	if err := flatten(errs); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// prepareOne renders one file and checks its DST; both problems are reported.
+func prepareOne(f source, opts Options, lim limits) (output, error) {
+	var errs *multierror.Error
+	content, err := os.ReadFile(f.src)
+	if err != nil {
+		errs = multierror.Append(errs, fmt.Errorf("template %s: %w", f.src, err))
+	} else if content, err = renderFile(f.src, content, f.goTemplate, opts.Data, lim); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	if err := checkDst(f.dst, f.src); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	mode := f.mode
+	if opts.Mode != 0 {
+		mode = opts.Mode
+	}
+	return output{src: f.src, dst: f.dst, mode: mode, content: content}, errs.ErrorOrNil()
+}
+
+// checkDst finds what would make writing dst fail, so that it fails before any file is
+// written: a directory in its place, a parent that is a file, a directory svinit may not
+// write in (a read-only mount).
+func checkDst(dst, src string) error {
+	fi, err := os.Lstat(dst)
+	switch {
+	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+		// Replaced by the rename, never followed.
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("%s: the DST %s is a directory: name the file to write, or render a directory SRC into it", src, dst)
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Errorf("%s: the DST %s is a %s, not a file: svinit will not replace it", src, dst, fileType(fi.Mode()))
+	case err == nil:
+		if sfi, err := os.Stat(src); err == nil && os.SameFile(fi, sfi) {
+			return fmt.Errorf("%s: the DST %s is the template itself: render to another path", src, dst)
+		}
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR): // ENOTDIR: found below
+		return fmt.Errorf("%s: DST: %w", src, err)
+	}
+	for dir := filepath.Dir(dst); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // created by Write; "/" always exists, so the loop ends
+		}
+		if err != nil {
+			return fmt.Errorf("%s: DST: %w", src, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: cannot create %s: %s is not a directory", src, dst, dir)
+		}
+		if err := canWriteIn(dir); err != nil {
+			return fmt.Errorf("%s: cannot write %s: %s: %w", src, dst, dir, err)
+		}
+		return nil
+	}
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
+}
+
+// Files returns the DST paths, in the order they are written.
+func (p *Plan) Files() []string {
+	dsts := make([]string, len(p.outputs))
+	for i, o := range p.outputs {
+		dsts[i] = o.dst
+	}
+	return dsts
+}
+
+// Print writes every rendered file to w, each under a header naming its DST, for a dry run.
+func (p *Plan) Print(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	for i, o := range p.outputs {
+		if i > 0 {
+			bw.WriteString("\n")
+		}
+		fmt.Fprintf(bw, "==> %s (from %s, mode %#o) <==\n", o.dst, o.src, uint32(o.mode))
+		bw.Write(o.content)
+		if len(o.content) > 0 && o.content[len(o.content)-1] != '\n' {
+			bw.WriteString("\n\\ No newline at end of file\n")
+		}
+	}
+	return bw.Flush() // bufio keeps the first error and reports it here
+}
+
+// Write writes every file atomically, in order, and stops at the first failure. Each DST
+// is either its old content or its new one at every moment.
+func (p *Plan) Write() error {
+	for _, o := range p.outputs {
+		if err := writeAtomic(o, p.log); err != nil {
+			return fmt.Errorf("render %s: %w", o.dst, err)
+		}
+		p.log.Info().Str("src", o.src).Str("dst", o.dst).Int("bytes", len(o.content)).
+			Str("mode", fmt.Sprintf("%#o", uint32(o.mode))).Msg("rendered")
+	}
+	return nil
+}
+
+// flatten turns a multierror into one message with one problem per line, or nil.
+func flatten(errs *multierror.Error) error {
+	if errs == nil || len(errs.Errors) == 0 {
+		return nil
+	}
+	errs.ErrorFormat = func(all []error) string {
+		lines := make([]string, len(all))
+		for i, e := range all {
+			lines[i] = e.Error()
+		}
+		return strings.Join(lines, "\n")
+	}
+	return errs
+}
