@@ -1,0 +1,372 @@
+package license
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// HTTPConfig configures the generic http provider, for a license server that has no preset.
+// Method, URL, header values and body are Go text/templates over
+//
+//	{{.URL}}       the base URL (--license-url)
+//	{{.Key}}       the license key
+//	{{.Instance}}  the instance id
+//	{{.ID}}        the activation id (empty when activating)
+//
+// with the functions query, path and json, which escape a value for a query string, a path
+// segment or the inside of a JSON string: {{.URL}}/activate?key={{query .Key}}.
+type HTTPConfig struct {
+	Activate HTTPRequest
+	// Heartbeat is optional: without it, a lease with a TTL is renewed by repeating Activate.
+	Heartbeat  HTTPRequest
+	Deactivate HTTPRequest
+	// SuccessStatus lists the statuses that mean success; empty means any 2xx.
+	SuccessStatus []int
+	// ErrorField names a JSON field that, when present and not empty in a successful
+	// response, means the request failed: for servers that report errors with a 200.
+	ErrorField string
+	// Fields of the activation (and heartbeat) response, as dotted paths into its JSON
+	// (data.attributes.expiry): the activation id (default: the instance id), the lease TTL
+	// in seconds or as a Go duration, the license's expiry (RFC 3339 or Unix seconds), and
+	// the license file as a string ("." takes the whole body, which then is not JSON).
+	IDField, TTLField, ExpiresField, FileField string
+	// NoSeatsStatus lists the statuses of an activation that mean no seat is free (e.g. 409
+	// or 410). NoSeatsMatch is a regular expression: an error message it matches means the
+	// same.
+	NoSeatsStatus []int
+	NoSeatsMatch  string
+}
+
+// HTTPRequest is one templated request.
+type HTTPRequest struct {
+	// Method defaults to GET without a body and POST with one.
+	Method string
+	URL    string
+	Header map[string]string
+	Body   string
+}
+
+func (r HTTPRequest) empty() bool {
+	return r.URL == "" && r.Method == "" && r.Body == "" && len(r.Header) == 0
+}
+
+// templateData is what the request templates see.
+type templateData struct {
+	URL, Key, Instance, ID string
+}
+
+type compiledRequest struct {
+	method, url, body *template.Template
+	header            map[string]*template.Template
+}
+
+type genericHTTP struct {
+	http                       httpCaller
+	data                       templateData
+	cfg                        HTTPConfig
+	activate, beat, deactivate *compiledRequest // beat nil: repeat activate
+	noSeats                    *regexp.Regexp
+}
+
+func templateFuncs() template.FuncMap {
+	return template.FuncMap{
+		"query": url.QueryEscape,
+		"path":  url.PathEscape,
+		"json":  func(s string) string { return jsonString(s, false) },
+	}
+}
+
+func newGenericHTTP(cfg HTTPConfig, base, key string, caller httpCaller) (*genericHTTP, error) {
+	var errs *multierror.Error
+	g := &genericHTTP{http: caller, cfg: cfg, data: templateData{URL: base, Key: key}}
+	var err error
+	if g.activate, err = compileRequest("activate", cfg.Activate); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	if !cfg.Heartbeat.empty() {
+		if g.beat, err = compileRequest("heartbeat", cfg.Heartbeat); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	if g.deactivate, err = compileRequest("deactivate", cfg.Deactivate); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	for _, s := range append(slices.Clone(cfg.SuccessStatus), cfg.NoSeatsStatus...) {
+		if s < 100 || s > 599 {
+			errs = multierror.Append(errs, fmt.Errorf("license http: status %d out of range 100-599", s))
+		}
+	}
+	if cfg.FileField == "." && (cfg.IDField != "" || cfg.TTLField != "" || cfg.ExpiresField != "") {
+		errs = multierror.Append(errs, errors.New("license http: a response that is the license file (file field \".\") has no JSON id, TTL or expiry fields"))
+	}
+	if cfg.NoSeatsMatch != "" {
+		if g.noSeats, err = regexp.Compile(cfg.NoSeatsMatch); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("license http: no-seats pattern: %w", err))
+		}
+	}
+	return g, errs.ErrorOrNil()
+}
+
+func compileRequest(what string, r HTTPRequest) (*compiledRequest, error) {
+	if r.URL == "" {
+		return nil, fmt.Errorf("license http: the %s request needs a URL template, e.g. {{.URL}}/%s?key={{query .Key}}", what, what)
+	}
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+		if r.Body != "" {
+			method = http.MethodPost
+		}
+	}
+	var errs *multierror.Error
+	parse := func(field, text string) *template.Template {
+		t, err := template.New(what + " " + field).Funcs(templateFuncs()).Option("missingkey=error").Parse(text)
+		if err == nil {
+			// Run it once on sample data so that a field that does not exist ({{.Token}})
+			// is reported now rather than on the first activation.
+			err = t.Execute(&bytes.Buffer{}, templateData{URL: "https://example.com", Key: "k", Instance: "i", ID: "a"})
+		}
+		if err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("license http: %s %s template: %w; it may use {{.URL}}, {{.Key}}, {{.Instance}}, {{.ID}}", what, field, err))
+		}
+		return t
+	}
+	c := &compiledRequest{method: parse("method", method), url: parse("url", r.URL), body: parse("body", r.Body), header: map[string]*template.Template{}}
+	for name, v := range r.Header {
+		c.header[name] = parse("header "+name, v)
+	}
+	return c, errs.ErrorOrNil()
+}
+
+func render(t *template.Template, d templateData) (string, error) {
+	var b strings.Builder
+	err := t.Execute(&b, d)
+	return b.String(), err
+}
+
+// send renders and sends one request.
+func (g *genericHTTP) send(ctx context.Context, c *compiledRequest, d templateData) (int, []byte, string, error) {
+	method, err1 := render(c.method, d)
+	u, err2 := render(c.url, d)
+	body, err3 := render(c.body, d)
+	header := http.Header{}
+	var errs []error
+	for name, t := range c.header {
+		v, err := render(t, d)
+		errs = append(errs, err)
+		header.Set(name, v)
+	}
+	if err := errors.Join(append(errs, err1, err2, err3)...); err != nil {
+		return 0, nil, "", fmt.Errorf("%w: render the request: %s", ErrPermanent, g.http.redact.Redact(err.Error()))
+	}
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	status, resp, err := g.http.do(ctx, method, u, header, b)
+	return status, resp, method + " " + g.http.show(u), err
+}
+
+func (g *genericHTTP) success(status int) bool {
+	if len(g.cfg.SuccessStatus) == 0 {
+		return status >= 200 && status < 300
+	}
+	return slices.Contains(g.cfg.SuccessStatus, status)
+}
+
+func (g *genericHTTP) Activate(ctx context.Context, instance string) (Lease, error) {
+	d := g.data
+	d.Instance = instance
+	l, err := g.lease(ctx, "activate", g.activate, d, Lease{ID: instance})
+	if err != nil {
+		return Lease{}, fmt.Errorf("http activate %s: %w", instance, err)
+	}
+	return l, nil
+}
+
+func (g *genericHTTP) Heartbeat(ctx context.Context, instance string, old Lease) (Lease, error) {
+	c := g.beat
+	if c == nil {
+		c = g.activate
+	}
+	d := g.data
+	d.Instance, d.ID = instance, old.ID
+	l, err := g.lease(ctx, "heartbeat", c, d, old)
+	if err != nil {
+		return Lease{}, fmt.Errorf("http heartbeat %s: %w", instance, err)
+	}
+	return l, nil
+}
+
+func (g *genericHTTP) Deactivate(ctx context.Context, instance string, l Lease) error {
+	d := g.data
+	d.Instance, d.ID = instance, l.ID
+	status, body, shown, err := g.send(ctx, g.deactivate, d)
+	if err != nil {
+		return fmt.Errorf("http deactivate %s: %w", instance, err)
+	}
+	if err := g.check("deactivate", status, body, shown); err != nil {
+		return fmt.Errorf("http deactivate %s: %w", instance, err)
+	}
+	return nil
+}
+
+// lease sends an activation or heartbeat and reads the lease out of the response, starting
+// from prev for the fields the response does not carry.
+func (g *genericHTTP) lease(ctx context.Context, what string, c *compiledRequest, d templateData, prev Lease) (Lease, error) {
+	status, body, shown, err := g.send(ctx, c, d)
+	if err != nil {
+		return Lease{}, err
+	}
+	if err := g.check(what, status, body, shown); err != nil {
+		return Lease{}, err
+	}
+	l := prev
+	if g.cfg.FileField == "." {
+		l.File = body
+	}
+	var doc any
+	if g.cfg.IDField == "" && g.cfg.TTLField == "" && g.cfg.ExpiresField == "" && (g.cfg.FileField == "" || g.cfg.FileField == ".") {
+		return l, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return Lease{}, fmt.Errorf("%w: %s: status %d with a body that is not JSON", ErrPermanent, shown, status)
+	}
+	field := func(name string) (string, bool, error) {
+		if name == "" {
+			return "", false, nil
+		}
+		v, ok := jsonField(doc, name)
+		if !ok {
+			return "", false, nil
+		}
+		switch v := v.(type) {
+		case string:
+			return v, true, nil
+		case json.Number:
+			return v.String(), true, nil
+		default:
+			return "", false, fmt.Errorf("%w: %s: field %s is not a string or a number", ErrPermanent, shown, name)
+		}
+	}
+	if id, ok, err := field(g.cfg.IDField); err != nil {
+		return Lease{}, err
+	} else if ok && id != "" {
+		l.ID = id
+	} else if g.cfg.IDField != "" && what == "activate" {
+		return Lease{}, fmt.Errorf("%w: %s: the response has no activation id field %s", ErrPermanent, shown, g.cfg.IDField)
+	}
+	if s, ok, err := field(g.cfg.TTLField); err != nil {
+		return Lease{}, err
+	} else if ok {
+		if l.TTL, err = parseTTL(s); err != nil {
+			return Lease{}, fmt.Errorf("%w: %s: field %s: %v", ErrPermanent, shown, g.cfg.TTLField, err)
+		}
+	}
+	if s, ok, err := field(g.cfg.ExpiresField); err != nil {
+		return Lease{}, err
+	} else if ok && s != "" {
+		if l.Expires, err = parseExpires(s); err != nil {
+			return Lease{}, fmt.Errorf("%w: %s: field %s: %v", ErrPermanent, shown, g.cfg.ExpiresField, err)
+		}
+	}
+	if g.cfg.FileField != "." {
+		if s, ok, err := field(g.cfg.FileField); err != nil {
+			return Lease{}, err
+		} else if ok {
+			l.File = []byte(s)
+		}
+	}
+	return l, nil
+}
+
+// check classifies a response.
+func (g *genericHTTP) check(what string, status int, body []byte, shown string) error {
+	if g.success(status) {
+		msg := ""
+		if g.cfg.ErrorField != "" {
+			var doc any
+			if json.Unmarshal(body, &doc) == nil {
+				if v, ok := jsonField(doc, g.cfg.ErrorField); ok && v != nil && v != "" && v != false {
+					b, _ := json.Marshal(v)
+					msg = strings.Trim(string(b), `"`)
+				}
+			}
+		}
+		if msg == "" {
+			return nil
+		}
+		msg = g.http.redact.Redact(msg)
+		class := ErrPermanent
+		if what == "activate" && g.noSeats != nil && g.noSeats.MatchString(msg) {
+			class = ErrNoSeats
+		}
+		return fmt.Errorf("%w: %s: server said %q", class, shown, msg)
+	}
+	text := g.http.redact.Redact(snippet(body))
+	class := statusClass(status)
+	switch {
+	case what == "activate" && (slices.Contains(g.cfg.NoSeatsStatus, status) || (g.noSeats != nil && g.noSeats.MatchString(text))):
+		class = ErrNoSeats
+	case what != "activate" && (status == http.StatusNotFound || status == http.StatusGone):
+		class = ErrNotFound
+	}
+	return fmt.Errorf("%w: %s: status %d: %s", class, shown, status, text)
+}
+
+// jsonField follows a dotted path through JSON objects.
+func jsonField(doc any, path string) (any, bool) {
+	v := doc
+	for _, name := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[name]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// parseTTL reads seconds ("60", "1.5") or a Go duration ("1m").
+func parseTTL(s string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f < 0 {
+			return 0, fmt.Errorf("negative TTL %q", s)
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("TTL %q is neither seconds nor a duration like 1m30s", s)
+	}
+	return d, nil
+}
+
+// parseExpires reads RFC 3339 or Unix seconds.
+func parseExpires(s string) (time.Time, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("expiry %q is neither RFC 3339 nor Unix seconds", s)
+	}
+	return t, nil
+}

@@ -1,0 +1,455 @@
+package license
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ManagerOptions tunes a Manager; zero fields take the defaults.
+type ManagerOptions struct {
+	// Provider is the provider's name. It goes into the journal, so that a record is never
+	// handed to a different provider after a configuration change.
+	Provider string
+	// Timeout bounds Start as a whole, reclaim and retries included (--license-timeout), and
+	// Stop when its context has no deadline. Default 60s.
+	Timeout time.Duration
+	// RequestTimeout bounds one request or command. Default 10s.
+	RequestTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between attempts, which doubles from
+	// MinBackoff, with jitter. Defaults 500ms and 10s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+func (o ManagerOptions) withDefaults() ManagerOptions {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Timeout, 60*time.Second)
+	def(&o.RequestTimeout, 10*time.Second)
+	def(&o.MinBackoff, 500*time.Millisecond)
+	def(&o.MaxBackoff, 10*time.Second)
+	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
+	return o
+}
+
+// Manager brackets the child's life with one activation. Start: reclaim what a previous run
+// left in the journal, journal the intent, activate with retries, journal the activation id,
+// heartbeat at a third of the lease's TTL. Stop: deactivate within the time left, then
+// remove the record. A Manager for a nil Provider does nothing.
+type Manager struct {
+	p        Provider
+	store    Store
+	instance string
+	log      zerolog.Logger
+	opts     ManagerOptions
+
+	mu       sync.Mutex
+	started  bool
+	held     bool // an activation is held: Start succeeded and Stop has not released it
+	lease    Lease
+	stopBeat context.CancelFunc
+	beatDone chan struct{}
+}
+
+// NewManager returns a Manager that activates p for instance and journals in store. A nil
+// store keeps no journal: a crash then leaks the seat until the server expires it.
+func NewManager(p Provider, store Store, instance string, log zerolog.Logger, opts ManagerOptions) *Manager {
+	if store == nil {
+		store = noStore{}
+	}
+	opts = opts.withDefaults()
+	return &Manager{
+		p: p, store: store, instance: instance, opts: opts,
+		log: log.With().Str("component", "license").Str("provider", opts.Provider).Str("instance", instance).Logger(),
+	}
+}
+
+// Lease returns the lease held now; heartbeats may have renewed or replaced the one Start
+// returned.
+func (m *Manager) Lease() Lease {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lease
+}
+
+// Start activates, within ManagerOptions.Timeout. When it fails, nothing is held: an
+// activation that may have happened is deactivated, or left in the journal for the next
+// start when that fails too. Cancelling ctx (SIGTERM) cancels the activation likewise.
+// ExitCode says what the error means for svinit's exit code.
+func (m *Manager) Start(ctx context.Context) (Lease, error) {
+	if m.p == nil {
+		return Lease{}, nil
+	}
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return Lease{}, errors.New("license: Start called twice")
+	}
+	m.started = true
+	m.mu.Unlock()
+
+	began := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	if _, isNoStore := m.store.(noStore); isNoStore {
+		m.log.Warn().Msg("no license state file: a crash will leak the seat until the server expires it; set --license-state")
+	}
+	if err := m.reclaim(sctx); err != nil {
+		return Lease{}, err
+	}
+	if err := m.store.Save(sctx, m.record(StateActivating, "")); err != nil {
+		return Lease{}, fmt.Errorf("license: journal the activation before making it: %w", err)
+	}
+
+	var lease Lease
+	attempts, uncertain, err := m.retry(sctx, "activate", func(rctx context.Context) error {
+		l, err := m.p.Activate(rctx, m.instance)
+		if err == nil {
+			lease = l
+		}
+		return err
+	})
+	if err != nil {
+		m.log.Error().Err(err).Int("attempts", attempts).Dur("elapsed", time.Since(began)).Msg("activation failed")
+		m.abortStart(ctx, uncertain, Lease{})
+		return Lease{}, fmt.Errorf("license: %w", err)
+	}
+	if err := m.store.Save(sctx, m.record(StateActive, lease.ID)); err != nil {
+		// Without the id in the journal a crash could leak this seat: give it back.
+		m.log.Error().Err(err).Str("activation_id", lease.ID).Msg("cannot journal the activation; deactivating it")
+		m.abortStart(ctx, true, lease)
+		return Lease{}, fmt.Errorf("license: journal activation %s: %w", lease.ID, err)
+	}
+	m.mu.Lock()
+	m.lease, m.held = lease, true
+	m.mu.Unlock()
+	m.log.Info().Str("activation_id", lease.ID).Dur("ttl", lease.TTL).Int("attempts", attempts).
+		Dur("elapsed", time.Since(began)).Bool("license_file", len(lease.File) > 0).Msg("license activated")
+	if lease.TTL > 0 {
+		m.startHeartbeat(ctx)
+	}
+	return lease, nil
+}
+
+// Stop deactivates within ctx, which carries what is left of the stop budget, and removes
+// the journal record. When deactivation fails the record stays, so that the next start
+// reclaims the seat, and Stop returns the error; svinit's exit code stays the child's.
+func (m *Manager) Stop(ctx context.Context) error {
+	if m.p == nil {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.opts.Timeout)
+		defer cancel()
+	}
+	m.stopHeartbeat(ctx)
+	m.mu.Lock()
+	held, lease := m.held, m.lease
+	m.mu.Unlock()
+	if !held {
+		return nil
+	}
+	began := time.Now()
+	if err := m.deactivate(ctx, "deactivate", m.instance, lease); err != nil {
+		m.log.Error().Err(err).Str("activation_id", lease.ID).Dur("elapsed", time.Since(began)).
+			Msg("deactivation failed; the journal keeps the activation for the next start to reclaim")
+		return fmt.Errorf("license: %w", err)
+	}
+	m.mu.Lock()
+	m.held = false
+	m.mu.Unlock()
+	if err := m.store.Delete(ctx); err != nil {
+		m.log.Error().Err(err).Msg("deactivated, but cannot remove the journal record; the next start will deactivate again")
+		return fmt.Errorf("license: %w", err)
+	}
+	m.log.Info().Str("activation_id", lease.ID).Dur("elapsed", time.Since(began)).Msg("license deactivated")
+	return nil
+}
+
+func (m *Manager) record(state, id string) Record {
+	return Record{Instance: m.instance, Provider: m.opts.Provider, State: state, ActivationID: id, Updated: time.Now().UTC()}
+}
+
+// reclaim deactivates what the journal says a previous run left behind: that run was
+// SIGKILLed, or its node died, before it could deactivate. The record may name another
+// instance id (a StatefulSet pod keeps its volume but gets a new UID); the journal is this
+// pod's alone, so its seat is ours to give back.
+func (m *Manager) reclaim(ctx context.Context) error {
+	rec, found, err := m.store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("license: %w: %w", ErrPermanent, err)
+	}
+	if !found {
+		return nil
+	}
+	log := m.log.With().Str("stale_instance", rec.Instance).Str("activation_id", rec.ActivationID).
+		Str("state", rec.State).Time("recorded", rec.Updated).Logger()
+	if rec.Provider != m.opts.Provider {
+		log.Error().Str("stale_provider", rec.Provider).
+			Msg("the journal names an activation made with another license provider; deactivate it by hand")
+		if err := m.store.Delete(ctx); err != nil {
+			return fmt.Errorf("license: %w", err)
+		}
+		return nil
+	}
+	log.Warn().Msg("reclaiming the activation a previous run left behind")
+	err = m.deactivate(ctx, "reclaim", rec.Instance, Lease{ID: rec.ActivationID})
+	switch {
+	case err == nil:
+		log.Info().Msg("reclaimed the activation a previous run left behind")
+	case errors.Is(err, ErrRetryable) || ctx.Err() != nil:
+		return fmt.Errorf("license: reclaim the activation a previous run left for %s: %w", rec.Instance, err)
+	default:
+		// Retrying cannot help and must not keep the program from starting forever.
+		log.Error().Err(err).Msg("cannot deactivate the activation a previous run left behind; it may hold a seat until removed by hand")
+	}
+	if err := m.store.Delete(ctx); err != nil {
+		return fmt.Errorf("license: %w", err)
+	}
+	return nil
+}
+
+// abortStart cleans up after a failed Start. When an attempt may have activated (it timed
+// out, was cancelled, or succeeded but could not be journaled), deactivate, within one
+// request timeout of ctx's values but not its cancellation: a SIGTERM during activation must
+// still give the seat back. The record stays when that fails.
+func (m *Manager) abortStart(ctx context.Context, uncertain bool, l Lease) {
+	if !uncertain {
+		if err := m.store.Delete(ctx); err != nil {
+			m.log.Error().Err(err).Msg("cannot remove the journal record")
+		}
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.RequestTimeout)
+	defer cancel()
+	m.log.Warn().Msg("an activation attempt may have taken a seat; deactivating")
+	if err := m.deactivate(cctx, "deactivate", m.instance, l); err != nil {
+		m.log.Error().Err(err).Msg("cannot deactivate; the journal keeps the activation for the next start to reclaim")
+		return
+	}
+	if err := m.store.Delete(cctx); err != nil {
+		m.log.Error().Err(err).Msg("cannot remove the journal record")
+	}
+}
+
+// deactivate retries Provider.Deactivate until ctx ends; an activation the server does not
+// know counts as deactivated.
+func (m *Manager) deactivate(ctx context.Context, op, instance string, l Lease) error {
+	_, _, err := m.retry(ctx, op, func(rctx context.Context) error {
+		err := m.p.Deactivate(rctx, instance, l)
+		if errors.Is(err, ErrNotFound) {
+			m.log.Info().Str("activation_id", l.ID).Str("reason", err.Error()).Msg("activation already gone")
+			return nil
+		}
+		return err
+	})
+	return err
+}
+
+// retry calls fn, each call bounded by the request timeout, until it succeeds, fails with
+// anything but ErrRetryable, or ctx ends. Waits between calls double from MinBackoff up to
+// MaxBackoff, with jitter so that a fleet restarted together does not retry in step. It
+// reports whether a failed call may have taken effect anyway.
+func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context) error) (attempts int, uncertain bool, err error) {
+	began := time.Now()
+	backoff := m.opts.MinBackoff
+	var last error
+	for ctx.Err() == nil {
+		attempts++
+		rctx, cancel := context.WithTimeout(ctx, m.opts.RequestTimeout)
+		err := fn(rctx)
+		cancel()
+		if err == nil {
+			return attempts, uncertain, nil
+		}
+		last = err
+		uncertain = uncertain || errors.Is(err, errUncertain)
+		if !errors.Is(err, ErrRetryable) {
+			return attempts, uncertain, fmt.Errorf("%s: %w", op, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		// An attempt cut short by the deadline is worse than none: it cannot succeed, and
+		// it may leave an activation whose outcome is unknown. Start one only if it gets a
+		// fair share of the request timeout.
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait+m.opts.RequestTimeout/4 {
+			break
+		}
+		m.log.Warn().Err(err).Str("op", op).Int("attempt", attempts).Dur("retry_in", wait).Msg("license request failed; retrying")
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, m.opts.MaxBackoff)
+	}
+	switch {
+	case last == nil:
+		return attempts, uncertain, fmt.Errorf("%s: not attempted: %w", op, ctx.Err())
+	case errors.Is(ctx.Err(), context.Canceled):
+		return attempts, uncertain, fmt.Errorf("%s: cancelled after %d attempt(s): %w (last error: %v)", op, attempts, context.Canceled, last)
+	default:
+		return attempts, uncertain, fmt.Errorf("%s: gave up after %s and %d attempt(s): %w", op, time.Since(began).Round(time.Millisecond), attempts, last)
+	}
+}
+
+// startHeartbeat renews the lease in the background until Stop. Its context keeps ctx's
+// values but not its cancellation: the start-up context ends long before the child does.
+func (m *Manager) startHeartbeat(ctx context.Context) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	m.mu.Lock()
+	m.stopBeat, m.beatDone = cancel, done
+	m.mu.Unlock()
+	go m.heartbeat(hctx, done)
+}
+
+// stopHeartbeat ends the heartbeat and waits for it, at most until ctx ends.
+func (m *Manager) stopHeartbeat(ctx context.Context) {
+	m.mu.Lock()
+	cancel, done := m.stopBeat, m.beatDone
+	m.stopBeat, m.beatDone = nil, nil
+	m.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// heartbeat renews the lease every TTL/3, so that two heartbeats can fail before it lapses;
+// after a failure it tries again sooner. When the server reports the lease gone, or gone
+// and no seat free, it re-activates, and keeps trying for as long as the child runs: the
+// child is not stopped for a lost lease, enforcing the license is the program's business.
+func (m *Manager) heartbeat(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	failures := 0
+	lost := false
+	for {
+		l := m.Lease()
+		if l.TTL <= 0 && !lost {
+			m.log.Info().Msg("the lease needs no more heartbeats")
+			return
+		}
+		wait := l.TTL / 3
+		if wait <= 0 {
+			wait = m.opts.MaxBackoff
+		}
+		if failures > 0 {
+			wait = min(wait, m.opts.MinBackoff<<min(failures-1, 10))
+		}
+		wait = max(wait, 10*time.Millisecond)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		var ok bool
+		if lost {
+			ok = m.reactivate(ctx)
+		} else {
+			ok, lost = m.beat(ctx, l)
+			if lost {
+				ok = m.reactivate(ctx)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if ok {
+			failures, lost = 0, false
+		} else {
+			failures++
+		}
+	}
+}
+
+// beat sends one heartbeat and reports whether it renewed the lease, or found it gone.
+func (m *Manager) beat(ctx context.Context, l Lease) (ok, lost bool) {
+	rctx, cancel := context.WithTimeout(ctx, m.opts.RequestTimeout)
+	defer cancel()
+	began := time.Now()
+	nl, err := m.p.Heartbeat(rctx, m.instance, l)
+	switch {
+	case err == nil:
+		m.setLease(ctx, nl, l.ID)
+		m.log.Debug().Str("activation_id", nl.ID).Dur("ttl", nl.TTL).Dur("elapsed", time.Since(began)).Msg("license heartbeat")
+		return true, false
+	case ctx.Err() != nil:
+		return false, false
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoSeats):
+		m.log.Warn().Err(err).Str("activation_id", l.ID).Msg("the lease is gone; re-activating")
+		return false, true
+	default:
+		m.log.Warn().Err(err).Str("activation_id", l.ID).Msg("license heartbeat failed; trying again")
+		return false, false
+	}
+}
+
+// reactivate takes a new activation after the old lease was lost, journaling the intent
+// first as Start does.
+func (m *Manager) reactivate(ctx context.Context) bool {
+	old := m.Lease()
+	if err := m.store.Save(ctx, m.record(StateActivating, old.ID)); err != nil {
+		m.log.Error().Err(err).Msg("cannot journal the re-activation; trying again")
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, m.opts.RequestTimeout)
+	defer cancel()
+	nl, err := m.p.Activate(rctx, m.instance)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Error().Err(err).Msg("re-activation failed; trying again")
+		}
+		return false
+	}
+	m.setLease(ctx, nl, "")
+	m.log.Warn().Str("activation_id", nl.ID).Dur("ttl", nl.TTL).Msg("license re-activated")
+	return true
+}
+
+// setLease journals the id of a renewed or new lease when it changed, then makes it the
+// lease held.
+func (m *Manager) setLease(ctx context.Context, l Lease, oldID string) {
+	if l.ID != oldID {
+		if err := m.store.Save(ctx, m.record(StateActive, l.ID)); err != nil {
+			m.log.Error().Err(err).Str("activation_id", l.ID).Msg("cannot journal the new activation id")
+		}
+	}
+	m.mu.Lock()
+	m.lease = l
+	m.mu.Unlock()
+}
+
+// abandon stops the heartbeat and forgets the lease without deactivating: what a SIGKILL
+// does. For tests.
+func (m *Manager) abandon() {
+	m.stopHeartbeat(context.Background())
+	m.mu.Lock()
+	m.held = false
+	m.mu.Unlock()
+}
+
+// noStore is the Store of a Manager without a journal.
+type noStore struct{}
+
+func (noStore) Load(context.Context) (Record, bool, error) { return Record{}, false, nil }
+func (noStore) Save(context.Context, Record) error         { return nil }
+func (noStore) Delete(context.Context) error               { return nil }
