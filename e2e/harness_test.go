@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +66,16 @@ func startSvinit(t *testing.T, m mode, childMode string, env []string, args ...s
 	}
 	s.cmd.Stderr = &s.stderr
 	return s.start(m.pid1)
+}
+
+// startSvinitAs runs svinit as uid:uid (the same gid), as a pod's runAsUser would.
+func startSvinitAs(t *testing.T, uid uint32, args ...string) *svinit {
+	t.Helper()
+	s := &svinit{t: t, cmd: exec.Command(svinitBin, args...), done: make(chan struct{})}
+	s.cmd.Env = withoutEnv(os.Environ(), helperEnv)
+	s.cmd.Stderr = &s.stderr
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	return s.start(false)
 }
 
 func (s *svinit) start(viaUnshare bool) *svinit {

@@ -25,6 +25,30 @@ var helpers = map[string]func(args []string) int{
 	"spawner":     helperSpawner,
 	"launcher":    helperLauncher,
 	"daemon":      helperDaemon,
+	"exclusive":   helperExclusive,
+	"env":         helperEnvDump,
+}
+
+// helperExclusive proves mutual exclusion: it creates $MARKER with O_EXCL (failing,
+// it records "overlap" and exits 9), holds it a moment, removes it and records "ran".
+func helperExclusive([]string) int {
+	f, err := os.OpenFile(os.Getenv("MARKER"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		appendLine(os.Getenv("REC"), "overlap")
+		return 9
+	}
+	f.Close()
+	time.Sleep(10 * time.Millisecond) // the work done under the lock
+	os.Remove(os.Getenv("MARKER"))
+	appendLine(os.Getenv("REC"), "ran")
+	return 0
+}
+
+// helperEnvDump writes its environment to $REC, a variable a line, and says "ready".
+func helperEnvDump([]string) int {
+	appendLine(os.Getenv("REC"), strings.Join(os.Environ(), "\n"))
+	appendLine(os.Getenv("REC"), "ready")
+	return block()
 }
 
 func runHelper(mode string, args []string) int {

@@ -44,6 +44,7 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755) // other users run it too
 	svinitBin = filepath.Join(dir, "svinit")
 	build := exec.Command("go", "build", "-o", svinitBin, "github.com/svinit/svinit/cmd/svinit")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

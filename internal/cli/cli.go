@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/config"
+	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/signals"
 	"github.com/svinit/svinit/internal/supervisor"
@@ -47,10 +48,30 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 		return supervisor.ExitUsage
 	}
 
+	key, _, err := license.LoadKey(os.LookupEnv, cfg.LicenseKeyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "svinit: invalid configuration:\n  --license-key-file: %v\n", err)
+		return supervisor.ExitUsage
+	}
+	// Whatever svinit writes to stderr goes through the redactor: the key never reaches a
+	// log line, even inside an error a library or a server produced.
+	stderr = license.NewRedactor(key).Writer(stderr)
 	log := newLogger(cfg, stderr)
+
+	r := reaper.New(log)
+	s, err := supervisor.New(supervisor.Params{
+		Config: cfg, Log: log, Version: version, Env: os.Environ(), LicenseKey: key, Signals: sigs, Reaper: r,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "svinit: invalid configuration:\n%s\n", indent(err.Error()))
+		return supervisor.ExitUsage
+	}
+	if cfg.DryRun {
+		return dryRun(s, stdout, stderr)
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r := reaper.New(log)
 	if reaper.NeedsSubreaper() {
 		if err := reaper.SetSubreaper(); err != nil {
 			log.Error().Err(err).Msg("cannot become a child subreaper")
@@ -60,9 +81,23 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	go r.Run(ctx, sigchld)
 
 	log.Debug().Str("version", version).Int("pid", os.Getpid()).Msg("svinit starting")
-	code := supervisor.New(cfg, log, os.Environ(), sigs, r).Run(ctx)
+	code := s.Run(ctx)
 	log.Info().Int("exit_code", code).Msg("svinit exiting")
 	return code
+}
+
+// dryRun renders the templates to stdout, so that a ConfigMap can be checked before it is
+// deployed; nothing is started or written.
+func dryRun(s *supervisor.Supervisor, stdout, stderr io.Writer) int {
+	plan, err := supervisor.PrepareTemplates(s)
+	if err == nil {
+		err = plan.Print(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "svinit: templates:\n%s\n", indent(err.Error()))
+		return supervisor.ExitUsage
+	}
+	return 0
 }
 
 func newLogger(cfg config.Config, stderr io.Writer) zerolog.Logger {

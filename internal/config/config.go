@@ -17,6 +17,8 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
+	"github.com/svinit/svinit/internal/lock"
+	"github.com/svinit/svinit/internal/render"
 	"github.com/svinit/svinit/internal/signals"
 )
 
@@ -33,6 +35,34 @@ type Config struct {
 	RemapExit ExitCodes        `flag:"remap-exit" envconfig:"REMAP_EXIT" desc:"report the child's exit code FROM as TO, e.g. 143:0; repeatable, comma list in the variable"`
 	LogFormat string           `flag:"log-format" envconfig:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
 	LogLevel  string           `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
+
+	Lock          string        `flag:"lock" envconfig:"LOCK" desc:"lock file to wait for, take and hold while the child runs (on the persistent volume)"`
+	LockTimeout   time.Duration `flag:"lock-timeout" envconfig:"LOCK_TIMEOUT" default:"60s" desc:"how long to wait for a lock held by someone else before --lock-on-timeout applies"`
+	LockOnTimeout string        `flag:"lock-on-timeout" envconfig:"LOCK_ON_TIMEOUT" default:"takeover" desc:"when the wait times out: takeover (remove a foreign or stale lock and take it; a live holder is never broken) or fail (exit 73)"`
+	LockHeartbeat time.Duration `flag:"lock-heartbeat" envconfig:"LOCK_HEARTBEAT" default:"5s" desc:"how often the holder refreshes the lock's mtime; a lock not refreshed for 3 heartbeats is stale"`
+	LockPoll      bool          `flag:"lock-poll" envconfig:"LOCK_POLL" default:"false" desc:"poll for the lock instead of using inotify (NFS and volumes whose changes inotify does not see)"`
+
+	Templates    render.Specs `flag:"template" envconfig:"TEMPLATES" desc:"render SRC (a file or a directory) to DST before the child starts, SRC:DST; repeatable, comma list in the variable"`
+	ReplicaIndex string       `flag:"replica-index" envconfig:"REPLICA_INDEX" desc:"replica index for templates (from the apps.kubernetes.io/pod-index label); unset: the hostname's trailing ordinal"`
+	Replicas     int          `flag:"replicas" envconfig:"REPLICAS" default:"0" desc:"replica count for templates ({{ .Replicas }}); 0: unknown"`
+	TemplateMode render.Mode  `flag:"template-mode" envconfig:"TEMPLATE_MODE" desc:"file mode of the rendered files, in octal; unset: each SRC's mode"`
+	DryRun       bool         `flag:"dry-run" desc:"render the templates to stdout and exit, starting nothing"`
+
+	LicenseProvider       string        `flag:"license-provider" envconfig:"LICENSE_PROVIDER" default:"none" desc:"license provider: none, exec, http, opswat or keygen-relay"`
+	LicenseURL            string        `flag:"license-url" envconfig:"LICENSE_URL" desc:"base URL of the license server"`
+	LicenseKeyFile        string        `flag:"license-key-file" envconfig:"LICENSE_KEY_FILE" desc:"file holding the license key (a mounted Secret); unset: SVINIT_LICENSE_KEY, else LICENSE_KEY"`
+	LicenseKeepKey        bool          `flag:"license-keep-key" envconfig:"LICENSE_KEEP_KEY" default:"false" desc:"leave the license key variables in the child's environment"`
+	LicenseState          string        `flag:"license-state" envconfig:"LICENSE_STATE" desc:"journal of the activation on the persistent volume: a seat a crash leaked is reclaimed on the next start"`
+	LicenseFile           string        `flag:"license-file" envconfig:"LICENSE_FILE" desc:"where to write the license file the server hands out, if any"`
+	LicenseTimeout        time.Duration `flag:"license-timeout" envconfig:"LICENSE_TIMEOUT" default:"60s" desc:"deadline of the activation, retries included (exit 75 when it passes)"`
+	LicenseRequestTimeout time.Duration `flag:"license-request-timeout" envconfig:"LICENSE_REQUEST_TIMEOUT" default:"10s" desc:"deadline of one license request or command"`
+	LicenseActivateCmd    Words         `flag:"license-activate-cmd" envconfig:"LICENSE_ACTIVATE_CMD" desc:"exec provider: the command that activates, words split on spaces"`
+	LicenseHeartbeatCmd   Words         `flag:"license-heartbeat-cmd" envconfig:"LICENSE_HEARTBEAT_CMD" desc:"exec provider: the command that renews the lease; unset: the activate command again"`
+	LicenseDeactivateCmd  Words         `flag:"license-deactivate-cmd" envconfig:"LICENSE_DEACTIVATE_CMD" desc:"exec provider: the command that deactivates"`
+	LicenseHTTPConfig     string        `flag:"license-http-config" envconfig:"LICENSE_HTTP_CONFIG" desc:"http provider: JSON file of request templates and response fields"`
+	InstanceID            string        `flag:"instance-id" envconfig:"INSTANCE_ID" desc:"license instance (deployment) id; unset: POD_NAME-POD_UID, else a UUID kept beside --license-state"`
+	PodName               string        `flag:"pod-name" envconfig:"POD_NAME" desc:"the pod's name, from the downward API (metadata.name)"`
+	PodUID                string        `flag:"pod-uid" envconfig:"POD_UID" desc:"the pod's UID, from the downward API (metadata.uid)"`
 
 	Help    bool `flag:"help" desc:"print this help and exit"`
 	Version bool `flag:"version" desc:"print the version and exit"`
@@ -162,7 +192,7 @@ func parseArgs(fs *flag.FlagSet, args []string) (rest []string, given map[string
 // default, which passes, so its problem is reported once.
 func (c *Config) validate() error {
 	var errs *multierror.Error
-	if len(c.Program) == 0 {
+	if len(c.Program) == 0 && !c.DryRun {
 		errs = multierror.Append(errs, errors.New("no PROGRAM given: usage: svinit [options] [--] PROGRAM [ARG...]"))
 	}
 	if c.Grace <= 0 {
@@ -174,6 +204,30 @@ func (c *Config) validate() error {
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		errs = multierror.Append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
+	if c.Lock != "" {
+		c.Lock = absPath(c.Lock)
+		if err := lock.Check(c.Lock); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("--lock: %w", err))
+		}
+	}
+	if _, err := lock.ParsePolicy(c.LockOnTimeout); err != nil {
+		errs = multierror.Append(errs, fmt.Errorf("--lock-on-timeout %q: want takeover or fail", c.LockOnTimeout))
+	}
+	if c.LockTimeout < 0 {
+		errs = multierror.Append(errs, fmt.Errorf("--lock-timeout %s: must be 0 (do not wait) or more", c.LockTimeout))
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"lock-heartbeat", c.LockHeartbeat}, {"license-timeout", c.LicenseTimeout}, {"license-request-timeout", c.LicenseRequestTimeout}} {
+		if d.d <= 0 {
+			errs = multierror.Append(errs, fmt.Errorf("--%s %s: must be positive", d.name, d.d))
+		}
+	}
+	if c.Replicas < 0 {
+		errs = multierror.Append(errs, fmt.Errorf("--replicas %d: must be 0 (unknown) or more", c.Replicas))
+	}
+	c.LicenseKeyFile, c.LicenseState, c.LicenseFile, c.LicenseHTTPConfig = absPath(c.LicenseKeyFile), absPath(c.LicenseState), absPath(c.LicenseFile), absPath(c.LicenseHTTPConfig)
 	return errs.ErrorOrNil()
 }
 

@@ -58,3 +58,14 @@ func exitCode(s string) (int, error) {
 	}
 	return n, nil
 }
+
+// Words is a command given as one string, split on spaces (no shell quoting: a command
+// that needs it belongs in a script). Set replaces the command.
+type Words []string
+
+func (w *Words) Set(s string) error {
+	*w = strings.Fields(s)
+	return nil
+}
+
+func (w Words) String() string { return strings.Join(w, " ") }

@@ -132,3 +132,13 @@ func removeStaleTemps(dir, base string, log zerolog.Logger) {
 		log.Debug().Str("path", path).Msg("stale temporary file removed")
 	}
 }
+
+// WriteFile writes content to dst as the rendered files are written: atomically, creating
+// its directory, replacing a symlink rather than following it. svinit writes the license
+// file a server hands out with it.
+func WriteFile(dst string, content []byte, mode fs.FileMode, log zerolog.Logger) error {
+	if err := writeAtomic(output{dst: dst, mode: mode, content: content}, log); err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/config"
+	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/signals"
 )
@@ -29,34 +30,80 @@ const (
 
 // Supervisor runs one program as an init.
 type Supervisor struct {
-	cfg    config.Config
-	log    zerolog.Logger
-	env    []string
-	sigs   <-chan os.Signal
-	reaper *reaper.Reaper
+	cfg      config.Config
+	log      zerolog.Logger
+	version  string
+	childEnv []string // svinit's environment less the license key, unless asked
+	sigs     <-chan os.Signal
+	reaper   *reaper.Reaper
+	provider license.Provider // nil without --license-provider
+	license  *license.Manager // set once a seat is held
 }
 
-// New returns a Supervisor for cfg. sigs delivers every caught signal but SIGCHLD, which
-// the reaper consumes; the caller subscribes to both before parsing anything, so that no
-// signal is lost or left to the Go runtime's default (exit 2, no clean-up).
-func New(cfg config.Config, log zerolog.Logger, env []string, sigs <-chan os.Signal, r *reaper.Reaper) *Supervisor {
-	return &Supervisor{cfg: cfg, log: log, env: env, sigs: sigs, reaper: r}
+// Params are what a Supervisor is built from. Signals delivers every caught signal but
+// SIGCHLD, which the reaper consumes; the caller subscribes to both before parsing
+// anything, so that no signal is lost or left to the Go runtime's default (exit 2, no
+// clean-up).
+type Params struct {
+	Config     config.Config
+	Log        zerolog.Logger
+	Version    string
+	Env        []string // svinit's environment
+	LicenseKey string
+	Signals    <-chan os.Signal
+	Reaper     *reaper.Reaper
 }
 
-// Run goes through the whole life cycle and returns the code svinit exits with.
+// New checks what can be checked before anything starts; its errors mean exit 2.
+func New(p Params) (*Supervisor, error) {
+	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, sigs: p.Signals, reaper: p.Reaper}
+	if !p.Config.LicenseKeepKey {
+		s.childEnv = license.ScrubEnv(p.Env)
+	}
+	provider, err := s.newLicenseProvider(p.LicenseKey)
+	if err != nil {
+		return nil, err
+	}
+	s.provider = provider
+	return s, nil
+}
+
+// Run goes through the whole life cycle and returns the code svinit exits with:
+// lock -> render -> activate -> run -> stop -> clean up -> deactivate -> unlock. Each
+// step that holds something undoes it in a deferred call, so every exit path gives back
+// the seat and then the lock.
 func (s *Supervisor) Run(ctx context.Context) int {
 	inherited := inheritedFDs()
 
+	// Until the child exists, a SIGTERM or SIGINT cancels startup.ctx, which every step
+	// that can wait takes.
 	startup := watchStartup(ctx, s.sigs, s.log)
-	// Start-up steps that can wait (lock, templates, license) take startup.ctx, which a
-	// SIGTERM or SIGINT cancels.
+	held, err := s.takeLock(startup.ctx)
+	if err != nil {
+		return s.startupFailed(startup, "lock", err, lockExitCode(err))
+	}
+	if held != nil {
+		defer func() {
+			if err := held.Release(); err != nil {
+				s.log.Error().Err(err).Str("lock", s.cfg.Lock).Msg("lock release failed")
+			}
+		}()
+	}
+	if err := s.renderTemplates(); err != nil {
+		return s.startupFailed(startup, "render", err, ExitUsage)
+	}
+	var stopDeadline time.Time // the stop budget's end, once a stop signal came
+	defer func() { s.deactivate(stopDeadline) }()
+	if err := s.activate(startup.ctx); err != nil {
+		return s.startupFailed(startup, "license", err, license.ExitCode(err))
+	}
 	if sig := startup.stop(); sig != 0 {
 		s.log.Info().Str("signal", signals.Name(sig)).Msg("stopped before the child started")
 		return 128 + int(sig)
 	}
 
 	started := time.Now()
-	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.env) })
+	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv) })
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {
@@ -72,7 +119,8 @@ func (s *Supervisor) Run(ctx context.Context) int {
 		s.log.Debug().Err(err).Msg("chdir / failed")
 	}
 
-	ws, deadline := s.supervise(pid, exited)
+	var ws unix.WaitStatus
+	ws, stopDeadline = s.supervise(pid, exited)
 	code := statusCode(ws)
 	ev := s.log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed", time.Since(started))
 	if ws.Signaled() {
@@ -80,12 +128,23 @@ func (s *Supervisor) Run(ctx context.Context) int {
 	}
 	ev.Msg("child exited")
 
-	s.cleanUp(deadline)
+	s.cleanUp(stopDeadline)
 
 	if mapped := s.cfg.RemapExit.Map(code); mapped != code {
 		s.log.Info().Int("exit_code", code).Int("reported", mapped).Msg("exit code remapped")
 		code = mapped
 	}
+	return code
+}
+
+// startupFailed ends the start-up after step failed: with 128+N when a stop signal caused
+// it (the wait was cancelled), else with code.
+func (s *Supervisor) startupFailed(w *startupWatch, step string, err error, code int) int {
+	if sig := w.stop(); sig != 0 {
+		s.log.Info().Str("signal", signals.Name(sig)).Str("step", step).Msg("stopped before the child started")
+		return 128 + int(sig)
+	}
+	s.log.Error().Err(err).Str("step", step).Int("exit_code", code).Msg("start-up failed, nothing started")
 	return code
 }
 

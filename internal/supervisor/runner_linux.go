@@ -1,0 +1,73 @@
+package supervisor
+
+import (
+	"context"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/reaper"
+)
+
+// reaperRunner runs the license commands. exec.Cmd.Wait cannot be used while the reaper
+// owns every wait4 in the process: the command's exit is delivered by the reaper instead.
+type reaperRunner struct{ r *reaper.Reaper }
+
+func (rr reaperRunner) Run(ctx context.Context, argv, env []string, stdout, stderr io.Writer) (int, error) {
+	path, err := lookPath(argv[0], env)
+	if err != nil {
+		return 0, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return 0, err
+	}
+	pid, exited, err := rr.r.Start(func() (int, error) {
+		return syscall.ForkExec(path, argv, &syscall.ProcAttr{
+			Env:   env,
+			Files: []uintptr{^uintptr(0), outW.Fd(), errW.Fd()}, // no stdin
+			Sys:   &syscall.SysProcAttr{Setpgid: true},
+		})
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return 0, err
+	}
+	var copies sync.WaitGroup
+	for _, c := range []struct {
+		w io.Writer
+		r *os.File
+	}{{stdout, outR}, {stderr, errR}} {
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			io.Copy(c.w, c.r)
+		}()
+	}
+	defer func() {
+		outR.Close()
+		errR.Close()
+	}()
+	select {
+	case ws := <-exited:
+		unix.Kill(-pid, unix.SIGKILL) // what the command left in its group, holding its output
+		copies.Wait()
+		return statusCode(ws), nil
+	case <-ctx.Done():
+		unix.Kill(-pid, unix.SIGKILL)
+		<-exited
+		return 0, ctx.Err()
+	}
+}

@@ -1,0 +1,168 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/svinit/svinit/internal/license"
+	"github.com/svinit/svinit/internal/lock"
+	"github.com/svinit/svinit/internal/render"
+)
+
+// Exit codes of the start-up steps, documented in the README.
+const (
+	ExitLockTimeout = 73 // --lock-on-timeout fail, and the lock stayed held (EX_CANTCREAT)
+	// A failed activation exits license.ExitNoSeats (69), ExitTempFail (75) or ExitConfig (78).
+)
+
+// minDeactivate is the least time deactivation gets after a stop whose budget the child
+// used up: without it a seat would always leak to the journal after a SIGKILL at --grace.
+const minDeactivate = 5 * time.Second
+
+// takeLock waits for and takes --lock; nil when none is configured.
+func (s *Supervisor) takeLock(ctx context.Context) (*lock.Lock, error) {
+	if s.cfg.Lock == "" {
+		return nil, nil
+	}
+	policy, _ := lock.ParsePolicy(s.cfg.LockOnTimeout) // validated by config
+	return lock.Acquire(ctx, lock.Options{
+		Path:      s.cfg.Lock,
+		Timeout:   s.cfg.LockTimeout,
+		OnTimeout: policy,
+		Heartbeat: s.cfg.LockHeartbeat,
+		Poll:      s.cfg.LockPoll,
+		Logger:    s.log,
+		Version:   s.version,
+	})
+}
+
+func lockExitCode(err error) int {
+	switch {
+	case errors.Is(err, lock.ErrBadPath):
+		return ExitUsage
+	case errors.Is(err, lock.ErrTimeout):
+		return ExitLockTimeout
+	}
+	return ExitInternal
+}
+
+// PrepareTemplates renders every --template in memory and checks them all; nothing is
+// written. It needs no lock, so the dry run uses it too.
+func PrepareTemplates(s *Supervisor) (*render.Plan, error) {
+	host, _ := os.Hostname()
+	index, hasIndex, err := render.ReplicaIndex(s.cfg.ReplicaIndex, host)
+	if err != nil {
+		return nil, fmt.Errorf("--replica-index: %w", err)
+	}
+	return render.Prepare(s.cfg.Templates, render.Options{
+		Mode: os.FileMode(s.cfg.TemplateMode),
+		Data: render.Data{
+			Index: index, HasIndex: hasIndex, Hostname: host,
+			Replicas: s.cfg.Replicas, HasReplicas: s.cfg.Replicas > 0,
+			LookupEnv: func(name string) (string, bool) { return lookupEnv(s.childEnv, name) },
+		},
+		Log: s.log,
+	})
+}
+
+// renderTemplates writes every --template, or none when any of them is bad.
+func (s *Supervisor) renderTemplates() error {
+	if len(s.cfg.Templates) == 0 {
+		return nil
+	}
+	plan, err := PrepareTemplates(s)
+	if err != nil {
+		return err
+	}
+	if err := plan.Write(); err != nil {
+		return err
+	}
+	s.log.Info().Strs("files", plan.Files()).Msg("templates rendered")
+	return nil
+}
+
+// newLicenseProvider builds the configured provider; nil for none. Every problem is
+// reported before anything starts.
+func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
+	cfg := license.Config{
+		Provider: s.cfg.LicenseProvider,
+		URL:      s.cfg.LicenseURL,
+		Key:      key,
+		Exec: license.ExecConfig{
+			Activate:   s.cfg.LicenseActivateCmd,
+			Heartbeat:  s.cfg.LicenseHeartbeatCmd,
+			Deactivate: s.cfg.LicenseDeactivateCmd,
+			Env:        s.childEnv,
+			Runner:     reaperRunner{s.reaper},
+		},
+		Log: s.log,
+	}
+	if s.cfg.LicenseHTTPConfig != "" {
+		b, err := os.ReadFile(s.cfg.LicenseHTTPConfig)
+		if err != nil {
+			return nil, fmt.Errorf("--license-http-config: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg.HTTP); err != nil {
+			return nil, fmt.Errorf("--license-http-config %s: %w", s.cfg.LicenseHTTPConfig, err)
+		}
+	}
+	return license.New(cfg)
+}
+
+// activate takes a license seat for the child's life; a no-op without a provider.
+func (s *Supervisor) activate(ctx context.Context) error {
+	if s.provider == nil {
+		return nil
+	}
+	instance, err := license.InstanceID(s.cfg.InstanceID, s.cfg.PodName, s.cfg.PodUID, s.cfg.LicenseState)
+	if err != nil {
+		return fmt.Errorf("license instance id: %w", err)
+	}
+	var store license.Store
+	if s.cfg.LicenseState != "" {
+		store = license.NewJournal(s.cfg.LicenseState)
+	}
+	m := license.NewManager(s.provider, store, instance, s.log, license.ManagerOptions{
+		Provider:       s.cfg.LicenseProvider,
+		Timeout:        s.cfg.LicenseTimeout,
+		RequestTimeout: s.cfg.LicenseRequestTimeout,
+	})
+	lease, err := m.Start(ctx)
+	if err != nil {
+		return err
+	}
+	s.license = m
+	if len(lease.File) > 0 && s.cfg.LicenseFile != "" {
+		if err := render.WriteFile(s.cfg.LicenseFile, lease.File, 0o600, s.log); err != nil {
+			return err // deactivated by the caller's clean-up
+		}
+	}
+	return nil
+}
+
+// deactivate gives the seat back within what is left of the stop budget (deadline; zero
+// when nobody asked the child to stop), and at least minDeactivate.
+func (s *Supervisor) deactivate(deadline time.Time) {
+	if s.license == nil {
+		return
+	}
+	budget := s.cfg.LicenseTimeout
+	if !deadline.IsZero() {
+		budget = max(time.Until(deadline), minDeactivate)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	start := time.Now()
+	if err := s.license.Stop(ctx); err != nil {
+		s.log.Error().Err(err).Dur("budget", budget).Msg("license deactivation failed; the journal keeps it for the next start")
+		return
+	}
+	s.log.Info().Dur("elapsed", time.Since(start)).Msg("license deactivated")
+}
