@@ -183,4 +183,3 @@ func TestLockAsNonRootUser(t *testing.T) {
 		t.Errorf("a volume 1234 cannot write: exit %d, want 2 naming the problem:\n%s", code, s.stderr.String())
 	}
 }
-
