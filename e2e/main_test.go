@@ -46,7 +46,11 @@ func buildAndRun(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755) // other users run it too
 	svinitBin = filepath.Join(dir, "svinit")
-	build := exec.Command("go", "build", "-o", svinitBin, "github.com/svinit/svinit/cmd/svinit")
+	args := []string{"build", "-o", svinitBin}
+	if os.Getenv("SVINIT_E2E_RACE") != "" {
+		args = append(args, "-race") // the supervisor's goroutines, under the race detector
+	}
+	build := exec.Command("go", append(args, "github.com/svinit/svinit/cmd/svinit")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: cannot build svinit:", err)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,18 @@ func TestHelpListsEveryOption(t *testing.T) {
 	for _, o := range Options() {
 		if !strings.Contains(b.String(), "--"+o.Flag) || !strings.Contains(b.String(), o.Env) || !strings.Contains(b.String(), o.Desc) {
 			t.Errorf("--help lacks option %s (%s)", o.Flag, o.Env)
+		}
+	}
+}
+
+func TestReadmeDocumentsEveryOption(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range Options() {
+		if !strings.Contains(string(readme), "--"+o.Flag) || !strings.Contains(string(readme), o.Env) || !strings.Contains(string(readme), o.Desc) {
+			t.Errorf("README.md does not document --%s (%s) as --help does: paste `svinit --help` into its Options section", o.Flag, o.Env)
 		}
 	}
 }
