@@ -242,6 +242,9 @@ func TestTermStorm(t *testing.T) {
 			for i := 0; i < 1000; i++ {
 				s.signal(unix.SIGTERM)
 			}
+			// Go hands pending signals to a program in signal-number order: USR1 (10) would
+			// overtake TERM (15) if both were pending at once.
+			waitLine(t, rec, "term")
 			s.signal(unix.SIGUSR1)
 			if code := s.wait(); code != 0 {
 				t.Fatalf("exit code %d, want 0: svinit must survive the storm", code)
@@ -261,6 +264,11 @@ func TestTermStorm(t *testing.T) {
 }
 
 func TestChildInheritsMaskIgnoresAndLimits(t *testing.T) {
+	if raceBuild() {
+		// -race needs cgo, and the child of a cgo svinit gets glibc's SIGCANCEL (32) ignored. The
+		// product is built without cgo; the suite's plain run checks that build.
+		t.Skip("the child of an svinit built with -race (cgo) gets signal 32 ignored; the plain run checks the real build")
+	}
 	// The child is cat, reading its own state: a Go helper would raise its open-files limit
 	// at start, and a shell may clear its signal mask.
 	cmd := exec.Command(selfBin, svinitBin, "--", "cat", "/proc/self/status", "/proc/self/limits")

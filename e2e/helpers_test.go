@@ -116,8 +116,8 @@ func helperIgnoreTerm([]string) int {
 	return block()
 }
 
-// helperTermCount counts the SIGTERMs it receives; on SIGUSR1 it writes the count to $REC
-// and exits 0.
+// helperTermCount counts the SIGTERMs it receives, says "term" at the first, and on
+// SIGUSR1 writes the count to $REC and exits 0.
 func helperTermCount([]string) int {
 	ch := make(chan os.Signal, 64)
 	signal.Notify(ch, unix.SIGTERM, unix.SIGUSR1)
@@ -128,7 +128,9 @@ func helperTermCount([]string) int {
 			appendLine(os.Getenv("REC"), "terms "+strconv.Itoa(n))
 			return 0
 		}
-		n++
+		if n++; n == 1 {
+			appendLine(os.Getenv("REC"), "term")
+		}
 	}
 	return 0
 }

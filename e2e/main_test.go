@@ -47,7 +47,7 @@ func buildAndRun(m *testing.M) int {
 	os.Chmod(dir, 0o755) // other users run it too
 	svinitBin = filepath.Join(dir, "svinit")
 	args := []string{"build", "-o", svinitBin}
-	if os.Getenv("SVINIT_E2E_RACE") != "" {
+	if raceBuild() {
 		args = append(args, "-race") // the supervisor's goroutines, under the race detector
 	}
 	build := exec.Command("go", append(args, "github.com/svinit/svinit/cmd/svinit")...)
@@ -62,3 +62,6 @@ func buildAndRun(m *testing.M) int {
 	}
 	return m.Run()
 }
+
+// raceBuild reports whether svinit is built with the race detector (SVINIT_E2E_RACE).
+func raceBuild() bool { return os.Getenv("SVINIT_E2E_RACE") != "" }
