@@ -69,3 +69,34 @@ func TestStartedExitsAreDelivered(t *testing.T) {
 		t.Errorf("orphans reaped: %d, want 1", n)
 	}
 }
+
+// BenchmarkReapPass measures one reap pass that collects one exited child (spawning it is
+// not timed) and one that finds no child at all, the cost of every spurious SIGCHLD.
+func BenchmarkReapPass(b *testing.B) {
+	r := New(zerolog.Nop())
+	b.Run("one-exit", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			_, exited, err := r.Start(func() (int, error) {
+				return syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for len(exited) == 0 { // until it has exited: reap it in the timed part only
+				var si unix.Siginfo
+				unix.Waitid(unix.P_ALL, 0, &si, unix.WEXITED|unix.WNOWAIT, nil)
+				b.StartTimer()
+				r.Reap()
+				b.StopTimer()
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("none", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r.Reap()
+		}
+	})
+}
