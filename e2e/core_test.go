@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/logbuf"
 	"github.com/svinit/svinit/internal/signals"
 )
 
@@ -345,7 +346,7 @@ func TestCtrlCOnTerminal(t *testing.T) {
 			s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 			s.start(m.pid1)
 			slave.Close()
-			var screen syncBuffer
+			var screen logbuf.Buffer
 			go func() {
 				buf := make([]byte, 4096)
 				for {

@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/logbuf"
 )
 
 // waitLimit bounds every wait in these tests; reaching it is a failure, not a measurement.
@@ -45,7 +46,7 @@ type svinit struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	pid    int // svinit's own pid, as seen from here
-	stderr syncBuffer
+	stderr logbuf.Buffer
 	done   chan struct{}
 	code   int
 }
@@ -238,21 +239,4 @@ func alive(pid int) bool {
 	i := bytes.LastIndexByte(b, ')')
 	f := bytes.Fields(b[i+1:])
 	return len(f) > 0 && string(f[0]) != "Z"
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -7,6 +7,10 @@ import (
 	"os"
 	"strings"
 	"unicode"
+
+	"github.com/rs/zerolog"
+
+	"github.com/svinit/svinit/internal/atomicfile"
 )
 
 // Environment variables the integrator reads for InstanceID. The pod's name and UID come
@@ -73,7 +77,7 @@ func persistedInstanceID(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("instance id: %w", err)
 	}
-	if err := writeFileAtomic(path, []byte(id+"\n")); err != nil {
+	if err := atomicfile.Write(path, []byte(id+"\n"), 0o600, zerolog.Nop()); err != nil {
 		return "", fmt.Errorf("instance id: %w", err)
 	}
 	return id, nil

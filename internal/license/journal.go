@@ -8,6 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/svinit/svinit/internal/atomicfile"
 )
 
 // Record states.
@@ -79,7 +83,8 @@ func (j *Journal) Save(_ context.Context, rec Record) error {
 	if err != nil {
 		return fmt.Errorf("license journal %s: %w", j.path, err)
 	}
-	if err := writeFileAtomic(j.path, append(data, '\n')); err != nil {
+	// No logger: a stale temporary file that stays is harmless, and the next Save retries it.
+	if err := atomicfile.Write(j.path, append(data, '\n'), 0o600, zerolog.Nop()); err != nil {
 		return fmt.Errorf("license journal: %w", err)
 	}
 	return nil
@@ -94,50 +99,8 @@ func (j *Journal) Delete(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("license journal: %w", err)
 	}
-	if err := syncDir(filepath.Dir(j.path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(j.path)); err != nil {
 		return fmt.Errorf("license journal: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data so that a crash at any point leaves the old
-// content or the new, never a torn file.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

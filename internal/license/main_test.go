@@ -1,7 +1,6 @@
 package license
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,13 +13,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/license/licensetest"
+	"github.com/svinit/svinit/internal/logbuf"
 )
 
 // helperEnv selects, in the test binary, a helper program instead of the tests.
@@ -155,28 +154,10 @@ func helperArgv(t *testing.T, args ...string) []string {
 	return append([]string{exe}, args...)
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testLog returns a debug-level logger into a buffer, shown when the test fails.
-func testLog(t *testing.T) (zerolog.Logger, *syncBuffer) {
+func testLog(t *testing.T) (zerolog.Logger, *logbuf.Buffer) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", buf.String())

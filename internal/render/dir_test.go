@@ -276,39 +276,3 @@ func TestSymlinkDst(t *testing.T) {
 		t.Errorf("the dangling symlink's target was created: %v", err)
 	}
 }
-
-func TestKeepOwner(t *testing.T) {
-	needRoot(t)
-	dir := t.TempDir()
-	writeFile(t, dir+"/src.yaml", "id: {id}\n", 0o640)
-	writeFile(t, dir+"/dst.yaml", "old\n", 0o600)
-	if err := os.Chown(dir+"/dst.yaml", 1000, 1000); err != nil {
-		t.Fatal(err)
-	}
-	render(t, []Spec{{Src: dir + "/src.yaml", Dst: dir + "/dst.yaml"}}, Options{Data: Data{Index: 1, HasIndex: true}})
-	fi, err := os.Stat(dir + "/dst.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	if st.Uid != 1000 || st.Gid != 1000 || fi.Mode() != 0o640 {
-		t.Errorf("owner %d:%d mode %v, want 1000:1000 0640", st.Uid, st.Gid, fi.Mode())
-	}
-}
-
-func TestStaleTempsRemoved(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, dir+"/src.yaml", "id: {id}\n", 0o644)
-	writeFile(t, dir+"/out/.dst.yaml.svinit-tmp-123", "left by a killed svinit", 0o600)
-	writeFile(t, dir+"/out/.other.yaml.svinit-tmp-456", "another file's", 0o600)
-	render(t, []Spec{{Src: dir + "/src.yaml", Dst: dir + "/out/dst.yaml"}}, Options{Data: Data{Index: 1, HasIndex: true}})
-	entries, err := os.ReadDir(dir + "/out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	sameList(t, "DST directory", names, []string{".other.yaml.svinit-tmp-456", "dst.yaml"})
-}

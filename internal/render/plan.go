@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
+
+	"github.com/svinit/svinit/internal/atomicfile"
 )
 
 // Options are the settings shared by every template.
@@ -170,7 +172,7 @@ func (p *Plan) Print(w io.Writer) error {
 // is either its old content or its new one at every moment.
 func (p *Plan) Write() error {
 	for _, o := range p.outputs {
-		if err := writeAtomic(o, p.log); err != nil {
+		if err := atomicfile.Write(o.dst, o.content, o.mode, p.log); err != nil {
 			return fmt.Errorf("render %s: %w", o.dst, err)
 		}
 		p.log.Info().Str("src", o.src).Str("dst", o.dst).Int("bytes", len(o.content)).

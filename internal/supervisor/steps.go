@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/svinit/svinit/internal/atomicfile"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
@@ -140,8 +141,9 @@ func (s *Supervisor) activate(ctx context.Context) error {
 	}
 	s.license = m
 	if len(lease.File) > 0 && s.cfg.LicenseFile != "" {
-		if err := render.WriteFile(s.cfg.LicenseFile, lease.File, 0o600, s.log); err != nil {
-			return err // deactivated by the caller's clean-up
+		// Replaced atomically, as the rendered configs are: the program never reads half a license.
+		if err := atomicfile.Write(s.cfg.LicenseFile, lease.File, 0o600, s.log); err != nil {
+			return fmt.Errorf("write %s: %w", s.cfg.LicenseFile, err) // deactivated by the caller's clean-up
 		}
 	}
 	return nil
