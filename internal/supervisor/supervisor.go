@@ -199,7 +199,9 @@ func (s *Supervisor) forward(pid int, sig unix.Signal) {
 // cleanUp ends every process the child left behind, and reaps them all: SIGTERM, a short
 // wait bounded by the stop budget, SIGKILL, then reap until no child is left.
 func (s *Supervisor) cleanUp(deadline time.Time) {
-	if signalDescendants(unix.SIGTERM) == 0 {
+	// No child left means no descendant left (svinit is PID 1 or a subreaper): the usual
+	// case, and it spares a walk over every process in /proc.
+	if s.awaitReaped(0) || signalDescendants(unix.SIGTERM) == 0 {
 		s.awaitReaped(reapTimeout)
 		return
 	}
