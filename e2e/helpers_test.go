@@ -195,6 +195,14 @@ func helperLauncher(args []string) int {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &launcherNOFILE); err != nil {
 		return 107
 	}
+	// What svinit starts with: this thread's mask, and what this process inherited ignored
+	// besides (the test's own parents may ignore signals too).
+	status, _ := os.ReadFile("/proc/thread-self/status")
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && (f[0] == "SigBlk:" || f[0] == "SigIgn:") {
+			appendLine(os.Getenv("REC"), f[0]+" "+f[1])
+		}
+	}
 	if err := syscall.Exec(args[0], args, withoutEnv(os.Environ(), helperEnv)); err != nil {
 		fmt.Fprintln(os.Stderr, "exec:", err)
 	}
