@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bytes"
+	"debug/buildinfo"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/rs/zerolog"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // a figure could not be measured; the table shows the others
+	exitUsage   = 2
+	exitNoSetup = 3 // no svinit binary, no peers, not root
+)
+
+// figure names for -only, in the table's order.
+var figureNames = []string{"size", "memory", "startup", "rtt", "storm", "stop", "lock"}
+
+type options struct {
+	quick   bool
+	out     string
+	svinit  string
+	only    map[string]bool
+	verbose bool
+	peers   map[string]string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: bench/run [flags]   (or go run ./bench [flags], as root, from the repository root)")
+		fs.PrintDefaults()
+	}
+	var o options
+	var only string
+	o.peers = map[string]string{}
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 30 s instead of 2.5 min)")
+	fs.StringVar(&o.out, "out", "", "directory for results.md and results.svg (default: bench/ of the repository, none with -only or -svinit; \"-\" writes none)")
+	fs.StringVar(&o.svinit, "svinit", "", "svinit binary to measure (default: build it, stripped and static)")
+	fs.StringVar(&only, "only", "", "comma-separated figures to run: "+strings.Join(figureNames, ","))
+	fs.BoolVar(&o.verbose, "v", false, "log every run")
+	for _, p := range peerNames {
+		fs.Func(p, "path of "+p+" (default: found in PATH)", func(s string) error { o.peers[p] = s; return nil })
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q: bench takes flags only", fs.Args())
+	}
+	o.only = map[string]bool{}
+	for _, f := range strings.Split(only, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !slices.Contains(figureNames, f) {
+			return o, fmt.Errorf("-only %q: unknown figure, want some of %s", f, strings.Join(figureNames, ","))
+		}
+		o.only[f] = true
+	}
+	return o, nil
+}
+
+// run measures everything and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return exitUsage
+	}
+	level := zerolog.InfoLevel
+	if o.verbose {
+		level = zerolog.DebugLevel
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05", NoColor: true}).Level(level).With().Timestamp().Logger()
+
+	b, svinit, cleanup, err := setUp(&o, log)
+	defer cleanup()
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return exitNoSetup
+	}
+
+	started := time.Now()
+	steps := []struct {
+		name string
+		fn   func() ([]*row, error)
+	}{
+		{"size", b.sizeRows},
+		{"memory", b.memoryRows},
+		{"startup", b.startupRows},
+		{"rtt", b.rttRows},
+		{"storm", b.stormRows},
+		{"stop", b.stopRows},
+		{"lock", func() ([]*row, error) { return b.lockRows(svinit) }},
+	}
+	var (
+		rows []*row
+		errs error
+	)
+	for _, s := range steps {
+		if len(o.only) > 0 && !o.only[s.name] {
+			continue
+		}
+		t := time.Now()
+		log.Info().Str("figure", s.name).Msg("measuring")
+		r, err := s.fn()
+		if err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("%s: %w", s.name, err))
+			log.Error().Err(err).Str("figure", s.name).Msg("figure failed; the table shows the others")
+			continue
+		}
+		rows = append(rows, r...)
+		log.Info().Str("figure", s.name).Str("took", time.Since(t).Round(time.Millisecond).String()).Msg("measured")
+	}
+
+	fmt.Fprintln(stdout)
+	writeText(stdout, rows)
+	notes := b.notes(rows, svinit)
+	fmt.Fprintln(stdout)
+	for _, n := range notes {
+		fmt.Fprintln(stdout, "- "+n)
+	}
+	switch {
+	case o.out == "-":
+	case errs != nil:
+		log.Warn().Str("dir", o.out).Msg("a figure failed: results.md and results.svg left as they were")
+	default:
+		if err := writeResults(o.out, rows, notes, time.Since(started)); err != nil {
+			errs = multierror.Append(errs, err)
+		} else {
+			log.Info().Str("dir", o.out).Msg("wrote results.md and results.svg")
+		}
+	}
+	if errs != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", errs)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// setUp finds or builds every binary the run needs, and settles o.out. cleanup removes
+// what it created.
+func setUp(o *options, log zerolog.Logger) (b *bench, svinit string, cleanup func(), err error) {
+	cleanup = func() {}
+	if os.Geteuid() != 0 {
+		return nil, "", cleanup, errors.New("run as root: the inits run as PID 1 of new PID namespaces (unshare)")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		return nil, "", cleanup, errors.New("unshare not found: install util-linux")
+	}
+	tmp, err := os.MkdirTemp("", "svinit-bench-")
+	if err != nil {
+		return nil, "", cleanup, err
+	}
+	cleanup = func() { os.RemoveAll(tmp) }
+	// A partial run, or one of another build, must not replace the results kept in the repo.
+	if o.out == "" && (len(o.only) > 0 || o.svinit != "") {
+		o.out = "-"
+	}
+	root, err := moduleRoot()
+	if err != nil && (o.svinit == "" || o.out == "") {
+		return nil, "", cleanup, err
+	}
+	if o.out == "" {
+		o.out = filepath.Join(root, "bench")
+	}
+	svinit = o.svinit
+	if svinit == "" {
+		svinit = filepath.Join(tmp, "svinit")
+		t := time.Now()
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=bench", "-o", svinit, "github.com/svinit/svinit/cmd/svinit")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, "", cleanup, fmt.Errorf("build svinit: %w: %s", err, tail(out))
+		}
+		log.Info().Str("took", time.Since(t).Round(time.Millisecond).String()).Msg("built svinit")
+	}
+	inits, err := findInits(svinit, o.peers)
+	if err != nil {
+		return nil, "", cleanup, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", cleanup, fmt.Errorf("find own binary (the helper children): %w", err)
+	}
+	tiny, err := writeTiny(tmp)
+	if err != nil {
+		log.Warn().Err(err).Msg("orphan storm and lock handoff left out")
+		tiny = ""
+	}
+	p := fullPlan()
+	if o.quick {
+		p = quickPlan()
+	}
+	b = &bench{log: log, inits: inits, self: self, tiny: tiny, plan: p, env: withoutEnv(os.Environ(), helperEnv)}
+	return b, svinit, cleanup, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the svinit module: run from the repository root (bench/run, or go run ./bench)")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// notes explain the table: how each spread is taken, the versions, the machine.
+func (b *bench) notes(rows []*row, svinit string) []string {
+	var n []string
+	n = append(n, "cells: median [spread]; the spread is min–max over runs, except start-up (p10–p90 of single runs, less /bin/true's median); ÷ is svinit's median over the peer's")
+	n = append(n, fmt.Sprintf("runs: start-up %d per init, memory %d, signal round trips %d runs × %d rounds per placement (timeout %s a round), orphan storm %d × %d orphans, stop %d, lock %d per mode (bash loop %d graceful)",
+		b.plan.startRuns, b.plan.memRuns, b.plan.rttRuns, b.plan.rttRounds, rttTimeout, b.plan.stormRuns, b.plan.orphans, b.plan.stopRuns, b.plan.lockRuns, b.plan.bashRuns))
+	n = append(n, "memory, round trips, orphan storm and stop run the init as PID 1 of a new PID namespace (unshare --pid --fork --mount-proc); start-up runs it as a plain child (svinit and catatonit make themselves subreapers, tini only warns, dumb-init does neither)")
+	n = append(n, "round trips: \"1 CPU\" pins the init and the helper to CPU 0, \"2 CPUs\" pins the init to CPU 0 and the helper to CPU 1; left to the scheduler, each run would be all fast or all slow by placement luck")
+	n = append(n, "dumb-init runs in its default mode (setsid, signals to the child's process group: here the group is the helper alone)")
+	n = append(n, "lock handoff: from the holder's child ending (graceful) or the holder and its child being SIGKILLed, to the waiter's child running; the bash loop is the SV Server document's (sleep 1, 60 tries)")
+	if info, err := inspectBinary("/usr/bin/tini-static"); err == nil {
+		n = append(n, fmt.Sprintf("Debian's tini is dynamically linked; its static build, /usr/bin/tini-static, is %s", format(kindBytes, float64(info.size))))
+	}
+	var vers []string
+	for _, p := range b.inits {
+		vers = append(vers, p.name+" "+version(p, svinit))
+	}
+	n = append(n, "versions: "+strings.Join(vers, "; "))
+	host, _ := os.Hostname()
+	n = append(n, fmt.Sprintf("machine: %s, %d CPUs, %s, kernel %s, %s", host, runtime.NumCPU(), cpuModel(), kernel(), runtime.Version()))
+	return n
+}
+
+func version(p initProg, svinit string) string {
+	if p.name == nameSvinit {
+		info, err := buildinfo.ReadFile(svinit)
+		if err != nil {
+			return "?"
+		}
+		v := map[string]string{}
+		for _, s := range info.Settings {
+			v[s.Key] = s.Value
+		}
+		rev := v["vcs.revision"]
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if v["vcs.modified"] == "true" {
+			rev += "+dirty"
+		}
+		if rev == "" {
+			rev = "(working tree)"
+		}
+		return rev + " " + info.GoVersion
+	}
+	// tini and catatonit (which derives from it) say "tini version X", dumb-init "dumb-init vX".
+	out, _ := exec.Command(p.path, "--version").CombinedOutput()
+	fields := strings.Fields(string(out))
+	if len(fields) == 0 {
+		return "?"
+	}
+	return fields[len(fields)-1]
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+// writeResults writes results.md and results.svg into dir.
+func writeResults(dir string, rows []*row, notes []string, took time.Duration) error {
+	var md bytes.Buffer
+	fmt.Fprintf(&md, "# svinit benchmark results\n\n")
+	fmt.Fprintf(&md, "Written by `bench/run` on %s (took %s). Regenerate with `bench/run` from the repository root.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Round(time.Second))
+	fmt.Fprintf(&md, "![svinit against tini](results.svg)\n\n")
+	writeMarkdown(&md, rows)
+	md.WriteString("\n")
+	for _, n := range notes {
+		md.WriteString("- " + n + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), md.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	var svg bytes.Buffer
+	if err := writeSVG(&svg, rows, "svinit against tini and the bash lock loop"); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.svg"), svg.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}

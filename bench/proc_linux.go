@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pollEvery paces every wait on /proc: short enough to add little to a start-up, long
+// enough to leave the two cores to the processes being watched.
+const pollEvery = 200 * time.Microsecond
+
+// errGone says a process exited while it was being waited for.
+var errGone = errors.New("process exited")
+
+// childrenOf lists the children of pid, over all its threads (a Go process forks from any).
+func childrenOf(pid int) []int {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool { return unix.Kill(pid, 0) == nil }
+
+// waitForChild polls until pid has a child and returns it; errGone when pid exits first.
+func waitForChild(pid int, limit time.Duration) (int, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		if c := childrenOf(pid); len(c) > 0 {
+			return c[0], nil
+		}
+		if !alive(pid) || isZombie(pid) {
+			return 0, fmt.Errorf("waiting for a child of pid %d: %w", pid, errGone)
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("pid %d started no child within %s", pid, limit)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// waitForComm polls until pid has exec'd a program called comm (the fork comes first).
+func waitForComm(pid int, comm string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err != nil {
+			return fmt.Errorf("waiting for pid %d to run %s: %w", pid, comm, errGone)
+		}
+		if strings.TrimSpace(string(b)) == comm {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d did not exec %s within %s", pid, comm, limit)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+// memStatus reads VmHWM and VmRSS of pid, in bytes.
+func memStatus(pid int) (hwm, rss float64, err error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, 0, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "VmHWM" && k != "VmRSS") {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("memory of pid %d: %s: %w", pid, k, err)
+		}
+		if k == "VmHWM" {
+			hwm = kb * 1024
+		} else {
+			rss = kb * 1024
+		}
+	}
+	if hwm == 0 || rss == 0 {
+		return 0, 0, fmt.Errorf("memory of pid %d: no VmHWM/VmRSS in /proc (a kernel thread, or gone)", pid)
+	}
+	return hwm, rss, sc.Err()
+}
+
+// awaitExit blocks until pid, which need not be our child, has exited, and returns when
+// the kernel said so. A pidfd becomes readable when the whole thread group is gone.
+func awaitExit(pidfd int, limit time.Duration) (time.Time, error) {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(limit)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return time.Time{}, fmt.Errorf("process did not exit within %s", limit)
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return time.Time{}, fmt.Errorf("poll pidfd: %w", err)
+		}
+		if n > 0 {
+			return time.Now(), nil
+		}
+	}
+}
+
+// countOthers counts the processes in this PID namespace's /proc other than PID 1 and
+// ourselves: living or zombie, they are what the init has not reaped yet.
+func countOthers(self int) (int, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	n := 0
+	for {
+		names, err := d.Readdirnames(4096)
+		for _, name := range names {
+			if name[0] < '0' || name[0] > '9' {
+				continue
+			}
+			pid, err := strconv.Atoi(name)
+			if err == nil && pid != 1 && pid != self {
+				n++
+			}
+		}
+		if err != nil {
+			break // io.EOF
+		}
+	}
+	return n, nil
+}
