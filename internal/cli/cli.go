@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -89,7 +90,7 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 // dryRun renders the templates to stdout, so that a ConfigMap can be checked before it is
 // deployed; nothing is started or written.
 func dryRun(s *supervisor.Supervisor, stdout, stderr io.Writer) int {
-	plan, err := supervisor.PrepareTemplates(s)
+	plan, err := s.PrepareTemplates()
 	if err == nil {
 		err = plan.Print(stdout)
 	}
@@ -109,13 +110,5 @@ func newLogger(cfg config.Config, stderr io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
-func indent(s string) string {
-	out := "  "
-	for _, r := range s {
-		out += string(r)
-		if r == '\n' {
-			out += "  "
-		}
-	}
-	return out
-}
+// indent indents every line of s, one problem a line, under its heading.
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }

@@ -319,20 +319,27 @@ func optionValue(field reflect.Value) flag.Value {
 type builtinValue struct{ v reflect.Value }
 
 func (b builtinValue) Set(s string) error {
+	// Parse into a new value and keep the old one on failure: a bad --grace must be
+	// reported as unparsable, not as zero.
+	var v any
 	var err error
-	switch p := b.v.Addr().Interface().(type) {
+	switch b.v.Addr().Interface().(type) {
 	case *string:
-		*p = s
+		v = s
 	case *bool:
-		*p, err = strconv.ParseBool(s)
+		v, err = strconv.ParseBool(s)
 	case *int:
-		*p, err = strconv.Atoi(s)
+		v, err = strconv.Atoi(s)
 	case *time.Duration:
-		*p, err = time.ParseDuration(s)
+		v, err = time.ParseDuration(s)
 	default:
-		return fmt.Errorf("option of unsupported type %T", p) // a programming error, caught by the tests
+		return fmt.Errorf("option of unsupported type %s", b.v.Type()) // a programming error, caught by the tests
 	}
-	return explain(b.v.Type(), err)
+	if err != nil {
+		return explain(b.v.Type(), err)
+	}
+	b.v.Set(reflect.ValueOf(v))
+	return nil
 }
 
 func (b builtinValue) String() string {

@@ -74,6 +74,9 @@ func TestAllProblemsAtOnce(t *testing.T) {
 			t.Errorf("error does not mention %q:\n%s", want, msg)
 		}
 	}
+	if strings.Contains(msg, "must be positive") {
+		t.Errorf("a value that failed to parse is reported again by validation:\n%s", msg)
+	}
 	if strings.Contains(msg, "SVINIT_GRACE") {
 		t.Errorf("--grace was given, so SVINIT_GRACE must not be reported:\n%s", msg)
 	}
@@ -116,5 +119,12 @@ func TestReadmeDocumentsEveryOption(t *testing.T) {
 		if !strings.Contains(string(readme), "--"+o.Flag) || !strings.Contains(string(readme), o.Env) || !strings.Contains(string(readme), o.Desc) {
 			t.Errorf("README.md does not document --%s (%s) as --help does: paste `svinit --help` into its Options section", o.Flag, o.Env)
 		}
+	}
+}
+
+func TestUnparsableFlagIsReportedOnce(t *testing.T) {
+	_, err := Parse([]string{"--grace", "soon", "prog"})
+	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), `--grace "soon"`) {
+		t.Errorf("want one problem naming --grace \"soon\", got:\n%v", err)
 	}
 }

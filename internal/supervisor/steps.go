@@ -15,12 +15,6 @@ import (
 	"github.com/svinit/svinit/internal/render"
 )
 
-// Exit codes of the start-up steps, documented in the README.
-const (
-	ExitLockTimeout = 73 // --lock-on-timeout fail, and the lock stayed held (EX_CANTCREAT)
-	// A failed activation exits license.ExitNoSeats (69), ExitTempFail (75) or ExitConfig (78).
-)
-
 // minDeactivate is the least time deactivation gets after a stop whose budget the child
 // used up: without it a seat would always leak to the journal after a SIGKILL at --grace.
 const minDeactivate = 5 * time.Second
@@ -54,7 +48,7 @@ func lockExitCode(err error) int {
 
 // PrepareTemplates renders every --template in memory and checks them all; nothing is
 // written. It needs no lock, so the dry run uses it too.
-func PrepareTemplates(s *Supervisor) (*render.Plan, error) {
+func (s *Supervisor) PrepareTemplates() (*render.Plan, error) {
 	host, _ := os.Hostname()
 	index, hasIndex, err := render.ReplicaIndex(s.cfg.ReplicaIndex, host)
 	if err != nil {
@@ -76,7 +70,7 @@ func (s *Supervisor) renderTemplates() error {
 	if len(s.cfg.Templates) == 0 {
 		return nil
 	}
-	plan, err := PrepareTemplates(s)
+	plan, err := s.PrepareTemplates()
 	if err != nil {
 		return err
 	}
