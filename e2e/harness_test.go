@@ -143,8 +143,11 @@ func childrenOf(pid int) []int {
 	return kids
 }
 
-// killTree SIGKILLs pid and everything below it, so that a failed test leaves nothing.
+// killTree SIGKILLs pid and everything below it, as a node crash or the OOM killer would:
+// each process is frozen first, so that none sees a child die and cleans up before its
+// own SIGKILL. Also used so that a failed test leaves nothing behind.
 func killTree(pid int) {
+	unix.Kill(pid, unix.SIGSTOP)
 	for _, k := range childrenOf(pid) {
 		killTree(k)
 	}
