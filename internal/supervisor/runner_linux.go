@@ -60,14 +60,20 @@ func (rr reaperRunner) Run(ctx context.Context, argv, env []string, stdout, stde
 		outR.Close()
 		errR.Close()
 	}()
+	var ws unix.WaitStatus
 	select {
-	case ws := <-exited:
-		unix.Kill(-pid, unix.SIGKILL) // what the command left in its group, holding its output
-		copies.Wait()
-		return statusCode(ws), nil
+	case ws = <-exited:
 	case <-ctx.Done():
 		unix.Kill(-pid, unix.SIGKILL)
-		<-exited
-		return 0, ctx.Err()
+		ws = <-exited
+		err = ctx.Err()
 	}
+	// What the command left in its group would hold its output open; and no copy may
+	// write to the caller's buffers after Run returns.
+	unix.Kill(-pid, unix.SIGKILL)
+	copies.Wait()
+	if err != nil {
+		return 0, err
+	}
+	return statusCode(ws), nil
 }

@@ -1,12 +1,12 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/svinit/svinit/internal/atomicfile"
@@ -102,7 +102,7 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--license-http-config: %w", err)
 		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg.HTTP); err != nil {
 			return nil, fmt.Errorf("--license-http-config %s: %w", s.cfg.LicenseHTTPConfig, err)

@@ -98,8 +98,7 @@ func (s *Supervisor) Run(ctx context.Context) int {
 		return s.startupFailed(startup, "license", err, license.ExitCode(err))
 	}
 	if sig := startup.stop(); sig != 0 {
-		s.log.Info().Str("signal", signals.Name(sig)).Msg("stopped before the child started")
-		return 128 + int(sig)
+		return s.stoppedBeforeStart(sig, "spawn")
 	}
 
 	started := time.Now()
@@ -141,11 +140,16 @@ func (s *Supervisor) Run(ctx context.Context) int {
 // it (the wait was cancelled), else with code.
 func (s *Supervisor) startupFailed(w *startupWatch, step string, err error, code int) int {
 	if sig := w.stop(); sig != 0 {
-		s.log.Info().Str("signal", signals.Name(sig)).Str("step", step).Msg("stopped before the child started")
-		return 128 + int(sig)
+		return s.stoppedBeforeStart(sig, step)
 	}
 	s.log.Error().Err(err).Str("step", step).Int("exit_code", code).Msg("start-up failed, nothing started")
 	return code
+}
+
+// stoppedBeforeStart is the exit code of a start-up that a stop signal ended during step.
+func (s *Supervisor) stoppedBeforeStart(sig unix.Signal, step string) int {
+	s.log.Info().Str("signal", signals.Name(sig)).Str("step", step).Msg("stopped before the child started")
+	return 128 + int(sig)
 }
 
 // supervise forwards signals to the child until it exits, and SIGKILLs its process group
