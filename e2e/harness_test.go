@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,9 +28,10 @@ const waitLimit = 30 * time.Second
 type mode struct {
 	name string
 	pid1 bool
+	wrap []string // a command that execs svinit in the same process, e.g. unshare --mount
 }
 
-var modes = []mode{{"pid1", true}, {"subreaper", false}}
+var modes = []mode{{name: "pid1", pid1: true}, {name: "subreaper"}}
 
 func requireRoot(t *testing.T) {
 	t.Helper()
@@ -49,19 +52,20 @@ type svinit struct {
 	stderr logbuf.Buffer
 	done   chan struct{}
 	code   int
+	state  string // its state file (SVINIT_STATE_FILE), private to the test
 }
 
 // startSvinit runs svinit with args; env is added to this process's environment and reaches
 // the child, whose helper mode is childMode.
 func startSvinit(t *testing.T, m mode, childMode string, env []string, args ...string) *svinit {
 	t.Helper()
-	argv := append([]string{svinitBin}, args...)
+	argv := append(append(slices.Clone(m.wrap), svinitBin), args...)
 	if m.pid1 {
 		requireRoot(t)
 		argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
 	}
-	s := &svinit{t: t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
-	s.cmd.Env = append(withoutEnv(os.Environ(), helperEnv), env...)
+	s := &svinit{t: t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{}), state: filepath.Join(t.TempDir(), "state.json")}
+	s.cmd.Env = append(append(withoutEnv(os.Environ(), helperEnv), "SVINIT_STATE_FILE="+s.state), env...)
 	if childMode != "" {
 		s.cmd.Env = append(s.cmd.Env, helperEnv+"="+childMode)
 	}
@@ -73,10 +77,21 @@ func startSvinit(t *testing.T, m mode, childMode string, env []string, args ...s
 func startSvinitAs(t *testing.T, uid uint32, args ...string) *svinit {
 	t.Helper()
 	s := &svinit{t: t, cmd: exec.Command(svinitBin, args...), done: make(chan struct{})}
-	s.cmd.Env = withoutEnv(os.Environ(), helperEnv)
+	s.state = filepath.Join(userDir(t, uid), "state.json")
+	s.cmd.Env = append(withoutEnv(os.Environ(), helperEnv), "SVINIT_STATE_FILE="+s.state)
 	s.cmd.Stderr = &s.stderr
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	return s.start(false)
+}
+
+// userDir returns a new directory that uid owns, reachable by uid.
+func userDir(t *testing.T, uid uint32) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := errors.Join(os.Chmod(filepath.Dir(dir), 0o755), os.Chown(dir, int(uid), int(uid))); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func (s *svinit) start(viaUnshare bool) *svinit {
@@ -242,4 +257,21 @@ func alive(pid int) bool {
 	i := bytes.LastIndexByte(b, ')')
 	f := bytes.Fields(b[i+1:])
 	return len(f) > 0 && string(f[0]) != "Z"
+}
+
+// readFile returns path's content; a missing file reads as empty.
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

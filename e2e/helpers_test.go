@@ -27,6 +27,21 @@ var helpers = map[string]func(args []string) int{
 	"daemon":      helperDaemon,
 	"exclusive":   helperExclusive,
 	"env":         helperEnvDump,
+	"slow-stop":   helperSlowStop,
+}
+
+// helperSlowStop takes $STOP_TIME to stop after SIGTERM, as a server flushing its state
+// does, writing "term" when the signal comes and "stopped" as it exits 0.
+func helperSlowStop([]string) int {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, unix.SIGTERM)
+	appendLine(os.Getenv("REC"), "ready")
+	<-ch
+	appendLine(os.Getenv("REC"), "term")
+	d, _ := time.ParseDuration(os.Getenv("STOP_TIME"))
+	time.Sleep(d) // the work of stopping
+	appendLine(os.Getenv("REC"), "stopped")
+	return 0
 }
 
 // helperExclusive proves mutual exclusion: it creates $MARKER with O_EXCL (failing,

@@ -163,12 +163,7 @@ func TestLockBadPaths(t *testing.T) {
 
 func TestLockAsNonRootUser(t *testing.T) {
 	requireRoot(t)
-	dir := t.TempDir()
-	os.Chmod(filepath.Dir(dir), 0o755)
-	os.Chmod(dir, 0o755)
-	vol := filepath.Join(dir, "work")
-	os.Mkdir(vol, 0o755)
-	os.Chown(vol, 1234, 1234) // the SV Server's user, as fsGroup would make the volume
+	vol := userDir(t, 1234) // the SV Server's user, as fsGroup would make the volume
 	lockPath := filepath.Join(vol, "lock")
 	s := startSvinitAs(t, 1234, "--lock", lockPath, "--", "/bin/sh", "-c", "test -O "+lockPath)
 	if code := s.wait(); code != 0 {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/config"
+	"github.com/svinit/svinit/internal/environ"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/signals"
@@ -25,6 +26,16 @@ import (
 // Run runs svinit with args (os.Args) and returns its exit code. stdout is only written
 // for --help and --version: otherwise it belongs to the child.
 func Run(args []string, stdout, stderr io.Writer, version string) int {
+	// "svinit status" and "svinit stop" talk to a running svinit; a PROGRAM of that name
+	// goes after "--", as the image's ENTRYPOINT ["svinit", "--"] puts it.
+	if len(args) > 1 {
+		switch args[1] {
+		case "status":
+			return runStatus(args[2:], stdout, stderr)
+		case "stop":
+			return runStop(args[2:], stdout, stderr)
+		}
+	}
 	// First of all: until a signal is subscribed to, the Go runtime's default for it is to
 	// exit at once, skipping every clean-up. Generously buffered: Notify never blocks, and a
 	// full channel would drop a signal.
@@ -49,7 +60,16 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 		return supervisor.ExitUsage
 	}
 
-	key, _, err := license.LoadKey(os.LookupEnv, cfg.LicenseKeyFile)
+	if err := refuseSetID(); err != nil {
+		fmt.Fprintf(stderr, "svinit: %v\n", err)
+		return supervisor.ExitUsage
+	}
+	env, err := environ.ExpandFiles(os.Environ(), cfg.EnvFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "svinit: invalid configuration:\n  --env-file-suffix %s:\n%s\n", cfg.EnvFile, indent(indent(err.Error())))
+		return supervisor.ExitUsage
+	}
+	key, _, err := license.LoadKey(func(name string) (string, bool) { return environ.Lookup(env, name) }, cfg.LicenseKeyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "svinit: invalid configuration:\n  --license-key-file: %v\n", err)
 		return supervisor.ExitUsage
@@ -61,7 +81,7 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 
 	r := reaper.New(log)
 	s, err := supervisor.New(supervisor.Params{
-		Config: cfg, Log: log, Version: version, Env: os.Environ(), LicenseKey: key, Signals: sigs, Reaper: r,
+		Config: cfg, Log: log, Version: version, Env: env, LicenseKey: key, Signals: sigs, Reaper: r,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "svinit: invalid configuration:\n%s\n", indent(err.Error()))
@@ -108,6 +128,17 @@ func newLogger(cfg config.Config, stderr io.Writer) zerolog.Logger {
 	}
 	level, _ := zerolog.ParseLevel(cfg.LogLevel) // validated by config.Parse
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// refuseSetID refuses a setuid or setgid svinit: it would run the child, and every file it
+// writes, with the file owner's rights on behalf of whoever started it.
+func refuseSetID() error {
+	exe, err := os.Stat("/proc/self/exe")
+	setID := err == nil && exe.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0
+	if setID || os.Getuid() != os.Geteuid() || os.Getgid() != os.Getegid() {
+		return errors.New("refusing to run setuid or setgid: remove the bit (chmod u-s,g-s on the svinit binary); to run the child as another user, start svinit as root with --user")
+	}
+	return nil
 }
 
 // indent indents every line of s, one problem a line, under its heading.

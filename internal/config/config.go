@@ -17,6 +17,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
+	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
 	"github.com/svinit/svinit/internal/signals"
@@ -33,6 +34,10 @@ type Config struct {
 	KillGroup bool             `flag:"kill-group" envconfig:"KILL_GROUP" default:"false" desc:"forward signals to the child's whole process group, not only the child"`
 	Rewrite   signals.Rewrites `flag:"rewrite" envconfig:"REWRITE" desc:"rewrite a signal before forwarding it, FROM:TO (TO 0 drops it); repeatable, comma list in the variable"`
 	RemapExit ExitCodes        `flag:"remap-exit" envconfig:"REMAP_EXIT" desc:"report the child's exit code FROM as TO, e.g. 143:0; repeatable, comma list in the variable"`
+	StopDelay time.Duration    `flag:"stop-delay" envconfig:"STOP_DELAY" default:"0s" desc:"wait this long after SIGTERM before forwarding it, so that a load balancer stops sending traffic first; counts against --grace"`
+	User      string           `flag:"user" envconfig:"USER" desc:"run the child as USER[:GROUP], names (from /etc/passwd and /etc/group) or numbers, with its supplementary groups reset and HOME set; svinit keeps its own identity for the lock and the journal"`
+	EnvFile   string           `flag:"env-file-suffix" envconfig:"ENV_FILE_SUFFIX" desc:"secrets from files: for each NAME<suffix>=PATH the child gets NAME set to the file's content instead, e.g. _FILE; unset: off"`
+	StateFile string           `flag:"state-file" envconfig:"STATE_FILE" desc:"state file for svinit status and svinit stop; unset: /run/svinit/state.json, else /tmp/svinit/state.json"`
 	LogFormat string           `flag:"log-format" envconfig:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
 	LogLevel  string           `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
 
@@ -52,7 +57,8 @@ type Config struct {
 	LicenseURL            string        `flag:"license-url" envconfig:"LICENSE_URL" desc:"base URL of the license server"`
 	LicenseKeyFile        string        `flag:"license-key-file" envconfig:"LICENSE_KEY_FILE" desc:"file holding the license key (a mounted Secret); unset: SVINIT_LICENSE_KEY, else LICENSE_KEY"`
 	LicenseKeepKey        bool          `flag:"license-keep-key" envconfig:"LICENSE_KEEP_KEY" default:"false" desc:"leave the license key variables in the child's environment"`
-	LicenseState          string        `flag:"license-state" envconfig:"LICENSE_STATE" desc:"journal of the activation on the persistent volume: a seat a crash leaked is reclaimed on the next start"`
+	LicenseState          string        `flag:"license-state" envconfig:"LICENSE_STATE" desc:"journal of the activation, so that a seat a crash leaked is reclaimed on the next start: a file on the persistent volume, or k8s-secret:NAME for a ledger of every pod in the Secret NAME of the pod's namespace"`
+	LicenseSweepTimeout   time.Duration `flag:"license-sweep-timeout" envconfig:"LICENSE_SWEEP_TIMEOUT" default:"10s" desc:"with k8s-secret: the most the start waits for the zombie sweep, which gives back the activations of pods that died without deactivating"`
 	LicenseFile           string        `flag:"license-file" envconfig:"LICENSE_FILE" desc:"where to write the license file the server hands out, if any"`
 	LicenseTimeout        time.Duration `flag:"license-timeout" envconfig:"LICENSE_TIMEOUT" default:"60s" desc:"deadline of the activation, retries included (exit 75 when it passes)"`
 	LicenseRequestTimeout time.Duration `flag:"license-request-timeout" envconfig:"LICENSE_REQUEST_TIMEOUT" default:"10s" desc:"deadline of one license request or command"`
@@ -198,6 +204,9 @@ func (c *Config) validate() error {
 	if c.Grace <= 0 {
 		errs = multierror.Append(errs, fmt.Errorf("--grace %s: must be positive (SIGKILL follows SIGTERM after it)", c.Grace))
 	}
+	if c.StopDelay < 0 || (c.StopDelay > 0 && c.StopDelay >= c.Grace) {
+		errs = multierror.Append(errs, fmt.Errorf("--stop-delay %s: must be 0 or more and shorter than --grace %s, which it counts against", c.StopDelay, c.Grace))
+	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = multierror.Append(errs, fmt.Errorf("--log-format %q: want json or console", c.LogFormat))
 	}
@@ -219,7 +228,7 @@ func (c *Config) validate() error {
 	for _, d := range []struct {
 		name string
 		d    time.Duration
-	}{{"lock-heartbeat", c.LockHeartbeat}, {"license-timeout", c.LicenseTimeout}, {"license-request-timeout", c.LicenseRequestTimeout}} {
+	}{{"lock-heartbeat", c.LockHeartbeat}, {"license-timeout", c.LicenseTimeout}, {"license-request-timeout", c.LicenseRequestTimeout}, {"license-sweep-timeout", c.LicenseSweepTimeout}} {
 		if d.d <= 0 {
 			errs = multierror.Append(errs, fmt.Errorf("--%s %s: must be positive", d.name, d.d))
 		}
@@ -227,7 +236,18 @@ func (c *Config) validate() error {
 	if c.Replicas < 0 {
 		errs = multierror.Append(errs, fmt.Errorf("--replicas %d: must be 0 (unknown) or more", c.Replicas))
 	}
-	c.LicenseKeyFile, c.LicenseState, c.LicenseFile, c.LicenseHTTPConfig = absPath(c.LicenseKeyFile), absPath(c.LicenseState), absPath(c.LicenseFile), absPath(c.LicenseHTTPConfig)
+	if secret, ok := k8s.SecretName(c.LicenseState); ok {
+		if err := k8s.CheckSecretName(secret); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("--license-state %s: %w", c.LicenseState, err))
+		}
+		if c.PodName == "" || c.PodUID == "" {
+			errs = multierror.Append(errs, fmt.Errorf("--license-state %s: the ledger keys entries by pod: set SVINIT_POD_NAME and SVINIT_POD_UID from the downward API (metadata.name, metadata.uid)", c.LicenseState))
+		}
+	} else {
+		c.LicenseState = absPath(c.LicenseState)
+	}
+	c.StateFile = absPath(c.StateFile)
+	c.LicenseKeyFile, c.LicenseFile, c.LicenseHTTPConfig = absPath(c.LicenseKeyFile), absPath(c.LicenseFile), absPath(c.LicenseHTTPConfig)
 	return errs.ErrorOrNil()
 }
 
@@ -246,8 +266,13 @@ func absPath(p string) string {
 // Usage writes the option reference: each option with its variable and default.
 func Usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: svinit [options] [--] PROGRAM [ARG...]")
+	fmt.Fprintln(w, "       svinit status [--json] [--state-file PATH]")
+	fmt.Fprintln(w, "       svinit stop [--wait] [--timeout D] [--state-file PATH]")
 	fmt.Fprintln(w, "\nRuns PROGRAM as an init: forwards signals, reaps zombies, stops it within --grace and")
 	fmt.Fprintln(w, "exits with its status. Every option can also be set by the variable shown; a flag wins.")
+	fmt.Fprintln(w, "status prints the running svinit's state and exits 0 only while its child runs (1: that")
+	fmt.Fprintln(w, "svinit is gone, 3: not running, 4: no state file); stop sends it SIGTERM and with --wait")
+	fmt.Fprintln(w, "returns once it has exited (1 when --timeout passes first).")
 	fmt.Fprintln(w, "\noptions:")
 	for _, o := range Options() {
 		line := "  --" + o.Flag

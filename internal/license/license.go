@@ -53,14 +53,16 @@ const (
 
 // ExitCode maps an error from Manager.Start to the exit code svinit should report: no seats
 // 69, refused (bad key, bad configuration) 78, anything else (server unreachable, timeout,
-// journal I/O) 75, since a later restart may succeed. nil maps to 0.
+// journal I/O) 75, since a later restart may succeed. nil maps to 0. A journal error that
+// says it is permanent (a permission the pod lacks) maps to 78.
 func ExitCode(err error) int {
+	var p interface{ Permanent() bool }
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, ErrNoSeats):
 		return ExitNoSeats
-	case errors.Is(err, ErrPermanent):
+	case errors.Is(err, ErrPermanent), errors.As(err, &p) && p.Permanent():
 		return ExitConfig
 	default:
 		return ExitTempFail

@@ -24,6 +24,9 @@ type ManagerOptions struct {
 	// MinBackoff and MaxBackoff bound the wait between attempts, which doubles from
 	// MinBackoff, with jitter. Defaults 500ms and 10s.
 	MinBackoff, MaxBackoff time.Duration
+	// OnLease, when set, is called with each lease taken or renewed (for svinit's state
+	// file), from the goroutine that took it; it must not block.
+	OnLease func(Lease)
 }
 
 func (o ManagerOptions) withDefaults() ManagerOptions {
@@ -80,6 +83,21 @@ func (m *Manager) Lease() Lease {
 	return m.lease
 }
 
+// Release deactivates an activation that another instance recorded and left behind: the
+// zombie sweeper's call, for a pod that died without deactivating. An activation the server
+// no longer knows counts as released.
+func (m *Manager) Release(ctx context.Context, instance, activationID string) error {
+	return m.deactivate(ctx, "sweep", instance, Lease{ID: activationID})
+}
+
+// Held reports whether an activation is held: Start succeeded and Stop has not given it
+// back (a failed deactivation keeps it, and the journal with it).
+func (m *Manager) Held() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held
+}
+
 // Start activates, within ManagerOptions.Timeout. When it fails, nothing is held: an
 // activation that may have happened is deactivated, or left in the journal for the next
 // start when that fails too. Cancelling ctx (SIGTERM) cancels the activation likewise.
@@ -131,6 +149,7 @@ func (m *Manager) Start(ctx context.Context) (Lease, error) {
 	m.mu.Lock()
 	m.lease, m.held = lease, true
 	m.mu.Unlock()
+	m.published(lease)
 	m.log.Info().Str("activation_id", lease.ID).Dur("ttl", lease.TTL).Int("attempts", attempts).
 		Dur("elapsed", time.Since(began)).Bool("license_file", len(lease.File) > 0).Msg("license activated")
 	if lease.TTL > 0 {
@@ -436,6 +455,13 @@ func (m *Manager) setLease(ctx context.Context, l Lease, oldID string) {
 	m.mu.Lock()
 	m.lease = l
 	m.mu.Unlock()
+	m.published(l)
+}
+
+func (m *Manager) published(l Lease) {
+	if m.opts.OnLease != nil {
+		m.opts.OnLease(l)
+	}
 }
 
 // abandon stops the heartbeat and forgets the lease without deactivating: what a SIGKILL

@@ -9,6 +9,9 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/account"
+	"github.com/svinit/svinit/internal/environ"
 )
 
 // defaultPath is searched when PATH is unset, as Docker does for images without one.
@@ -28,12 +31,16 @@ func (e *startError) Unwrap() error { return e.err }
 // holds it. It never waits for the child: the reaper owns every exit. The child gets the
 // signal mask svinit was started with and its original RLIMIT_NOFILE (the Go runtime keeps
 // both for children), and every inherited descriptor that is not close-on-exec.
-func spawn(argv, env []string) (int, error) {
+// With user set, the child runs as that user, its supplementary groups set to the user's.
+func spawn(argv, env []string, user *account.Account) (int, error) {
 	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, err
 	}
 	sys := &syscall.SysProcAttr{Setpgid: true}
+	if user != nil {
+		sys.Credential = &syscall.Credential{Uid: user.UID, Gid: user.GID, Groups: user.Groups}
+	}
 	if ownsTerminal() {
 		// The child's group becomes the foreground group of the terminal on fd 0, so
 		// Ctrl-C and job control reach it rather than svinit.
@@ -57,7 +64,7 @@ func lookPath(program string, env []string) (string, error) {
 	if strings.Contains(program, "/") {
 		return program, nil
 	}
-	search, ok := lookupEnv(env, "PATH")
+	search, ok := environ.Lookup(env, "PATH")
 	if !ok {
 		search = defaultPath
 	}
@@ -97,13 +104,4 @@ func execFailureCode(err error) int {
 func ownsTerminal() bool {
 	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
 	return err == nil && fg == unix.Getpgrp()
-}
-
-func lookupEnv(env []string, name string) (string, bool) {
-	for i := len(env) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
-			return v, true
-		}
-	}
-	return "", false
 }

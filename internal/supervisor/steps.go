@@ -9,10 +9,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/atomicfile"
+	"github.com/svinit/svinit/internal/environ"
+	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
+	"github.com/svinit/svinit/internal/state"
 )
 
 // minDeactivate is the least time deactivation gets after a stop whose budget the child
@@ -25,7 +29,11 @@ func (s *Supervisor) takeLock(ctx context.Context) (*lock.Lock, error) {
 		return nil, nil
 	}
 	policy, _ := lock.ParsePolicy(s.cfg.LockOnTimeout) // validated by config
-	return lock.Acquire(ctx, lock.Options{
+	s.state.Update(func(st *state.State) {
+		st.Phase = state.WaitingForLock
+		st.Lock = &state.Lock{Path: s.cfg.Lock}
+	})
+	held, err := lock.Acquire(ctx, lock.Options{
 		Path:      s.cfg.Lock,
 		Timeout:   s.cfg.LockTimeout,
 		OnTimeout: policy,
@@ -34,6 +42,10 @@ func (s *Supervisor) takeLock(ctx context.Context) (*lock.Lock, error) {
 		Logger:    s.log,
 		Version:   s.version,
 	})
+	if err == nil {
+		s.state.Update(func(st *state.State) { st.Lock.Held, st.Lock.Instance = true, held.Owner().Instance })
+	}
+	return held, err
 }
 
 func lockExitCode(err error) int {
@@ -59,7 +71,7 @@ func (s *Supervisor) PrepareTemplates() (*render.Plan, error) {
 		Data: render.Data{
 			Index: index, HasIndex: hasIndex, Hostname: host,
 			Replicas: s.cfg.Replicas, HasReplicas: s.cfg.Replicas > 0,
-			LookupEnv: func(name string) (string, bool) { return lookupEnv(s.childEnv, name) },
+			LookupEnv: func(name string) (string, bool) { return environ.Lookup(s.childEnv, name) },
 		},
 		Log: s.log,
 	})
@@ -70,6 +82,7 @@ func (s *Supervisor) renderTemplates() error {
 	if len(s.cfg.Templates) == 0 {
 		return nil
 	}
+	s.state.Phase(state.Rendering)
 	plan, err := s.PrepareTemplates()
 	if err != nil {
 		return err
@@ -120,15 +133,31 @@ func (s *Supervisor) activate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("license instance id: %w", err)
 	}
-	var store license.Store
-	if s.cfg.LicenseState != "" {
+	s.state.Update(func(st *state.State) {
+		st.Phase = state.Activating
+		st.License = &state.License{Provider: s.cfg.LicenseProvider, Instance: instance}
+	})
+	var (
+		store  license.Store
+		ledger *k8s.Ledger
+	)
+	if secret, ok := k8s.SecretName(s.cfg.LicenseState); ok {
+		ledger = k8s.NewLedger(s.kube, secret, s.cfg.PodName, s.cfg.PodUID, s.log)
+		store = ledger
+	} else if s.cfg.LicenseState != "" {
 		store = license.NewJournal(s.cfg.LicenseState)
 	}
 	m := license.NewManager(s.provider, store, instance, s.log, license.ManagerOptions{
 		Provider:       s.cfg.LicenseProvider,
 		Timeout:        s.cfg.LicenseTimeout,
 		RequestTimeout: s.cfg.LicenseRequestTimeout,
+		OnLease:        s.leaseTaken,
 	})
+	if ledger != nil {
+		// Before taking a seat: the seats of pods that died without giving theirs back may be
+		// the ones this start needs.
+		ledger.SweepFor(ctx, s.cfg.LicenseSweepTimeout, s.cfg.LicenseProvider, m)
+	}
 	lease, err := m.Start(ctx)
 	if err != nil {
 		return err
@@ -161,4 +190,49 @@ func (s *Supervisor) deactivate(deadline time.Time) {
 		return
 	}
 	s.log.Info().Dur("elapsed", time.Since(start)).Msg("license deactivated")
+}
+
+// leaseTaken puts a new or renewed lease into the state file.
+func (s *Supervisor) leaseTaken(l license.Lease) {
+	s.state.Update(func(st *state.State) {
+		st.License.ActivationID, st.License.Expires = l.ID, l.Expires.UTC()
+		st.License.LeaseExpires = time.Time{}
+		if l.TTL > 0 {
+			st.License.LeaseExpires = time.Now().Add(l.TTL).UTC()
+		}
+	})
+}
+
+// statePath is --state-file, else the first default svinit can write.
+func (s *Supervisor) statePath() string {
+	if s.cfg.StateFile != "" {
+		return s.cfg.StateFile
+	}
+	return state.WritePath()
+}
+
+// exited records svinit's exit code, once the seat and the lock are given back.
+func (s *Supervisor) exited(code int) {
+	s.state.Update(func(st *state.State) {
+		st.Phase, st.ExitCode = state.Exited, &code
+		if st.Lock != nil {
+			st.Lock.Held = false
+		}
+		if st.License != nil && s.license != nil && s.license.Held() {
+			return // deactivation failed: the journal keeps the id, and so does the state
+		}
+		st.License = nil
+	})
+}
+
+// lookupUser resolves --user and checks that svinit may become that user.
+func lookupUser(spec string) (account.Account, error) {
+	u, err := account.System.Lookup(spec)
+	if err != nil {
+		return u, fmt.Errorf("--user: %w", err)
+	}
+	if euid := os.Geteuid(); euid != 0 && uint32(euid) != u.UID {
+		return u, fmt.Errorf("--user %s: svinit runs as uid %d and cannot switch to uid %d; start it as root (it keeps root only for itself) or drop --user", spec, euid, u.UID)
+	}
+	return u, nil
 }

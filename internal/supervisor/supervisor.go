@@ -5,16 +5,21 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/config"
+	"github.com/svinit/svinit/internal/environ"
+	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/signals"
+	"github.com/svinit/svinit/internal/state"
 )
 
 // Timings of the clean-up after the main child has exited.
@@ -36,8 +41,11 @@ type Supervisor struct {
 	childEnv []string // svinit's environment less the license key, unless asked
 	sigs     <-chan os.Signal
 	reaper   *reaper.Reaper
+	user     *account.Account // nil without --user
 	provider license.Provider // nil without --license-provider
+	kube     *k8s.Client      // set with --license-state k8s-secret:NAME
 	license  *license.Manager // set once a seat is held
+	state    *state.Tracker
 }
 
 // Params are what a Supervisor is built from. Signals delivers every caught signal but
@@ -48,7 +56,7 @@ type Params struct {
 	Config     config.Config
 	Log        zerolog.Logger
 	Version    string
-	Env        []string // svinit's environment
+	Env        []string // svinit's environment, secrets from files already expanded
 	LicenseKey string
 	Signals    <-chan os.Signal
 	Reaper     *reaper.Reaper
@@ -60,11 +68,25 @@ func New(p Params) (*Supervisor, error) {
 	if !p.Config.LicenseKeepKey {
 		s.childEnv = license.ScrubEnv(p.Env)
 	}
+	if p.Config.User != "" {
+		u, err := lookupUser(p.Config.User)
+		if err != nil {
+			return nil, err
+		}
+		s.user = &u
+		s.childEnv = environ.Set(s.childEnv, "HOME", u.Home)
+	}
 	provider, err := s.newLicenseProvider(p.LicenseKey)
 	if err != nil {
 		return nil, err
 	}
 	s.provider = provider
+	if _, ok := k8s.SecretName(p.Config.LicenseState); ok && provider != nil {
+		lookup := func(name string) (string, bool) { return environ.Lookup(p.Env, name) }
+		if s.kube, err = k8s.InCluster(lookup); err != nil {
+			return nil, fmt.Errorf("--license-state %s: %w", p.Config.LicenseState, err)
+		}
+	}
 	return s, nil
 }
 
@@ -72,8 +94,10 @@ func New(p Params) (*Supervisor, error) {
 // lock -> render -> activate -> run -> stop -> clean up -> deactivate -> unlock. Each
 // step that holds something undoes it in a deferred call, so every exit path gives back
 // the seat and then the lock.
-func (s *Supervisor) Run(ctx context.Context) int {
+func (s *Supervisor) Run(ctx context.Context) (code int) {
 	inherited := inheritedFDs()
+	s.state = state.NewTracker(s.statePath(), state.Self(nil), s.log)
+	defer func() { s.exited(code) }() // the last thing: the seat and the lock are back
 
 	// Until the child exists, a SIGTERM or SIGINT cancels startup.ctx, which every step
 	// that can wait takes.
@@ -102,7 +126,7 @@ func (s *Supervisor) Run(ctx context.Context) int {
 	}
 
 	started := time.Now()
-	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv) })
+	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user) })
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {
@@ -113,6 +137,10 @@ func (s *Supervisor) Run(ctx context.Context) int {
 		return ExitInternal
 	}
 	s.log.Info().Int("pid", pid).Strs("argv", s.cfg.Program).Msg("child started")
+	s.state.Update(func(st *state.State) {
+		st.Phase = state.Running
+		st.Child = &state.Process{PID: pid, Started: started.UTC(), StartTicks: state.StartTicks(pid), Argv: s.cfg.Program}
+	})
 	closeFDs(inherited)
 	if err := os.Chdir("/"); err != nil {
 		s.log.Debug().Err(err).Msg("chdir / failed")
@@ -120,12 +148,13 @@ func (s *Supervisor) Run(ctx context.Context) int {
 
 	var ws unix.WaitStatus
 	ws, stopDeadline = s.supervise(pid, exited)
-	code := statusCode(ws)
+	code = statusCode(ws)
 	ev := s.log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed", time.Since(started))
 	if ws.Signaled() {
 		ev = ev.Str("signal", signals.Name(ws.Signal()))
 	}
 	ev.Msg("child exited")
+	s.state.Phase(state.Stopping) // the clean-up, deactivation and unlock are left
 
 	s.cleanUp(stopDeadline)
 
@@ -149,16 +178,19 @@ func (s *Supervisor) startupFailed(w *startupWatch, step string, err error, code
 // stoppedBeforeStart is the exit code of a start-up that a stop signal ended during step.
 func (s *Supervisor) stoppedBeforeStart(sig unix.Signal, step string) int {
 	s.log.Info().Str("signal", signals.Name(sig)).Str("step", step).Msg("stopped before the child started")
+	s.state.Phase(state.Stopping)
 	return 128 + int(sig)
 }
 
 // supervise forwards signals to the child until it exits, and SIGKILLs its process group
-// when it outlives the grace period after a stop signal. It returns the child's status and
-// the deadline of the stop budget (zero when nobody asked the child to stop).
+// when it outlives the grace period after a stop signal. With --stop-delay the first
+// SIGTERM is held back for the delay (a second one goes at once); the grace period counts
+// from its arrival. It returns the child's status and the deadline of the stop budget (zero
+// when nobody asked the child to stop).
 func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.WaitStatus, time.Time) {
 	var (
-		kill     <-chan time.Time
-		deadline time.Time
+		kill, delayed <-chan time.Time
+		deadline      time.Time
 	)
 	for {
 		select {
@@ -166,12 +198,23 @@ func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.Wai
 			return ws, deadline
 		case sig := <-s.sigs:
 			sn := sig.(unix.Signal)
-			s.forward(pid, sn)
 			if signals.IsStop(sn) && deadline.IsZero() {
 				deadline = time.Now().Add(s.cfg.Grace)
 				kill = time.After(s.cfg.Grace)
-				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace", s.cfg.Grace).Msg("stopping the child")
+				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace", s.cfg.Grace).Dur("delay", s.cfg.StopDelay).Msg("stopping the child")
+				s.state.Phase(state.Stopping)
+				if sn == unix.SIGTERM && s.cfg.StopDelay > 0 {
+					delayed = time.After(s.cfg.StopDelay)
+					continue
+				}
 			}
+			if sn == unix.SIGTERM && delayed != nil {
+				delayed = nil // asked twice: no more waiting
+			}
+			s.forward(pid, sn)
+		case <-delayed:
+			delayed = nil
+			s.forward(pid, unix.SIGTERM)
 		case <-kill:
 			kill = nil
 			s.log.Warn().Int("pid", pid).Dur("grace", s.cfg.Grace).Msg("child outlived the grace period, sending SIGKILL to its process group")

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/state"
+)
+
+// Exit codes of `svinit status` and `svinit stop`, those of LSB init scripts, so that the
+// same handles work whatever runs inside (OpenSVC, a Kubernetes exec probe, an operator).
+const (
+	statusRunning    = 0 // the child is running
+	statusDead       = 1 // the state file names a svinit that is gone; stop: --timeout passed
+	statusNotRunning = 3 // svinit is starting, stopping or has exited: the child is not running
+	statusUnknown    = 4 // no state file, or an unreadable one
+)
+
+// stopPoll is how often `svinit stop --wait` looks whether svinit has exited.
+const stopPoll = 20 * time.Millisecond
+
+// opsFlags parses a subcommand's options; --state-file defaults to SVINIT_STATE_FILE.
+func opsFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("svinit "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("state-file", os.Getenv("SVINIT_STATE_FILE"), "the state file of the svinit to look at (SVINIT_STATE_FILE); unset: the default one")
+	return fs, path
+}
+
+func readState(path string, stderr io.Writer) (state.State, string, bool) {
+	if path == "" {
+		path = state.ReadPath()
+	}
+	st, err := state.Read(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "svinit: %v\n", err)
+		return st, path, false
+	}
+	return st, path, true
+}
+
+// runStatus prints the state of the svinit that keeps the state file, and exits 0 only when
+// its child is running: an exec startup or liveness probe, and an operator's first look.
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	fs, path := opsFlags("status", stderr)
+	asJSON := fs.Bool("json", false, "print the state file's JSON, with \"stale\" added")
+	if err := fs.Parse(args); err != nil {
+		return usageCode(err)
+	}
+	st, p, ok := readState(*path, stderr)
+	if !ok {
+		return statusUnknown
+	}
+	stale := st.Phase != state.Exited && !st.Svinit.Alive()
+	code := statusNotRunning
+	switch {
+	case stale:
+		code = statusDead
+	case st.Phase == state.Running && st.Child != nil && st.Child.Alive():
+		code = statusRunning
+	}
+	if *asJSON {
+		out, _ := json.MarshalIndent(struct {
+			state.State
+			Stale bool   `json:"stale"`
+			Path  string `json:"state_file"`
+		}{st, stale, p}, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", out)
+		return code
+	}
+	printStatus(stdout, st, stale, p)
+	return code
+}
+
+func printStatus(w io.Writer, st state.State, stale bool, path string) {
+	now := time.Now()
+	phase := st.Phase
+	if stale {
+		phase += " (stale: this svinit is gone; it was killed or its container stopped)"
+	}
+	fmt.Fprintf(w, "svinit pid %d, up %s: %s\n", st.Svinit.PID, since(now, st.Svinit.Started), phase)
+	if c := st.Child; c != nil {
+		what := "running"
+		if st.Phase != state.Running || !c.Alive() {
+			what = "exited"
+		}
+		fmt.Fprintf(w, "  child:   pid %d, %s, started %s ago: %s\n", c.PID, what, since(now, c.Started), strings.Join(c.Argv, " "))
+	}
+	if l := st.Lock; l != nil {
+		held := "waiting for it"
+		if l.Held {
+			held = "held (instance " + l.Instance + ")"
+		} else if st.Phase != state.WaitingForLock {
+			held = "released"
+		}
+		fmt.Fprintf(w, "  lock:    %s, %s\n", l.Path, held)
+	}
+	if l := st.License; l != nil {
+		line := fmt.Sprintf("  license: %s, instance %s", l.Provider, l.Instance)
+		if l.ActivationID != "" {
+			line += ", activation " + l.ActivationID
+		}
+		if !l.LeaseExpires.IsZero() {
+			line += ", lease until " + l.LeaseExpires.Format(time.RFC3339)
+		}
+		if !l.Expires.IsZero() {
+			line += ", license until " + l.Expires.Format(time.RFC3339)
+		}
+		fmt.Fprintln(w, line)
+	}
+	if st.ExitCode != nil {
+		fmt.Fprintf(w, "  exit code: %d\n", *st.ExitCode)
+	}
+	fmt.Fprintf(w, "  state file: %s, updated %s ago\n", path, since(now, st.Updated))
+}
+
+func since(now, t time.Time) time.Duration { return now.Sub(t).Round(time.Second) }
+
+// runStop asks the svinit of the state file to stop gracefully, with SIGTERM, as
+// `docker stop` or the kubelet would; with --wait it returns once that svinit has exited.
+func runStop(args []string, stdout, stderr io.Writer) int {
+	fs, path := opsFlags("stop", stderr)
+	wait := fs.Bool("wait", false, "return only once svinit has exited (its child stopped, the seat and the lock given back)")
+	timeout := fs.Duration("timeout", 0, "with --wait, give up after this long (exit 1); 0: wait as long as it takes")
+	if err := fs.Parse(args); err != nil {
+		return usageCode(err)
+	}
+	st, _, ok := readState(*path, stderr)
+	if !ok {
+		return statusUnknown
+	}
+	if st.Phase == state.Exited || !st.Svinit.Alive() {
+		fmt.Fprintf(stdout, "svinit pid %d is not running\n", st.Svinit.PID)
+		return 0
+	}
+	if err := unix.Kill(st.Svinit.PID, unix.SIGTERM); err != nil {
+		fmt.Fprintf(stderr, "svinit: stop: SIGTERM to svinit pid %d: %v\n", st.Svinit.PID, err)
+		return statusDead
+	}
+	if !*wait {
+		return 0
+	}
+	var deadline <-chan time.Time
+	if *timeout > 0 {
+		deadline = time.After(*timeout)
+	}
+	tick := time.NewTicker(stopPoll)
+	defer tick.Stop()
+	for st.Svinit.Alive() {
+		select {
+		case <-deadline:
+			fmt.Fprintf(stderr, "svinit: stop: svinit pid %d still running after %s\n", st.Svinit.PID, *timeout)
+			return statusDead
+		case <-tick.C:
+		}
+	}
+	fmt.Fprintf(stdout, "svinit pid %d stopped\n", st.Svinit.PID)
+	return 0
+}
+
+func usageCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}

@@ -1,0 +1,193 @@
+// Package state is svinit's state file: a small JSON document that the running svinit keeps
+// current and that `svinit status` and `svinit stop` read from another process. It holds
+// ids and times only, never a secret.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Phases, in the order a life cycle goes through them. A phase whose step is not configured
+// (no --lock, no --template, no license) is skipped.
+const (
+	WaitingForLock = "waiting-for-lock"
+	Rendering      = "rendering"
+	Activating     = "activating"
+	Running        = "running"
+	Stopping       = "stopping"
+	Exited         = "exited"
+)
+
+// Version is the schema version of the file; a reader refuses another.
+const Version = 1
+
+// State is the content of the state file.
+type State struct {
+	Version int       `json:"version"`
+	Phase   string    `json:"phase"`
+	Updated time.Time `json:"updated"`
+	Svinit  Process   `json:"svinit"`
+	// Child is set once the child has started, and keeps its pid after it exited.
+	Child    *Process `json:"child,omitempty"`
+	Lock     *Lock    `json:"lock,omitempty"`
+	License  *License `json:"license,omitempty"`
+	ExitCode *int     `json:"exit_code,omitempty"` // svinit's exit code, once phase is exited
+}
+
+// Process identifies a process: pid, when it started, and its start time in clock ticks
+// since boot, which tells it from a later process that reused the pid.
+type Process struct {
+	PID        int       `json:"pid"`
+	Started    time.Time `json:"started"`
+	StartTicks uint64    `json:"start_ticks,omitempty"`
+	Argv       []string  `json:"argv,omitempty"`
+}
+
+// Lock is --lock and, once taken, who holds it (this svinit).
+type Lock struct {
+	Path     string `json:"path"`
+	Held     bool   `json:"held"`
+	Instance string `json:"instance,omitempty"`
+}
+
+// License is the activation held: ids and times, never the key.
+type License struct {
+	Provider     string    `json:"provider"`
+	Instance     string    `json:"instance"`
+	ActivationID string    `json:"activation_id,omitempty"`
+	LeaseExpires time.Time `json:"lease_expires,omitzero"`   // when the lease ends without a heartbeat
+	Expires      time.Time `json:"license_expires,omitzero"` // when the license itself ends
+}
+
+// Default paths, in the order svinit tries them: /run is a tmpfs in most containers, /tmp
+// is writable where /run is not (a non-root user).
+var defaultPaths = []string{"/run/svinit/state.json", "/tmp/svinit/state.json"}
+
+// WritePath returns the state file a svinit without --state-file keeps: the first default
+// whose directory it can write.
+func WritePath() string {
+	for _, p := range defaultPaths {
+		dir := filepath.Dir(p)
+		if os.MkdirAll(dir, 0o755) == nil && writable(dir) {
+			return p
+		}
+	}
+	return defaultPaths[len(defaultPaths)-1]
+}
+
+// ReadPath returns the state file `svinit status` reads without --state-file: the most
+// recently written default one.
+func ReadPath() string {
+	best, newest := defaultPaths[0], time.Time{}
+	for _, p := range defaultPaths {
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(newest) {
+			best, newest = p, fi.ModTime()
+		}
+	}
+	return best
+}
+
+// Write replaces the file at path with st, atomically (temporary file, rename) so that a
+// reader never sees half a state. It does not fsync: the state describes processes that a
+// crash of the machine ends anyway.
+func Write(path string, st State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(data, '\n'))
+	if err == nil {
+		err = f.Chmod(0o644) // readable by an operator's `svinit status`, whatever the umask
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// ErrNoState means no svinit has written the state file.
+var ErrNoState = errors.New("no state file")
+
+// Read reads the state file at path.
+func Read(path string) (State, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{}, fmt.Errorf("%s: %w (is svinit running with this --state-file?)", path, ErrNoState)
+	}
+	if err != nil {
+		return State{}, err
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil || st.Version != Version {
+		return State{}, fmt.Errorf("%s: not a version %d svinit state file", path, Version)
+	}
+	return st, nil
+}
+
+// Self describes the calling process.
+func Self(argv []string) Process {
+	return Process{PID: os.Getpid(), Started: time.Now().UTC(), StartTicks: StartTicks(os.Getpid()), Argv: argv}
+}
+
+// Alive reports whether p is still running: its pid exists, is not a zombie, and started
+// when p did (not a later process that reused the pid).
+func (p Process) Alive() bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
+	if err != nil {
+		return false
+	}
+	state, ticks, ok := parseStat(string(stat))
+	return ok && state != "Z" && state != "X" && (p.StartTicks == 0 || ticks == p.StartTicks)
+}
+
+// StartTicks returns when pid started, in clock ticks since boot; 0 when unknown.
+func StartTicks(pid int) uint64 {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	_, ticks, _ := parseStat(string(stat))
+	return ticks
+}
+
+// parseStat returns the state (field 3) and start time (field 22) of a /proc/PID/stat line.
+// The command name (field 2) may hold spaces and parentheses, so fields are counted from
+// its last ')'.
+func parseStat(line string) (state string, ticks uint64, ok bool) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(line[i+1:]) // f[0] is field 3
+	if len(f) < 20 {
+		return "", 0, false
+	}
+	ticks, err := strconv.ParseUint(f[19], 10, 64)
+	return f[0], ticks, err == nil
+}
+
+func writable(dir string) bool { return unix.Access(dir, unix.W_OK) == nil }
