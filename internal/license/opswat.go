@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // OPSWATActivationURL is OPSWAT's public activation server, the opswat preset's default URL.
@@ -53,7 +54,7 @@ func (o *opswat) Deactivate(ctx context.Context, instance string, _ Lease) error
 	}
 	if msg != "" {
 		class := ErrPermanent
-		if opswatNotFound.MatchString(msg) {
+		if opswatNotFound().MatchString(msg) {
 			class = ErrNotFound
 		}
 		return fmt.Errorf("opswat deactivate %s: %w: server said %q", instance, class, msg)
@@ -112,13 +113,18 @@ func nonEmpty(s string) string {
 // OPSWAT documents only the "invalid key/deployment/quantity" messages; which words a
 // refusal for lack of seats uses is not published, so these patterns are a best guess and
 // anything unrecognised counts as a permanent refusal (the pod restarts either way).
+// They are compiled on first use, not at start-up: most runs have no license provider.
 var (
-	opswatNoSeats  = regexp.MustCompile(`(?i)no (more |available |free )?(activations?|seats?|licen[cs]es?)|maximum|exceed|limit (is )?reached|all .*(used|consumed|in use)|insufficient`)
-	opswatNotFound = regexp.MustCompile(`(?i)not (found|activated|exist)|does not exist|doesn't exist|no (such )?(activation|deployment)|already deactivated`)
+	opswatNoSeats = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)no (more |available |free )?(activations?|seats?|licen[cs]es?)|maximum|exceed|limit (is )?reached|all .*(used|consumed|in use)|insufficient`)
+	})
+	opswatNotFound = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)not (found|activated|exist)|does not exist|doesn't exist|no (such )?(activation|deployment)|already deactivated`)
+	})
 )
 
 func opswatActivateClass(msg string) error {
-	if opswatNoSeats.MatchString(msg) && !strings.Contains(strings.ToLower(msg), "invalid") {
+	if opswatNoSeats().MatchString(msg) && !strings.Contains(strings.ToLower(msg), "invalid") {
 		return ErrNoSeats
 	}
 	return ErrPermanent
