@@ -29,17 +29,14 @@ const (
 	foreignGrace = 200 * time.Millisecond
 )
 
-// followUps is how many quick checks follow an inotify wake-up, at 2, 20 and 200 ms: the
-// kernel reports a dying holder's close a moment before it drops the holder's flock.
-const followUps = 3
+// followUps is how many quick checks follow an inotify wake-up, 1, 2, 4 ... 256 ms apart:
+// the kernel reports a dying holder's close a moment before it drops the holder's flock
+// (fsnotify_close comes before locks_remove_file in __fput), and the teardown of a killed
+// container takes a few milliseconds more; checks that double in spacing find the lock free
+// within about as long again, for nine cheap looks over half a second.
+const followUps = 9
 
-func followUpDelay(left int) time.Duration {
-	d := 2 * time.Millisecond
-	for range followUps - left {
-		d *= 10
-	}
-	return d
-}
+func followUpDelay(left int) time.Duration { return time.Millisecond << (followUps - left) }
 
 // errHeld says the lock file exists (or was replaced under us): judge it and wait.
 var errHeld = errors.New("lock is held")
@@ -172,18 +169,26 @@ func newWaiter(opts Options) *waiter {
 func (w *waiter) run(ctx context.Context) (*Lock, error) {
 	// The watch is set up before the first attempt, so that a release between a failed
 	// attempt and the wait cannot be missed.
-	var wake, ended <-chan struct{}
+	var (
+		wake, ended <-chan struct{}
+		dw          *dirWatch
+	)
 	if !w.opts.Poll {
-		dw, err := watchDir(w.dir, w.name)
-		if err != nil {
+		var err error
+		if dw, err = watchDir(w.dir, w.name); err != nil {
 			w.log.Warn().Err(err).Msg("cannot watch the lock directory; polling instead")
 		} else {
-			// Closing an inotify descriptor waits for a kernel grace period (5-20 ms here),
-			// which would sit between a release and our start; the close finishes on its own.
-			defer func() { go dw.close() }()
 			wake, ended = dw.wake, dw.ended
 		}
 	}
+	// The watch outlives a successful wait: the Lock closes it once the caller has started
+	// its child (see Lock.DropWatch).
+	handedOver := false
+	defer func() {
+		if dw != nil && !handedOver {
+			go dw.close()
+		}
+	}()
 	quickChecks := 0
 	for {
 		l, err := w.tryTake()
@@ -194,6 +199,7 @@ func (w *waiter) run(ctx context.Context) (*Lock, error) {
 			}
 			w.log.Info().Str("instance", l.rec.Instance).Dur("waited", time.Since(w.start)).
 				Str("took_over", w.tookOver).Msg("lock acquired")
+			l.watch, handedOver = dw, true
 			return l, nil
 		case !errors.Is(err, errHeld):
 			return nil, err
