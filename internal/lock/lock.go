@@ -138,6 +138,9 @@ type Lock struct {
 	stop chan struct{}
 	done chan struct{}
 
+	watch     *dirWatch // the wait's directory watch, until DropWatch; nil when polling
+	dropWatch sync.Once
+
 	once sync.Once
 	err  error
 }
@@ -151,6 +154,21 @@ func newLock(path string, fd int, id fileID, rec Record, log zerolog.Logger) *Lo
 // Owner is the record this instance wrote into the lock file.
 func (l *Lock) Owner() Record { return l.rec }
 
+// DropWatch closes the directory watch the wait used, in the background. Call it once the
+// child has started: closing an inotify descriptor waits for a kernel grace period (5-20 ms
+// here), and a close while the child is being spawned held the child's start back by that
+// much. Release drops the watch too.
+func (l *Lock) DropWatch() {
+	if l == nil {
+		return
+	}
+	l.dropWatch.Do(func() {
+		if l.watch != nil {
+			go l.watch.close()
+		}
+	})
+}
+
 // Release stops the heartbeat, removes the file if it still carries this instance's id (a
 // slow old pod never deletes its successor's lock) and closes it, dropping the flock.
 // It is safe to call more than once, and on a nil *Lock.
@@ -163,6 +181,7 @@ func (l *Lock) Release() error {
 }
 
 func (l *Lock) release() error {
+	l.DropWatch()
 	close(l.stop)
 	<-l.done
 	var errs []error

@@ -141,6 +141,7 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		st.Phase = state.Running
 		st.Child = &state.Process{PID: pid, Started: started.UTC(), StartTicks: state.StartTicks(pid), Argv: s.cfg.Program}
 	})
+	held.DropWatch()
 	closeFDs(inherited)
 	if err := os.Chdir("/"); err != nil {
 		s.log.Debug().Err(err).Msg("chdir / failed")
