@@ -7,13 +7,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/svinit/svinit/internal/logbuf"
+	"github.com/svinit/svinit/internal/ptytest"
 	"github.com/svinit/svinit/internal/signals"
 )
 
@@ -343,7 +342,7 @@ func TestLeftoverProcessesAreStopped(t *testing.T) {
 func TestCtrlCOnTerminal(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			master, slave := openPTY(t)
+			master, slave := ptytest.Open(t)
 			argv := []string{svinitBin, "--", selfBin}
 			if m.pid1 {
 				requireRoot(t)
@@ -351,21 +350,10 @@ func TestCtrlCOnTerminal(t *testing.T) {
 			}
 			s := &svinit{t: t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 			s.cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"=sleep")
-			s.cmd.Stdin, s.cmd.Stdout, s.cmd.Stderr = slave, slave, slave
-			s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			ptytest.OnTerminal(s.cmd, slave)
 			s.start(m.pid1)
 			slave.Close()
-			var screen logbuf.Buffer
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					n, err := master.Read(buf)
-					screen.Write(buf[:n])
-					if err != nil {
-						return
-					}
-				}
-			}()
+			screen := ptytest.Screen(master)
 			poll(t, "the child on the terminal", func() bool { return strings.Contains(screen.String(), "ready") })
 			master.Write([]byte{3}) // Ctrl-C
 			if code := s.wait(); code != 130 {
@@ -373,26 +361,4 @@ func TestCtrlCOnTerminal(t *testing.T) {
 			}
 		})
 	}
-}
-
-// openPTY opens a pseudo-terminal pair: the test's end and the one svinit gets.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
-	}
-	t.Cleanup(func() { master.Close() })
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlock pty: %v", err)
-	}
-	n, err := unix.IoctlGetUint32(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("pty number: %v", err)
-	}
-	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open pty: %v", err)
-	}
-	return master, slave
 }
