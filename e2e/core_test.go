@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/proctest"
 	"github.com/svinit/svinit/internal/ptytest"
 	"github.com/svinit/svinit/internal/signals"
 )
@@ -274,7 +275,7 @@ func TestChildInheritsMaskIgnoresAndLimits(t *testing.T) {
 	// The child is cat, reading its own state: a Go helper would raise its open-files limit
 	// at start, and a shell may clear its signal mask.
 	cmd := exec.Command(selfBin, svinitBin, "--", "cat", "/proc/self/status", "/proc/self/limits")
-	cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"=launcher", "REC="+rec)
+	cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=launcher", "REC="+rec)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -349,7 +350,7 @@ func TestCtrlCOnTerminal(t *testing.T) {
 				argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
 			}
 			s := &svinit{t: t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
-			s.cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"=sleep")
+			s.cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=sleep")
 			ptytest.OnTerminal(s.cmd, slave)
 			s.start(m.pid1)
 			slave.Close()

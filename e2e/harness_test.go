@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/logbuf"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // waitLimit bounds every wait in these tests; reaching it is a failure, not a measurement.
@@ -65,7 +66,7 @@ func startSvinit(t *testing.T, m mode, childMode string, env []string, args ...s
 		argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
 	}
 	s := &svinit{t: t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{}), state: filepath.Join(t.TempDir(), "state.json")}
-	s.cmd.Env = append(append(withoutEnv(os.Environ(), helperEnv), "SVINIT_STATE_FILE="+s.state), env...)
+	s.cmd.Env = append(append(proctest.WithoutEnv(os.Environ(), helperEnv), "SVINIT_STATE_FILE="+s.state), env...)
 	if childMode != "" {
 		s.cmd.Env = append(s.cmd.Env, helperEnv+"="+childMode)
 	}
@@ -78,7 +79,7 @@ func startSvinitAs(t *testing.T, uid uint32, args ...string) *svinit {
 	t.Helper()
 	s := &svinit{t: t, cmd: exec.Command(svinitBin, args...), done: make(chan struct{})}
 	s.state = filepath.Join(userDir(t, uid), "state.json")
-	s.cmd.Env = append(withoutEnv(os.Environ(), helperEnv), "SVINIT_STATE_FILE="+s.state)
+	s.cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), "SVINIT_STATE_FILE="+s.state)
 	s.cmd.Stderr = &s.stderr
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	return s.start(false)
@@ -135,7 +136,7 @@ func waitChildOf(t *testing.T, ppid int) int {
 	t.Helper()
 	var pid int
 	poll(t, fmt.Sprintf("a child of %d", ppid), func() bool {
-		if kids := childrenOf(ppid); len(kids) > 0 {
+		if kids := proctest.Children(ppid); len(kids) > 0 {
 			pid = kids[0]
 		}
 		return pid != 0
@@ -143,27 +144,12 @@ func waitChildOf(t *testing.T, ppid int) int {
 	return pid
 }
 
-// childrenOf lists the children of pid: each thread lists those it forked.
-func childrenOf(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var kids []int
-	for _, task := range tasks {
-		b, _ := os.ReadFile(task)
-		for _, f := range strings.Fields(string(b)) {
-			if k, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, k)
-			}
-		}
-	}
-	return kids
-}
-
 // killTree SIGKILLs pid and everything below it, as a node crash or the OOM killer would:
 // each process is frozen first, so that none sees a child die and cleans up before its
 // own SIGKILL. Also used so that a failed test leaves nothing behind.
 func killTree(pid int) {
 	unix.Kill(pid, unix.SIGSTOP)
-	for _, k := range childrenOf(pid) {
+	for _, k := range proctest.Children(pid) {
 		killTree(k)
 	}
 	unix.Kill(pid, unix.SIGKILL)

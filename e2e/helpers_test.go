@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // Helper programs, selected by SVINIT_E2E_HELPER. Paths they write come in the environment.
@@ -35,12 +37,12 @@ var helpers = map[string]func(args []string) int{
 func helperSlowStop([]string) int {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, unix.SIGTERM)
-	appendLine(os.Getenv("REC"), "ready")
+	proctest.AppendLine(os.Getenv("REC"), "ready")
 	<-ch
-	appendLine(os.Getenv("REC"), "term")
+	proctest.AppendLine(os.Getenv("REC"), "term")
 	d, _ := time.ParseDuration(os.Getenv("STOP_TIME"))
 	time.Sleep(d) // the work of stopping
-	appendLine(os.Getenv("REC"), "stopped")
+	proctest.AppendLine(os.Getenv("REC"), "stopped")
 	return 0
 }
 
@@ -49,21 +51,21 @@ func helperSlowStop([]string) int {
 func helperExclusive([]string) int {
 	f, err := os.OpenFile(os.Getenv("MARKER"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
-		appendLine(os.Getenv("REC"), "overlap")
+		proctest.AppendLine(os.Getenv("REC"), "overlap")
 		return 9
 	}
 	f.Close()
 	time.Sleep(10 * time.Millisecond) // the work done under the lock
 	os.Remove(os.Getenv("MARKER"))
-	appendLine(os.Getenv("REC"), "ran")
+	proctest.AppendLine(os.Getenv("REC"), "ran")
 	return 0
 }
 
 // helperEnvDump writes its environment to $REC, a variable a line, and says "ready".
 func helperEnvDump([]string) int {
-	appendLine(os.Getenv("REC"), strings.Join(os.Environ(), "\n"))
-	appendLine(os.Getenv("REC"), "ready")
-	return block()
+	proctest.AppendLine(os.Getenv("REC"), strings.Join(os.Environ(), "\n"))
+	proctest.AppendLine(os.Getenv("REC"), "ready")
+	return proctest.Block()
 }
 
 func runHelper(mode string, args []string) int {
@@ -95,8 +97,8 @@ func helperRecord([]string) int {
 	ch := make(chan os.Signal, 256)
 	signal.Notify(ch, all...)
 	if path := os.Getenv("REC_CHILD"); path != "" {
-		cmd := exec.Command(selfPath())
-		cmd.Env = append(withoutEnv(os.Environ(), "REC_CHILD"), "REC="+path)
+		cmd := exec.Command(proctest.SelfPath())
+		cmd.Env = append(proctest.WithoutEnv(os.Environ(), "REC_CHILD"), "REC="+path)
 		if err := cmd.Start(); err != nil {
 			return 101
 		}
@@ -105,9 +107,9 @@ func helperRecord([]string) int {
 		}
 	}
 	rec := os.Getenv("REC")
-	appendLine(rec, "ready")
+	proctest.AppendLine(rec, "ready")
 	for s := range ch {
-		appendLine(rec, unix.SignalName(s.(unix.Signal)))
+		proctest.AppendLine(rec, unix.SignalName(s.(unix.Signal)))
 		if s == unix.SIGTERM {
 			return 0
 		}
@@ -119,16 +121,16 @@ func helperRecord([]string) int {
 func helperSleep([]string) int {
 	fmt.Println("ready")
 	if rec := os.Getenv("REC"); rec != "" {
-		appendLine(rec, "ready")
+		proctest.AppendLine(rec, "ready")
 	}
-	return block()
+	return proctest.Block()
 }
 
 // helperIgnoreTerm ignores SIGTERM, as a stuck server would, and waits.
 func helperIgnoreTerm([]string) int {
 	signal.Ignore(unix.SIGTERM)
-	appendLine(os.Getenv("REC"), "ready")
-	return block()
+	proctest.AppendLine(os.Getenv("REC"), "ready")
+	return proctest.Block()
 }
 
 // helperTermCount counts the SIGTERMs it receives, says "term" at the first, and on
@@ -136,15 +138,15 @@ func helperIgnoreTerm([]string) int {
 func helperTermCount([]string) int {
 	ch := make(chan os.Signal, 64)
 	signal.Notify(ch, unix.SIGTERM, unix.SIGUSR1)
-	appendLine(os.Getenv("REC"), "ready")
+	proctest.AppendLine(os.Getenv("REC"), "ready")
 	n := 0
 	for s := range ch {
 		if s == unix.SIGUSR1 {
-			appendLine(os.Getenv("REC"), "terms "+strconv.Itoa(n))
+			proctest.AppendLine(os.Getenv("REC"), "terms "+strconv.Itoa(n))
 			return 0
 		}
 		if n++; n == 1 {
-			appendLine(os.Getenv("REC"), "term")
+			proctest.AppendLine(os.Getenv("REC"), "term")
 		}
 	}
 	return 0
@@ -153,15 +155,15 @@ func helperTermCount([]string) int {
 // helperOrphans has a spawner make $ORPHANS processes that it leaves behind, so that they
 // are reparented to svinit, writes "spawned" to $REC once the spawner is gone, and waits.
 func helperOrphans([]string) int {
-	cmd := exec.Command(selfPath())
-	cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"=spawner")
+	cmd := exec.Command(proctest.SelfPath())
+	cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=spawner")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "spawner:", err)
 		return 103
 	}
-	appendLine(os.Getenv("REC"), "spawned")
-	return block()
+	proctest.AppendLine(os.Getenv("REC"), "spawned")
+	return proctest.Block()
 }
 
 // helperSpawner starts $ORPHANS short-lived processes and never waits for them. It exits
@@ -180,8 +182,8 @@ func helperSpawner([]string) int {
 		}
 	}
 	if os.Getenv("STAY") != "" {
-		appendLine(os.Getenv("REC"), "spawned")
-		return block()
+		proctest.AppendLine(os.Getenv("REC"), "spawned")
+		return proctest.Block()
 	}
 	return 0
 }
@@ -215,10 +217,10 @@ func helperLauncher(args []string) int {
 	status, _ := os.ReadFile("/proc/thread-self/status")
 	for _, line := range strings.Split(string(status), "\n") {
 		if f := strings.Fields(line); len(f) == 2 && (f[0] == "SigBlk:" || f[0] == "SigIgn:") {
-			appendLine(os.Getenv("REC"), f[0]+" "+f[1])
+			proctest.AppendLine(os.Getenv("REC"), f[0]+" "+f[1])
 		}
 	}
-	if err := syscall.Exec(args[0], args, withoutEnv(os.Environ(), helperEnv)); err != nil {
+	if err := syscall.Exec(args[0], args, proctest.WithoutEnv(os.Environ(), helperEnv)); err != nil {
 		fmt.Fprintln(os.Stderr, "exec:", err)
 	}
 	return 108
@@ -227,8 +229,8 @@ func helperLauncher(args []string) int {
 // helperDaemon starts a grandchild in a session of its own (a daemon: $DAEMON is its
 // helper mode), waits until it is ready, and exits 0, leaving it to svinit.
 func helperDaemon([]string) int {
-	cmd := exec.Command(selfPath())
-	cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"="+os.Getenv("DAEMON"), "GODEBUG=asyncpreemptoff=1")
+	cmd := exec.Command(proctest.SelfPath())
+	cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"="+os.Getenv("DAEMON"), "GODEBUG=asyncpreemptoff=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return 109
@@ -237,30 +239,6 @@ func helperDaemon([]string) int {
 		return 110
 	}
 	return 0
-}
-
-func selfPath() string {
-	p, _ := os.Executable()
-	return p
-}
-
-func withoutEnv(env []string, name string) []string {
-	var out []string
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, name+"=") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-func appendLine(path, line string) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return
-	}
-	f.WriteString(line + "\n")
-	f.Close()
 }
 
 // waitFile polls until path contains want, or the deadline passes.
@@ -273,11 +251,4 @@ func waitFile(path, want string, d time.Duration) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return false
-}
-
-// block waits forever. A bare select{} would not: the Go runtime would call it a deadlock.
-func block() int {
-	for {
-		time.Sleep(time.Hour)
-	}
 }

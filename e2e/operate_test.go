@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/license/licensetest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // svinitCmd runs `svinit ARGS...` (status, stop) against s's state file and returns its exit
@@ -321,7 +322,7 @@ func TestUserDropsPrivileges(t *testing.T) {
 func childOfSvinit(t *testing.T, s *svinit) int {
 	t.Helper()
 	var kids []int
-	poll(t, "svinit's child", func() bool { kids = childrenOf(s.pid); return len(kids) > 0 })
+	poll(t, "svinit's child", func() bool { kids = proctest.Children(s.pid); return len(kids) > 0 })
 	return kids[0]
 }
 

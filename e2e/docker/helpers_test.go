@@ -8,11 +8,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // Helper programs, selected by SVINIT_E2E_HELPER, run inside the containers. They talk on
@@ -49,14 +50,14 @@ func helperExit(args []string) int {
 // helperSleep says "ready" and waits, every signal at its default action.
 func helperSleep([]string) int {
 	fmt.Println("ready")
-	return block()
+	return proctest.Block()
 }
 
 // helperIgnoreTerm ignores SIGTERM, as a stuck server would, says "ready" and waits.
 func helperIgnoreTerm([]string) int {
 	signal.Ignore(unix.SIGTERM)
 	fmt.Println("ready")
-	return block()
+	return proctest.Block()
 }
 
 // helperRecord says "ready", then prints "got SIGNAME" for every signal it receives and
@@ -79,7 +80,7 @@ func helperRecord([]string) int {
 func helperTTY([]string) int {
 	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
 	fmt.Printf("ready foreground=%v\n", err == nil && fg == unix.Getpgrp())
-	return block()
+	return proctest.Block()
 }
 
 // helperStamp records "$NAME start <unix ns>" in $REC, says "ready" and waits; at SIGTERM
@@ -95,7 +96,7 @@ func helperStamp([]string) int {
 }
 
 func stamp(event string) {
-	appendLine(os.Getenv("REC"), fmt.Sprintf("%s %s %d", os.Getenv("NAME"), event, time.Now().UnixNano()))
+	proctest.AppendLine(os.Getenv("REC"), fmt.Sprintf("%s %s %d", os.Getenv("NAME"), event, time.Now().UnixNano()))
 }
 
 // helperFiles prints who it runs as, whether / is writable, whether the lock $LOCK is
@@ -140,7 +141,7 @@ func runThenWait(mode, done string, failed int) int {
 		return failed
 	}
 	fmt.Println(done)
-	return block()
+	return proctest.Block()
 }
 
 // helperSpawner starts $ORPHANS short-lived processes, never waits for them, and exits.
@@ -181,39 +182,8 @@ func helperIntermediate([]string) int {
 
 // self is the test binary as helper mode, with args (shown in its command line).
 func self(mode string, args ...string) *exec.Cmd {
-	cmd := exec.Command(selfPath(), args...)
-	cmd.Env = append(withoutEnv(os.Environ(), helperEnv), helperEnv+"="+mode)
+	cmd := exec.Command(proctest.SelfPath(), args...)
+	cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"="+mode)
 	cmd.Stderr = os.Stderr
 	return cmd
-}
-
-func selfPath() string {
-	p, _ := os.Executable()
-	return p
-}
-
-func withoutEnv(env []string, name string) []string {
-	var out []string
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, name+"=") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-func appendLine(path, line string) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return
-	}
-	f.WriteString(line + "\n")
-	f.Close()
-}
-
-// block waits forever. A bare select{} would not: the Go runtime would call it a deadlock.
-func block() int {
-	for {
-		time.Sleep(time.Hour)
-	}
 }

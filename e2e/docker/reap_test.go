@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 func TestOrphanStormLeavesNoZombie(t *testing.T) {
@@ -125,28 +126,13 @@ func top(t *testing.T, c *container) []process {
 // zombies lists the zombies among pid's descendants, read from the host's /proc.
 func zombies(pid int) []int {
 	var found []int
-	for _, k := range childrenOf(pid) {
+	for _, k := range proctest.Children(pid) {
 		if state(k) == "Z" {
 			found = append(found, k)
 		}
 		found = append(found, zombies(k)...)
 	}
 	return found
-}
-
-// childrenOf lists the children of pid: each thread lists those it forked.
-func childrenOf(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var kids []int
-	for _, task := range tasks {
-		b, _ := os.ReadFile(task)
-		for _, f := range strings.Fields(string(b)) {
-			if k, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, k)
-			}
-		}
-	}
-	return kids
 }
 
 // state returns the state letter of pid (R, S, Z...), "" if it is gone.
