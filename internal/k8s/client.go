@@ -20,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -31,16 +30,17 @@ const DefaultSADir = "/var/run/secrets/kubernetes.io/serviceaccount"
 // maxResponse bounds what svinit reads of one answer: a Secret is at most 1 MiB.
 const maxResponse = 4 << 20
 
+// requestTimeout bounds one call when the caller's context allows more (the heartbeat's has
+// no deadline): an API server that accepts the connection and never answers must not hang
+// svinit.
+const requestTimeout = 30 * time.Second
+
 // Client calls the API server as the pod's service account.
 type Client struct {
 	base      string // https://host:port
 	namespace string
 	tokenPath string
 	http      *http.Client
-
-	mu         sync.Mutex
-	token      string
-	tokenMtime time.Time
 }
 
 // InCluster returns a Client configured from the pod's environment: the service-account
@@ -86,27 +86,19 @@ func InCluster(lookup func(string) (string, bool)) (*Client, error) {
 // Namespace is the pod's namespace, where the Secret and the Pods are.
 func (c *Client) Namespace() string { return c.namespace }
 
-// bearer returns the token, read again whenever the kubelet has rotated the file (bound
-// tokens expire within the hour).
+// bearer reads the token for each call: the kubelet rotates the file (bound tokens expire
+// within the hour) by swapping a symlink, so every read sees one whole token, and svinit
+// makes too few calls for the read to matter.
 func (c *Client) bearer() (string, error) {
-	fi, err := os.Stat(c.tokenPath)
-	if err != nil {
-		return "", fmt.Errorf("kubernetes: service-account token: %w", err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.token != "" && fi.ModTime().Equal(c.tokenMtime) {
-		return c.token, nil
-	}
 	b, err := os.ReadFile(c.tokenPath)
 	if err != nil {
 		return "", fmt.Errorf("kubernetes: service-account token: %w", err)
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
+	token := string(bytes.TrimSpace(b))
+	if token == "" {
 		return "", fmt.Errorf("kubernetes: service-account token %s is empty", c.tokenPath)
 	}
-	c.token, c.tokenMtime = string(bytes.TrimSpace(b)), fi.ModTime()
-	return c.token, nil
+	return token, nil
 }
 
 // APIError is an answer other than 2xx, with the server's Status object.
@@ -165,6 +157,8 @@ func (c *Client) call(ctx context.Context, method, verb, resource, contentType s
 	if name != "" {
 		path += "/" + url.PathEscape(name)
 	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -56,9 +56,18 @@ func NewLedger(c *Client, secret, pod, uid string, log zerolog.Logger) *Ledger {
 		log: log.With().Str("component", "ledger").Str("secret", c.Namespace()+"/"+secret).Logger()}
 }
 
+// maxKey is the longest key a Secret's data allows.
+const maxKey = 253
+
 // entryKey is a pod's key in the Secret's data: its name and UID, characters a Secret key
-// allows ([-._a-zA-Z0-9]).
-func entryKey(pod, uid string) string { return pod + "_" + uid }
+// allows ([-._a-zA-Z0-9]). A name too long for a key is cut: the UID alone is unique, and
+// the entry keeps the whole name.
+func entryKey(pod, uid string) string {
+	if n := maxKey - len(uid) - 1; len(pod) > n && n > 0 {
+		pod = pod[:n]
+	}
+	return pod + "_" + uid
+}
 
 // Load implements license.Store: this pod's entry.
 func (l *Ledger) Load(ctx context.Context) (license.Record, bool, error) {
@@ -88,16 +97,17 @@ func (l *Ledger) Save(ctx context.Context, rec license.Record) error {
 	if err != nil {
 		return err
 	}
-	for {
+	for attempt := 1; ; attempt++ {
 		err := l.c.PatchSecretKey(ctx, l.secret, key, value)
 		if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		err = l.c.CreateSecret(ctx, l.secret, map[string][]byte{key: value})
-		if !errors.Is(err, ErrConflict) {
+		// Conflict: another pod created it first, patch that one; unless someone keeps
+		// deleting it between our calls.
+		if !errors.Is(err, ErrConflict) || attempt == 3 {
 			return err
 		}
-		// Another pod created it first: patch that one.
 	}
 }
 

@@ -1,0 +1,121 @@
+package k8s
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The calls themselves are tested against a real API server in k8stest; these are the parts
+// that need none.
+
+func TestCheckSecretName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"metadefender-icap-licenses", true},
+		{"a.b-c0", true},
+		{"0", true},
+		{"", false},
+		{"Licenses", false},
+		{"-licenses", false},
+		{"licenses.", false},
+		{"li_censes", false},
+		{strings.Repeat("a", 253), true},
+		{strings.Repeat("a", 254), false},
+	} {
+		if err := CheckSecretName(tc.name); (err == nil) != tc.ok {
+			t.Errorf("CheckSecretName(%q) = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+	if name, ok := SecretName("k8s-secret:licenses"); !ok || name != "licenses" {
+		t.Errorf("SecretName(k8s-secret:licenses) = %q, %v", name, ok)
+	}
+	if _, ok := SecretName("/var/lib/svinit/license.json"); ok {
+		t.Error("a journal file was taken for a Secret")
+	}
+}
+
+// TestEntryKey: every pod name the API allows gives a valid Secret key, unique by UID.
+func TestEntryKey(t *testing.T) {
+	const uid = "0b3c9a4e-6f6d-4a55-9d0e-2f1a6c1e9b77"
+	validKey := regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	for _, pod := range []string{"icap-0", "md-icapsrv-7d9f8c6b5-x2x9q", strings.Repeat("p", 253)} {
+		key := entryKey(pod, uid)
+		if len(key) > maxKey || !validKey.MatchString(key) || !strings.HasSuffix(key, "_"+uid) {
+			t.Errorf("entryKey(%.20s..., uid) = %q (%d bytes): not a Secret key ending in the UID", pod, key, len(key))
+		}
+	}
+	if got := entryKey("icap-0", uid); got != "icap-0_"+uid {
+		t.Errorf("entryKey = %q", got)
+	}
+}
+
+func TestInClusterErrors(t *testing.T) {
+	env := func(dir string) func(string) (string, bool) {
+		vars := map[string]string{"SVINIT_K8S_SA_DIR": dir, "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	}
+	saDir := func(t *testing.T, files map[string]string) string {
+		dir := t.TempDir()
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	ca := testCA(t)
+
+	if _, err := InCluster(func(string) (string, bool) { return "", false }); err == nil || !strings.Contains(err.Error(), "KUBERNETES_SERVICE_HOST") {
+		t.Errorf("outside a pod: %v", err)
+	}
+	for _, tc := range []struct {
+		what  string
+		files map[string]string
+		want  string
+	}{
+		{"no token mounted", map[string]string{}, "automountServiceAccountToken"},
+		{"no CA", map[string]string{"namespace": "ns"}, "cluster CA"},
+		{"CA not PEM", map[string]string{"namespace": "ns", "ca.crt": "x", "token": "t"}, "no PEM certificate"},
+		{"empty token", map[string]string{"namespace": "ns", "ca.crt": ca, "token": "\n"}, "is empty"},
+	} {
+		if _, err := InCluster(env(saDir(t, tc.files))); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.what, err, tc.want)
+		}
+	}
+
+	c, err := InCluster(env(saDir(t, map[string]string{"namespace": "ns\n", "ca.crt": ca, "token": "t1\n"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Namespace() != "ns" || c.base != "https://10.96.0.1:443" {
+		t.Errorf("namespace %q, base %q", c.Namespace(), c.base)
+	}
+}
+
+func testCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
