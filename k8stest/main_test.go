@@ -1,0 +1,33 @@
+package k8stest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// svinitBin is svinit built from this checkout for the tests that run it against the API
+// server.
+var svinitBin string
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "k8stest-svinit")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	svinitBin = filepath.Join(dir, "svinit")
+	build := exec.Command("go", "build", "-o", svinitBin, "./cmd/svinit")
+	build.Dir = ".." // in svinit's own module, with its own go.mod
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build svinit:", err)
+		return 1
+	}
+	return m.Run()
+}
