@@ -6,16 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+
+	"github.com/svinit/svinit/internal/tmpl"
 )
 
 // HTTPConfig configures the generic http provider, for a license server that has no preset.
@@ -69,8 +71,8 @@ type templateData struct {
 }
 
 type compiledRequest struct {
-	method, url, body *template.Template
-	header            map[string]*template.Template
+	method, url, body *tmpl.Template
+	header            map[string]*tmpl.Template
 }
 
 type genericHTTP struct {
@@ -81,8 +83,8 @@ type genericHTTP struct {
 	noSeats                    *regexp.Regexp
 }
 
-func templateFuncs() template.FuncMap {
-	return template.FuncMap{
+func templateFuncs() tmpl.FuncMap {
+	return tmpl.FuncMap{
 		"query": url.QueryEscape,
 		"path":  url.PathEscape,
 		"json":  func(s string) string { return jsonString(s, false) },
@@ -132,26 +134,26 @@ func compileRequest(what string, r HTTPRequest) (*compiledRequest, error) {
 		}
 	}
 	var errs *multierror.Error
-	parse := func(field, text string) *template.Template {
-		t, err := template.New(what + " " + field).Funcs(templateFuncs()).Option("missingkey=error").Parse(text)
+	parse := func(field, text string) *tmpl.Template {
+		t, err := tmpl.Parse(what+" "+field, text, templateFuncs())
 		if err == nil {
 			// Run it once on sample data so that a field that does not exist ({{.Token}})
 			// is reported now rather than on the first activation.
-			err = t.Execute(&bytes.Buffer{}, templateData{URL: "https://example.com", Key: "k", Instance: "i", ID: "a"})
+			err = t.Execute(io.Discard, templateData{URL: "https://example.com", Key: "k", Instance: "i", ID: "a"})
 		}
 		if err != nil {
 			errs = multierror.Append(errs, fmt.Errorf("license http: %s %s template: %w; it may use {{.URL}}, {{.Key}}, {{.Instance}}, {{.ID}}", what, field, err))
 		}
 		return t
 	}
-	c := &compiledRequest{method: parse("method", method), url: parse("url", r.URL), body: parse("body", r.Body), header: map[string]*template.Template{}}
+	c := &compiledRequest{method: parse("method", method), url: parse("url", r.URL), body: parse("body", r.Body), header: map[string]*tmpl.Template{}}
 	for name, v := range r.Header {
 		c.header[name] = parse("header "+name, v)
 	}
 	return c, errs.ErrorOrNil()
 }
 
-func render(t *template.Template, d templateData) (string, error) {
+func render(t *tmpl.Template, d templateData) (string, error) {
 	var b strings.Builder
 	err := t.Execute(&b, d)
 	return b.String(), err

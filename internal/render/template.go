@@ -7,8 +7,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"text/template"
-	"text/template/parse"
+
+	"github.com/svinit/svinit/internal/tmpl"
 )
 
 const (
@@ -16,11 +16,9 @@ const (
 	idToken = "{id}"
 	// goSuffix marks a file as a Go template.
 	goSuffix = ".tmpl"
-	// tmplName is the name text/template puts in its messages; it is replaced by the file's
-	// path. A fixed name, because text/template does not escape '%' in it.
+	// tmplName is the name a template is parsed under; errors name the file instead. A fixed
+	// name, because text/template/parse does not escape '%' in it.
 	tmplName = "svinit-template"
-	// stepFunc is called at every range iteration and template call, to count them.
-	stepFunc = "_svinitStep"
 )
 
 // ErrNoIndex is returned (wrapped, naming the template) when a template needs the replica
@@ -78,11 +76,12 @@ func renderFile(file string, src []byte, goTemplate bool, d Data, lim limits) ([
 	if !goTemplate {
 		return src, nil
 	}
-	t, err := template.New(tmplName).Option("missingkey=error").Funcs(funcs(d, lim)).Parse(string(src))
+	steps := &stepCounter{max: lim.maxSteps}
+	t, err := tmpl.Parse(tmplName, string(src), funcs(d, lim, steps))
 	if err != nil {
 		return nil, templateError(file, err, d, lim.maxSteps)
 	}
-	countSteps(t)
+	t.Step = func() error { return steps.add(1) }
 	out := &cappedBuffer{max: lim.maxOutput}
 	if err := t.Execute(out, dataMap(d)); err != nil {
 		if errors.Is(err, errTooLarge) {
@@ -93,52 +92,15 @@ func renderFile(file string, src []byte, goTemplate bool, d Data, lim limits) ([
 	return out.Bytes(), nil
 }
 
-// countSteps makes every range iteration and every template call run {{ _svinitStep }}
-// first, which fails once the template has taken too many steps. text/template has no
-// other way to stop an execution, and a loop that prints nothing never reaches the
-// output limit.
-func countSteps(t *template.Template) {
-	seen := map[*parse.Tree]bool{}
-	for _, tt := range t.Templates() {
-		if tt.Tree == nil || tt.Root == nil || seen[tt.Tree] {
-			continue
-		}
-		seen[tt.Tree] = true
-		addSteps(tt.Tree, tt.Root)
-		prependStep(tt.Tree, tt.Root, tt.Root.Pos)
-	}
-}
+// stepCounter stops a template that loops for hours printing nothing, which the output limit
+// would never stop: every range iteration, template call and seq item is a step.
+type stepCounter struct{ n, max int }
 
-func addSteps(tree *parse.Tree, list *parse.ListNode) {
-	if list == nil {
-		return
+func (c *stepCounter) add(n int) error {
+	if c.n += n; c.n > c.max {
+		return errTooLong
 	}
-	for _, n := range list.Nodes {
-		switch n := n.(type) {
-		case *parse.RangeNode:
-			addSteps(tree, n.List)
-			addSteps(tree, n.ElseList)
-			prependStep(tree, n.List, n.Pos)
-		case *parse.IfNode:
-			addSteps(tree, n.List)
-			addSteps(tree, n.ElseList)
-		case *parse.WithNode:
-			addSteps(tree, n.List)
-			addSteps(tree, n.ElseList)
-		}
-	}
-}
-
-// prependStep puts {{ _svinitStep }} first in list; pos is where an error points.
-func prependStep(tree *parse.Tree, list *parse.ListNode, pos parse.Pos) {
-	if list == nil {
-		return
-	}
-	cmd := &parse.CommandNode{NodeType: parse.NodeCommand, Pos: pos,
-		Args: []parse.Node{parse.NewIdentifier(stepFunc).SetTree(tree).SetPos(pos)}}
-	action := &parse.ActionNode{NodeType: parse.NodeAction, Pos: pos,
-		Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: pos, Cmds: []*parse.CommandNode{cmd}}}
-	list.Nodes = append([]parse.Node{action}, list.Nodes...)
+	return nil
 }
 
 func noIndexError(file string, line int, what, hostname string) error {
@@ -161,20 +123,12 @@ func dataMap(d Data) map[string]any {
 	return m
 }
 
-func funcs(d Data, lim limits) template.FuncMap {
+func funcs(d Data, lim limits, steps *stepCounter) tmpl.FuncMap {
 	lookup := d.LookupEnv
 	if lookup == nil {
 		lookup = func(string) (string, bool) { return "", false }
 	}
-	steps := 0
-	step := func(n int) error {
-		if steps += n; steps > lim.maxSteps {
-			return errTooLong
-		}
-		return nil
-	}
-	return template.FuncMap{
-		stepFunc: func() (string, error) { return "", step(1) },
+	return tmpl.FuncMap{
 		"env": func(name string) (string, error) {
 			v, ok := lookup(name)
 			if !ok {
@@ -192,7 +146,7 @@ func funcs(d Data, lim limits) template.FuncMap {
 			if n < 0 || n > lim.maxSeq {
 				return nil, fmt.Errorf("seq %d: want a count from 0 to %d", n, lim.maxSeq)
 			}
-			if err := step(n); err != nil {
+			if err := steps.add(n); err != nil {
 				return nil, err
 			}
 			s := make([]int, n)
@@ -216,71 +170,24 @@ func funcs(d Data, lim limits) template.FuncMap {
 	}
 }
 
-// templateError turns text/template's
-//
-//	template: NAME:LINE: PROBLEM                                  (parsing)
-//	template: NAME:LINE:COL: executing "NAME" at <NODE>: PROBLEM  (executing)
-//
-// into FILE:LINE: PROBLEM, and explains a missing Index or Replicas. A message in another
-// shape is kept whole, so nothing is lost if text/template changes its wording.
+// templateError turns a *tmpl.Error into FILE:LINE: PROBLEM, and explains a missing Index or
+// Replicas.
 func templateError(file string, err error, d Data, maxSteps int) error {
-	line, msg, ok := splitTemplateError(err.Error())
-	if !ok {
-		msg = strings.TrimPrefix(err.Error(), "template: ")
+	var te *tmpl.Error
+	if !errors.As(err, &te) {
+		return &fileError{file: file, msg: err.Error(), err: err}
 	}
 	switch {
 	case errors.Is(err, errTooLong):
-		return &fileError{file: file, line: line, err: err, msg: fmt.Sprintf(
+		return &fileError{file: file, line: te.Line, err: err, msg: fmt.Sprintf(
 			"runs too long: more than %d loop iterations, template calls and seq items; is a range unbounded?", maxSteps)}
-	case !ok:
-		return &fileError{file: file, msg: msg, err: err}
-	case msg == `map has no entry for key "Index"` && !d.HasIndex:
-		return noIndexError(file, line, "{{ .Index }}", d.Hostname)
-	case msg == `map has no entry for key "Replicas"` && !d.HasReplicas:
-		return &fileError{file: file, line: line, err: err,
+	case te.Problem == `map has no entry for key "Index"` && !d.HasIndex:
+		return noIndexError(file, te.Line, "{{ .Index }}", d.Hostname)
+	case te.Problem == `map has no entry for key "Replicas"` && !d.HasReplicas:
+		return &fileError{file: file, line: te.Line, err: err,
 			msg: "{{ .Replicas }} needs the replica count, but none is known: set --replicas or SVINIT_REPLICAS"}
 	}
-	return &fileError{file: file, line: line, msg: msg, err: err}
-}
-
-func splitTemplateError(s string) (line int, msg string, ok bool) {
-	rest, ok := strings.CutPrefix(s, "template: "+tmplName+":")
-	if !ok {
-		return 0, "", false
-	}
-	line, rest, ok = cutNumber(rest)
-	if !ok {
-		return 0, "", false
-	}
-	if r, found := strings.CutPrefix(rest, ": "); found {
-		return line, r, true // a parse error
-	}
-	if _, rest, ok = cutNumber(strings.TrimPrefix(rest, ":")); !ok {
-		return 0, "", false
-	}
-	rest, ok = strings.CutPrefix(rest, ": executing ")
-	if !ok {
-		return 0, "", false
-	}
-	name, err := strconv.QuotedPrefix(rest)
-	if err != nil {
-		return 0, "", false
-	}
-	rest, ok = strings.CutPrefix(rest[len(name):], " at <")
-	if !ok {
-		return 0, "", false
-	}
-	_, msg, ok = strings.Cut(rest, ">: ")
-	return line, msg, ok
-}
-
-func cutNumber(s string) (n int, rest string, ok bool) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	n, err := strconv.Atoi(s[:i])
-	return n, s[i:], err == nil
+	return &fileError{file: file, line: te.Line, msg: te.Problem, err: err}
 }
 
 var (
