@@ -2,7 +2,6 @@ package render
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -10,13 +9,24 @@ import (
 // maxIndex keeps an index an int on every platform; no StatefulSet comes near it.
 const maxIndex = 1<<31 - 1
 
-// canonicalIndex is a whole number as the pod-index label writes it. Leading zeros, signs and
-// spaces are refused rather than normalised, because "{id}" must render exactly as the sed did,
-// and the sed would have copied them.
-var canonicalIndex = regexp.MustCompile(`^(0|[1-9][0-9]{0,9})$`)
-
-// ordinalSuffix is the "-N" a StatefulSet appends to its name to name a pod.
-var ordinalSuffix = regexp.MustCompile(`-(0|[1-9][0-9]{0,9})$`)
+// isCanonicalIndex reports whether s is a whole number as the pod-index label writes it:
+// 0, or up to ten digits without a leading zero. Leading zeros, signs and spaces are refused
+// rather than normalised, because "{id}" must render exactly as the sed did, and the sed
+// would have copied them.
+func isCanonicalIndex(s string) bool {
+	if s == "0" {
+		return true
+	}
+	if len(s) == 0 || len(s) > 10 || s[0] == '0' {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // ReplicaIndex resolves the replica index: explicit (from --replica-index or
 // SVINIT_REPLICA_INDEX; "" is unset) wins, else the trailing ordinal of the hostname's first
@@ -30,17 +40,18 @@ func ReplicaIndex(explicit, hostname string) (index int, ok bool, err error) {
 		}
 		return n, true, nil
 	}
+	// A StatefulSet names its pods NAME-N.
 	label, _, _ := strings.Cut(hostname, ".")
-	m := ordinalSuffix.FindStringSubmatch(label)
-	if m == nil {
+	dash := strings.LastIndexByte(label, '-')
+	if dash < 0 {
 		return 0, false, nil
 	}
-	n, ok := parseIndex(m[1])
+	n, ok := parseIndex(label[dash+1:])
 	return n, ok, nil
 }
 
 func parseIndex(s string) (int, bool) {
-	if !canonicalIndex.MatchString(s) {
+	if !isCanonicalIndex(s) {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(s, 10, 64)

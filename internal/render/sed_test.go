@@ -90,6 +90,9 @@ func TestReplicaIndex(t *testing.T) {
 		{"", "agdb-x", 0, false},
 		{"", "", 0, false},
 		{"", "a.b-3", 0, false}, // the ordinal is in the first label only
+		{"", "agdb-1-2", 2, true},
+		{"", "agdb-12345678901", 0, false},
+		{"", "agdb--2", 2, true},
 	} {
 		got, ok, err := ReplicaIndex(tc.explicit, tc.hostname)
 		if err != nil || ok != tc.ok || got != tc.want {
