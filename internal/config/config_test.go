@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,19 @@ func TestUnparsableFlagIsReportedOnce(t *testing.T) {
 	_, err := Parse([]string{"--grace", "soon", "prog"})
 	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), `--grace "soon"`) {
 		t.Errorf("want one problem naming --grace \"soon\", got:\n%v", err)
+	}
+}
+
+// BenchmarkParse is the option parsing every start pays: the environment of a typical
+// Kubernetes container with a few SVINIT_ variables, and a command line.
+func BenchmarkParse(b *testing.B) {
+	b.Setenv("SVINIT_GRACE", "30s")
+	b.Setenv("SVINIT_LOCK", filepath.Join(b.TempDir(), "lock"))
+	b.Setenv("SVINIT_TEMPLATES", "/config/a.yaml:/etc/a.yaml")
+	args := []string{"--kill-group", "--", "/usr/bin/server", "--port", "8080"}
+	for b.Loop() {
+		if _, err := Parse(args); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
