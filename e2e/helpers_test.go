@@ -17,8 +17,8 @@ import (
 )
 
 // Helper programs, selected by SVINIT_E2E_HELPER. Paths they write come in the environment.
-var helpers = map[string]func(args []string) int{
-	"exit":        helperExit,
+var helpers = proctest.Helpers{
+	"exit":        proctest.Exit,
 	"record":      helperRecord,
 	"sleep":       helperSleep,
 	"ignore-term": helperIgnoreTerm,
@@ -66,21 +66,6 @@ func helperEnvDump([]string) int {
 	proctest.AppendLine(os.Getenv("REC"), strings.Join(os.Environ(), "\n"))
 	proctest.AppendLine(os.Getenv("REC"), "ready")
 	return proctest.Block()
-}
-
-func runHelper(mode string, args []string) int {
-	h, ok := helpers[mode]
-	if !ok {
-		fmt.Fprintln(os.Stderr, "unknown helper", mode)
-		return 100
-	}
-	return h(args)
-}
-
-// helperExit exits with the code given as its argument.
-func helperExit(args []string) int {
-	n, _ := strconv.Atoi(args[0])
-	return n
 }
 
 // helperRecord appends the name of every signal it receives to $REC, after a first line

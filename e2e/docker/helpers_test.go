@@ -18,8 +18,8 @@ import (
 
 // Helper programs, selected by SVINIT_E2E_HELPER, run inside the containers. They talk on
 // stdout (docker logs) and, for what the host must time, in files on a bind mount.
-var helpers = map[string]func(args []string) int{
-	"exit":         helperExit,
+var helpers = proctest.Helpers{
+	"exit":         proctest.Exit,
 	"sleep":        helperSleep,
 	"ignore-term":  helperIgnoreTerm,
 	"record":       helperRecord,
@@ -30,21 +30,6 @@ var helpers = map[string]func(args []string) int{
 	"spawner":      helperSpawner,
 	"parent":       helperParent,
 	"intermediate": helperIntermediate,
-}
-
-func runHelper(mode string, args []string) int {
-	h, ok := helpers[mode]
-	if !ok {
-		fmt.Fprintln(os.Stderr, "unknown helper", mode)
-		return 100
-	}
-	return h(args)
-}
-
-// helperExit exits with the code given as its argument.
-func helperExit(args []string) int {
-	n, _ := strconv.Atoi(args[0])
-	return n
 }
 
 // helperSleep says "ready" and waits, every signal at its default action.

@@ -41,7 +41,7 @@ var (
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(runHelper(mode, os.Args[1:]))
+		os.Exit(helpers.Run(mode, os.Args[1:]))
 	}
 	os.Exit(setUpAndRun(m))
 }

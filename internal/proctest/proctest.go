@@ -61,3 +61,22 @@ func Children(pid int) []int {
 	}
 	return kids
 }
+
+// Helpers are the helper programs a test binary can play, by name.
+type Helpers map[string]func(args []string) int
+
+// Run plays the helper named mode with args and returns its exit code.
+func (h Helpers) Run(mode string, args []string) int {
+	run, ok := h[mode]
+	if !ok {
+		fmt.Fprintln(os.Stderr, "unknown helper", mode)
+		return 100
+	}
+	return run(args)
+}
+
+// Exit is the helper that exits with the code given as its argument.
+func Exit(args []string) int {
+	n, _ := strconv.Atoi(args[0])
+	return n
+}
