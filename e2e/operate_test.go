@@ -318,6 +318,25 @@ func TestUserDropsPrivileges(t *testing.T) {
 	}
 }
 
+// Under runAsUser svinit already is the user: --user naming it (or USER=name in the
+// environment, which must not count) changes nothing and starts the child.
+func TestUserAlreadyThatUser(t *testing.T) {
+	requireRoot(t)
+	t.Setenv("USER", "nobody") // as a login shell sets it; not SVINIT_USER
+	s := startSvinitAs(t, 1234, "--user", "1234:1234", "--", "/bin/sh", "-c", `test "$(id -u):$(id -g)" = 1234:1234`)
+	if code := s.wait(); code != 0 {
+		t.Errorf("--user 1234:1234 as uid 1234: exit %d:\n%s", code, s.stderr.String())
+	}
+	s = startSvinitAs(t, 1234, "--user", "1234:0", "--", "/bin/true")
+	if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), "cannot switch to gid 0") {
+		t.Errorf("--user 1234:0 as 1234:1234: exit %d, want 2 naming the gid:\n%s", code, s.stderr.String())
+	}
+	s = startSvinitAs(t, 1234, "--", "/bin/true")
+	if code := s.wait(); code != 0 {
+		t.Errorf("USER=nobody in the environment: exit %d:\n%s", code, s.stderr.String())
+	}
+}
+
 // childOfSvinit returns the host pid of svinit's child.
 func childOfSvinit(t *testing.T, s *svinit) int {
 	t.Helper()

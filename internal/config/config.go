@@ -112,15 +112,22 @@ func Parse(args []string) (Config, error) {
 // fromEnv applies each option's variable (or its default) with envconfig, one field at a
 // time so that every bad variable is reported, not only the first. It returns the
 // problems by option name.
+//
+// Only SVINIT_NAME is read. Given the prefix, envconfig falls back to plain NAME when
+// SVINIT_NAME is unset, and a login shell's USER, a pod's POD_NAME or an image's LOCK would
+// then set options nobody asked for; so the field is handed over with the whole name in its
+// tag, and no prefix.
 func (c *Config) fromEnv() map[string]error {
 	errs := map[string]error{}
 	v := reflect.ValueOf(c).Elem()
 	for i, f := range reflect.VisibleFields(v.Type()) {
-		if f.Tag.Get("envconfig") == "" {
+		name := f.Tag.Get("envconfig")
+		if name == "" {
 			continue
 		}
-		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
-		err := envconfig.Process(EnvPrefix, one.Interface())
+		tag := reflect.StructTag(strings.Replace(string(f.Tag), `envconfig:"`+name+`"`, `envconfig:"`+EnvPrefix+"_"+name+`"`, 1))
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: tag}}))
+		err := envconfig.Process("", one.Interface())
 		var perr *envconfig.ParseError
 		if errors.As(err, &perr) {
 			err = fmt.Errorf("%s=%q: %v", perr.KeyName, perr.Value, explain(f.Type, perr.Err))

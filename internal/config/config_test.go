@@ -150,3 +150,22 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// Only SVINIT_ variables set options: envconfig would otherwise fall back to the bare name,
+// and USER (set by every login shell) would switch --user on.
+func TestOnlyPrefixedVariables(t *testing.T) {
+	t.Setenv("USER", "nobody")
+	t.Setenv("GRACE", "1s")
+	t.Setenv("POD_NAME", "web-0")
+	t.Setenv("SVINIT_LOG_LEVEL", "debug")
+	cfg, err := Parse([]string{"--", "/bin/true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.User != "" || cfg.Grace != 10*time.Second || cfg.PodName != "" {
+		t.Errorf("unprefixed variables set options: --user %q, --grace %s, --pod-name %q", cfg.User, cfg.Grace, cfg.PodName)
+	}
+	if cfg.LogLevel != "debug" {
+		t.Errorf("SVINIT_LOG_LEVEL=debug gave --log-level %q", cfg.LogLevel)
+	}
+}

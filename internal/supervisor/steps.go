@@ -225,14 +225,22 @@ func (s *Supervisor) exited(code int) {
 	})
 }
 
-// lookupUser resolves --user and checks that svinit may become that user.
-func lookupUser(spec string) (account.Account, error) {
-	u, err := account.System.Lookup(spec)
+// lookupUser resolves --user and checks that svinit may become that user. switchTo is false
+// when svinit, not root, already runs as that user and group: there is nothing to change.
+func lookupUser(spec string) (u account.Account, switchTo bool, err error) {
+	u, err = account.System.Lookup(spec)
 	if err != nil {
-		return u, fmt.Errorf("--user: %w", err)
+		return u, false, fmt.Errorf("--user: %w", err)
 	}
-	if euid := os.Geteuid(); euid != 0 && uint32(euid) != u.UID {
-		return u, fmt.Errorf("--user %s: svinit runs as uid %d and cannot switch to uid %d; start it as root (it keeps root only for itself) or drop --user", spec, euid, u.UID)
+	euid, egid := os.Geteuid(), os.Getegid()
+	switch {
+	case euid == 0:
+		return u, true, nil
+	case uint32(euid) != u.UID:
+		return u, false, fmt.Errorf("--user %s: svinit runs as uid %d and cannot switch to uid %d; start it as root (it keeps root only for itself) or drop --user", spec, euid, u.UID)
+	case uint32(egid) != u.GID:
+		return u, false, fmt.Errorf("--user %s: svinit runs as gid %d and cannot switch to gid %d; start it as root (it keeps root only for itself) or drop --user", spec, egid, u.GID)
 	}
-	return u, nil
+	// Already that user: setting the groups would need privileges svinit does not have.
+	return u, false, nil
 }

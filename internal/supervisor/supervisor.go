@@ -69,11 +69,13 @@ func New(p Params) (*Supervisor, error) {
 		s.childEnv = license.ScrubEnv(p.Env)
 	}
 	if p.Config.User != "" {
-		u, err := lookupUser(p.Config.User)
+		u, switchTo, err := lookupUser(p.Config.User)
 		if err != nil {
 			return nil, err
 		}
-		s.user = &u
+		if switchTo {
+			s.user = &u
+		}
 		s.childEnv = environ.Set(s.childEnv, "HOME", u.Home)
 	}
 	provider, err := s.newLicenseProvider(p.LicenseKey)
