@@ -6,11 +6,15 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/reaper"
 )
+
+// outputDrain bounds the wait for a command's output once the command has exited.
+const outputDrain = time.Second
 
 // reaperRunner runs the license commands. exec.Cmd.Wait cannot be used while the reaper
 // owns every wait4 in the process: the command's exit is delivered by the reaper instead.
@@ -69,9 +73,22 @@ func (rr reaperRunner) Run(ctx context.Context, argv, env []string, stdout, stde
 		err = ctx.Err()
 	}
 	// What the command left in its group would hold its output open; and no copy may
-	// write to the caller's buffers after Run returns.
+	// write to the caller's buffers after Run returns. A process that left the group
+	// (setsid, a vendor CLI's background agent) can hold it open for ever: the copies get a
+	// moment to drain, then the read ends are closed under them.
 	unix.Kill(-pid, unix.SIGKILL)
-	copies.Wait()
+	drained := make(chan struct{})
+	go func() {
+		copies.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(outputDrain):
+		outR.Close()
+		errR.Close()
+		<-drained
+	}
 	if err != nil {
 		return 0, err
 	}
