@@ -189,13 +189,22 @@ func (c *Client) call(ctx context.Context, method, verb, resource, contentType s
 	return nil
 }
 
+// maxForeignBody is how much of an error answer that is not a Kubernetes Status goes into
+// the error.
+const maxForeignBody = 512
+
 func (c *Client) apiError(resp *http.Response, data []byte, verb, resource, kind, name string) error {
 	var st struct {
 		Reason  string `json:"reason"`
 		Message string `json:"message"`
 	}
 	if json.Unmarshal(data, &st) != nil || st.Message == "" {
-		st.Message = strings.TrimSpace(string(data))
+		// Not a Status: a proxy's error page, perhaps. Enough of it to recognise, not a
+		// page of HTML in the log.
+		st.Message = strings.ToValidUTF8(strings.TrimSpace(string(data[:min(len(data), maxForeignBody)])), "")
+		if len(data) > maxForeignBody {
+			st.Message += " ..."
+		}
 	}
 	if st.Reason == "" {
 		st.Reason = http.StatusText(resp.StatusCode)

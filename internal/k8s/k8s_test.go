@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -118,4 +119,13 @@ func testCA(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// An answer that is not a Kubernetes Status (a proxy's error page) is cut short in the error.
+func TestForeignErrorBodyIsCut(t *testing.T) {
+	page := "<html>" + strings.Repeat("x", 4096) + "</html>"
+	err := (&Client{}).apiError(&http.Response{StatusCode: http.StatusBadGateway}, []byte(page), "get", "pods", "", "web-0")
+	if msg := err.Error(); len(msg) > maxForeignBody+200 || !strings.Contains(msg, "<html>xxx") {
+		t.Errorf("error of %d bytes: %.300s", len(msg), msg)
+	}
 }

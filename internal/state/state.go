@@ -85,16 +85,17 @@ func WritePath() string {
 	return defaultPaths[len(defaultPaths)-1]
 }
 
-// ReadPath returns the state file `svinit status` reads without --state-file: the most
-// recently written default one.
+// ReadPath returns the state file `svinit status` reads without --state-file: the first
+// default that exists, in the order svinit tries them. Not the newest: a child running as
+// another user could write a newer /tmp/svinit/state.json and make a root probe, or a
+// preStop `svinit stop`, act on the pid of its choosing.
 func ReadPath() string {
-	best, newest := defaultPaths[0], time.Time{}
 	for _, p := range defaultPaths {
-		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(newest) {
-			best, newest = p, fi.ModTime()
+		if _, err := os.Stat(p); err == nil {
+			return p
 		}
 	}
-	return best
+	return defaultPaths[0]
 }
 
 // Write replaces the file at path with st, atomically (temporary file, rename) so that a

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -53,5 +54,34 @@ func TestTrackerWritesAtomically(t *testing.T) {
 	}
 	if _, err := Read(filepath.Join(t.TempDir(), "none.json")); err == nil {
 		t.Fatal("Read of a missing file succeeded")
+	}
+}
+
+// The defaults are read in the order svinit writes them, whichever is newer: a file another
+// user wrote later in /tmp must not win over root's in /run.
+func TestReadPathPrefersTheFirstDefault(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "run", "state.json"), filepath.Join(dir, "tmp", "state.json")
+	saved := defaultPaths
+	defaultPaths = []string{first, second}
+	t.Cleanup(func() { defaultPaths = saved })
+
+	if got := ReadPath(); got != first {
+		t.Errorf("none exists: ReadPath() = %s, want %s", got, first)
+	}
+	for _, p := range []string{second, first} { // the first written first, then the second
+		if err := Write(p, State{Version: Version}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(second, time.Now(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ReadPath(); got != first {
+		t.Errorf("both exist, the second newer: ReadPath() = %s, want %s", got, first)
+	}
+	os.Remove(first)
+	if got := ReadPath(); got != second {
+		t.Errorf("only the second exists: ReadPath() = %s, want %s", got, second)
 	}
 }
