@@ -318,6 +318,25 @@ func TestUserDropsPrivileges(t *testing.T) {
 	}
 }
 
+// With --user the rendered configs belong to the child's user: a template from a Secret
+// volume (mode 0600 or 0400) stays readable by the program it is rendered for.
+func TestUserOwnsRenderedFiles(t *testing.T) {
+	requireRoot(t)
+	src := filepath.Join(t.TempDir(), "db.yaml")
+	if err := os.WriteFile(src, []byte("password: s3cret-{id}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(userDir(t, 1234), "db.yaml")
+	s := startSvinit(t, modes[1], "", nil, "--user", "1234:1234", "--replica-index", "2",
+		"--template", src+":"+dst, "--", "/bin/sh", "-c", `grep -q s3cret-2 "$0"`, dst)
+	if code := s.wait(); code != 0 {
+		t.Errorf("the child could not read its rendered config: exit %d:\n%s", code, s.stderr.String())
+	}
+	if fi, err := os.Stat(dst); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1234 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("rendered file: %v %v, want owner 1234 and mode 0600", fi, err)
+	}
+}
+
 // Under runAsUser svinit already is the user: --user naming it (or USER=name in the
 // environment, which must not count) changes nothing and starts the child.
 func TestUserAlreadyThatUser(t *testing.T) {

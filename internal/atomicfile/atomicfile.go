@@ -20,7 +20,17 @@ import (
 //
 // The errors are those of the os package, which name the paths involved; the caller says
 // which file it was writing and why.
-func Write(dst string, content []byte, mode fs.FileMode, log zerolog.Logger) (err error) {
+func Write(dst string, content []byte, mode fs.FileMode, log zerolog.Logger) error {
+	return WriteFor(dst, content, mode, nil, log)
+}
+
+// Owner is the user and group a file is written for.
+type Owner struct{ UID, GID uint32 }
+
+// WriteFor is Write for a file that another user reads: the new file belongs to owner (when
+// not nil) rather than to the replaced file's owner, so that a program run with --user can
+// read a rendered config or a license file of mode 0600. Only root can give a file away.
+func WriteFor(dst string, content []byte, mode fs.FileMode, owner *Owner, log zerolog.Logger) (err error) {
 	dir, base := filepath.Split(dst)
 	created, err := mkdirAll(filepath.Clean(dir))
 	if err != nil {
@@ -41,7 +51,13 @@ func Write(dst string, content []byte, mode fs.FileMode, log zerolog.Logger) (er
 	if _, err = f.Write(content); err != nil {
 		return err
 	}
-	keepOwner(f, dst, log)
+	if owner != nil {
+		if err = f.Chown(int(owner.UID), int(owner.GID)); err != nil {
+			return err
+		}
+	} else {
+		keepOwner(f, dst, log)
+	}
 	// Chmod after any chown, which clears set-id bits, and on the file rather than through
 	// the umask, so that the mode is exactly the one asked for.
 	if err = f.Chmod(mode); err != nil {

@@ -20,13 +20,17 @@ import (
 // Options are the settings shared by every template.
 type Options struct {
 	Mode fs.FileMode // permission bits of every DST; 0 keeps each SRC's
-	Data Data
-	Log  zerolog.Logger
+	// Owner, when not nil, is given every DST: the user the program runs as (--user).
+	// Otherwise a replaced DST keeps its owner and a new one belongs to svinit's user.
+	Owner *atomicfile.Owner
+	Data  Data
+	Log   zerolog.Logger
 }
 
 // Plan is every rendered file, checked and held in memory, ready to be written.
 type Plan struct {
 	outputs []output
+	owner   *atomicfile.Owner
 	log     zerolog.Logger
 }
 
@@ -48,7 +52,7 @@ func prepare(specs []Spec, opts Options, lim limits) (*Plan, error) {
 	if opts.Mode&^fs.ModePerm != 0 {
 		errs = multierror.Append(errs, fmt.Errorf("template mode %#o: want permission bits only, 0001 to 0777", uint32(opts.Mode)))
 	}
-	p := &Plan{log: opts.Log}
+	p := &Plan{owner: opts.Owner, log: opts.Log}
 	renderedFrom := map[string]string{} // DST -> SRC, so two templates never write one file
 	for _, spec := range specs {
 		files, err := sources(spec, opts.Log)
@@ -172,7 +176,7 @@ func (p *Plan) Print(w io.Writer) error {
 // is either its old content or its new one at every moment.
 func (p *Plan) Write() error {
 	for _, o := range p.outputs {
-		if err := atomicfile.Write(o.dst, o.content, o.mode, p.log); err != nil {
+		if err := atomicfile.WriteFor(o.dst, o.content, o.mode, p.owner, p.log); err != nil {
 			return fmt.Errorf("render %s: %w", o.dst, err)
 		}
 		p.log.Info().Str("src", o.src).Str("dst", o.dst).Int("bytes", len(o.content)).

@@ -67,7 +67,8 @@ func (s *Supervisor) PrepareTemplates() (*render.Plan, error) {
 		return nil, fmt.Errorf("--replica-index: %w", err)
 	}
 	return render.Prepare(s.cfg.Templates, render.Options{
-		Mode: os.FileMode(s.cfg.TemplateMode),
+		Mode:  os.FileMode(s.cfg.TemplateMode),
+		Owner: s.childOwner(),
 		Data: render.Data{
 			Index: index, HasIndex: hasIndex, Hostname: host,
 			Replicas: s.cfg.Replicas, HasReplicas: s.cfg.Replicas > 0,
@@ -165,7 +166,7 @@ func (s *Supervisor) activate(ctx context.Context) error {
 	s.license = m
 	if len(lease.File) > 0 && s.cfg.LicenseFile != "" {
 		// Replaced atomically, as the rendered configs are: the program never reads half a license.
-		if err := atomicfile.Write(s.cfg.LicenseFile, lease.File, 0o600, s.log); err != nil {
+		if err := atomicfile.WriteFor(s.cfg.LicenseFile, lease.File, 0o600, s.childOwner(), s.log); err != nil {
 			return fmt.Errorf("write %s: %w", s.cfg.LicenseFile, err) // deactivated by the caller's clean-up
 		}
 	}
@@ -223,6 +224,15 @@ func (s *Supervisor) exited(code int) {
 		}
 		st.License = nil
 	})
+}
+
+// childOwner is who the files svinit writes for the child (rendered configs, the license
+// file) belong to: the --user svinit switches to, or nil for the usual owner.
+func (s *Supervisor) childOwner() *atomicfile.Owner {
+	if s.user == nil {
+		return nil
+	}
+	return &atomicfile.Owner{UID: s.user.UID, GID: s.user.GID}
 }
 
 // lookupUser resolves --user and checks that svinit may become that user. switchTo is false
