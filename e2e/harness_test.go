@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -190,15 +189,7 @@ func (s *svinit) childPid() int { return waitChildOf(s.t, s.pid) }
 // poll calls cond until it holds or waitLimit passes.
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	proctest.Poll(t, waitLimit, what, cond)
 }
 
 // waitLine polls until the file at path has a line equal to want.

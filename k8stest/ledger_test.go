@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/svinit/svinit/internal/license/licensetest"
+	"github.com/svinit/svinit/internal/proctest"
 	"github.com/svinit/svinit/internal/state"
 	"github.com/svinit/svinit/k8stest/cluster"
 )
@@ -531,11 +532,5 @@ func keys(m map[string]map[string]any) []string {
 // poll waits for cond, failing the test after waitLimit.
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	proctest.Poll(t, waitLimit, what, cond)
 }

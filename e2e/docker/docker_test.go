@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // waitLimit bounds every wait on the engine; reaching it is a failure, not a measurement.
@@ -148,13 +150,7 @@ func (c *container) hostPid() int {
 // poll calls cond until it holds or waitLimit passes.
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitLimit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.Poll(t, waitLimit, what, cond)
 }
 
 // shared returns a host directory for a bind mount, writable by uid inside containers.

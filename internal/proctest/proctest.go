@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -79,4 +80,17 @@ func (h Helpers) Run(mode string, args []string) int {
 func Exit(args []string) int {
 	n, _ := strconv.Atoi(args[0])
 	return n
+}
+
+// Poll waits until cond holds, looking every few milliseconds, and fails the test when limit
+// passes first: tests wait for what they need, never a fixed time.
+func Poll(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
