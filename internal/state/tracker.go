@@ -44,5 +44,16 @@ func (t *Tracker) Update(change func(*State)) {
 	}
 }
 
-// Phase records that svinit entered phase.
-func (t *Tracker) Phase(phase string) { t.Update(func(s *State) { s.Phase = phase }) }
+// Phase records that svinit entered phase. Entering the phase it is in writes nothing: each
+// write costs a file creation and a rename, on the stop path too.
+func (t *Tracker) Phase(phase string) {
+	if t == nil || t.path == "" {
+		return
+	}
+	t.mu.Lock()
+	same := t.st.Phase == phase
+	t.mu.Unlock()
+	if !same {
+		t.Update(func(s *State) { s.Phase = phase })
+	}
+}

@@ -201,20 +201,25 @@ func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.Wai
 			return ws, deadline
 		case sig := <-s.sigs:
 			sn := sig.(unix.Signal)
-			if signals.IsStop(sn) && deadline.IsZero() {
+			firstStop := signals.IsStop(sn) && deadline.IsZero()
+			if firstStop {
 				deadline = time.Now().Add(s.cfg.Grace)
 				kill = time.After(s.cfg.Grace)
+			}
+			switch {
+			case firstStop && sn == unix.SIGTERM && s.cfg.StopDelay > 0:
+				delayed = time.After(s.cfg.StopDelay)
+			case sn == unix.SIGTERM && delayed != nil:
+				delayed = nil // asked twice: no more waiting
+				s.forward(pid, sn)
+			default:
+				s.forward(pid, sn)
+			}
+			if firstStop {
+				// After the forward: the child's stop waits for no log line and no file.
 				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace", s.cfg.Grace).Dur("delay", s.cfg.StopDelay).Msg("stopping the child")
 				s.state.Phase(state.Stopping)
-				if sn == unix.SIGTERM && s.cfg.StopDelay > 0 {
-					delayed = time.After(s.cfg.StopDelay)
-					continue
-				}
 			}
-			if sn == unix.SIGTERM && delayed != nil {
-				delayed = nil // asked twice: no more waiting
-			}
-			s.forward(pid, sn)
 		case <-delayed:
 			delayed = nil
 			s.forward(pid, unix.SIGTERM)
