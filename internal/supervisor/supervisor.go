@@ -248,7 +248,10 @@ func (s *Supervisor) forward(pid int, sig unix.Signal) {
 		s.log.Debug().Err(err).Str("signal", signals.Name(to)).Int("target", target).Msg("forward failed")
 		return
 	}
-	s.log.Debug().Str("signal", signals.Name(to)).Str("received", signals.Name(sig)).Int("target", target).Msg("signal forwarded")
+	// Guarded: the names would be worked out for a disabled line, on every signal.
+	if e := s.log.Debug(); e.Enabled() {
+		e.Str("signal", signals.Name(to)).Str("received", signals.Name(sig)).Int("target", target).Msg("signal forwarded")
+	}
 }
 
 // cleanUp ends every process the child left behind, and reaps them all: SIGTERM, a short
