@@ -44,7 +44,12 @@ var (
 	errTooLarge = errors.New("output too large")
 )
 
-// FuzzMatchesTextTemplate runs the seeds in every go test; go test -fuzz explores from them.
+// FuzzMatchesTextTemplate runs the seeds (and every input a fuzz run kept in testdata) in
+// every go test. After a change to this package, explore from them for a few minutes:
+//
+//	go test -run '^$' -fuzz '^FuzzMatchesTextTemplate$' -fuzztime=5m ./internal/tmpl/
+//
+// CI does not: a new mismatch found at random would decide whether an unrelated change lands.
 func FuzzMatchesTextTemplate(f *testing.F) {
 	for _, s := range seeds(f) {
 		f.Add(s)

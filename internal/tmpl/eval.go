@@ -31,7 +31,7 @@ func (s *state) evalPipeline(dot reflect.Value, pipe *parse.PipeNode) (reflect.V
 	}
 	for _, d := range pipe.Decl {
 		if pipe.IsAssign {
-			if err := s.setVar(d, d.Ident[0], v); err != nil {
+			if err := s.setVar(lastEvaluated(pipe), d.Ident[0], v); err != nil {
 				return v, err
 			}
 		} else {

@@ -298,7 +298,7 @@ func (s *state) iterate(r *parse.RangeNode, v reflect.Value, f func(key, elem re
 	}
 	if kind := numberKind(v); kind == intKind || kind == uintKind {
 		if len(r.Pipe.Decl) > 1 {
-			return 0, s.errorf(r, "can't use %v to iterate over more than one variable", v)
+			return 0, s.errorf(lastEvaluated(r.Pipe), "can't use %v to iterate over more than one variable", v)
 		}
 		n := 0
 		for ; kind == intKind && int64(n) < v.Int() || kind == uintKind && uint64(n) < v.Uint(); n++ {
@@ -309,7 +309,20 @@ func (s *state) iterate(r *parse.RangeNode, v reflect.Value, f func(key, elem re
 		}
 		return n, nil
 	}
-	return 0, s.errorf(r, "range can't iterate over %v", v)
+	return 0, s.errorf(lastEvaluated(r.Pipe), "range can't iterate over %v", v)
+}
+
+// lastEvaluated is the node of pipe that text/template evaluates last, whose line it gives
+// to an error about the pipeline's value: the last argument of the last command.
+func lastEvaluated(pipe *parse.PipeNode) parse.Node {
+	if len(pipe.Cmds) == 0 {
+		return pipe
+	}
+	cmd := pipe.Cmds[len(pipe.Cmds)-1]
+	if len(cmd.Args) == 0 {
+		return cmd
+	}
+	return cmd.Args[len(cmd.Args)-1]
 }
 
 func (s *state) walkTemplate(dot reflect.Value, n *parse.TemplateNode) error {
