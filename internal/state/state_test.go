@@ -69,7 +69,7 @@ func TestReadPathPrefersTheFirstDefault(t *testing.T) {
 	if got := ReadPath(); got != first {
 		t.Errorf("none exists: ReadPath() = %s, want %s", got, first)
 	}
-	for _, p := range []string{second, first} { // the first written first, then the second
+	for _, p := range []string{second, first} { // the second written first, then the first
 		if err := Write(p, State{Version: Version}); err != nil {
 			t.Fatal(err)
 		}
