@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -117,12 +118,21 @@ func Parse(args []string) (Config, error) {
 // SVINIT_NAME is unset, and a login shell's USER, a pod's POD_NAME or an image's LOCK would
 // then set options nobody asked for; so the field is handed over with the whole name in its
 // tag, and no prefix.
+//
+// A variable that is not set only gives its option the default, which is set here without
+// envconfig: the type it builds per field is most of svinit's start-up work otherwise.
 func (c *Config) fromEnv() map[string]error {
 	errs := map[string]error{}
 	v := reflect.ValueOf(c).Elem()
 	for i, f := range reflect.VisibleFields(v.Type()) {
 		name := f.Tag.Get("envconfig")
 		if name == "" {
+			continue
+		}
+		if _, set := os.LookupEnv(EnvPrefix + "_" + name); !set {
+			if def := f.Tag.Get("default"); def != "" {
+				optionValue(v.Field(i)).Set(def) // the defaults parse: TestDefaultsAreEnvconfigs
+			}
 			continue
 		}
 		tag := reflect.StructTag(strings.Replace(string(f.Tag), `envconfig:"`+name+`"`, `envconfig:"`+EnvPrefix+"_"+name+`"`, 1))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,32 @@ func TestDefaults(t *testing.T) {
 	}
 	if strings.Join(cfg.Program, " ") != "prog -x" {
 		t.Errorf("Program = %q, want the arguments after the first non-option untouched", cfg.Program)
+	}
+}
+
+// An unset variable gives its option the default without envconfig; the value must be
+// the one envconfig gives when the variable holds that default.
+func TestDefaultsAreEnvconfigs(t *testing.T) {
+	unset, err := Parse([]string{"prog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range Options() {
+		if o.Default != "" && o.Env != "" {
+			t.Setenv(o.Env, o.Default)
+			n++
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d options with a default and a variable: are the tags read?", n)
+	}
+	set, err := Parse([]string{"prog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(unset, set) {
+		t.Errorf("defaults without the variables:\n%+v\nwith them set to the defaults:\n%+v", unset, set)
 	}
 }
 
