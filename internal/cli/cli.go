@@ -121,10 +121,13 @@ func dryRun(s *supervisor.Supervisor, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// newLogger logs times in UTC, as a container's logs are read beside other machines' (and
+// local time would cost every start a read of /etc/localtime).
 func newLogger(cfg config.Config, stderr io.Writer) zerolog.Logger {
+	zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
 	w := stderr
 	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: time.RFC3339, TimeLocation: time.UTC}
 	}
 	level, _ := zerolog.ParseLevel(cfg.LogLevel) // validated by config.Parse
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()

@@ -1,0 +1,29 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/svinit/svinit/internal/config"
+)
+
+// Log times are UTC whatever the local zone, in both formats.
+func TestLogTimesAreUTC(t *testing.T) {
+	local := time.Local
+	time.Local = time.FixedZone("UTC+9", 9*3600)
+	defer func() { time.Local = local; zerolog.TimestampFunc = time.Now }()
+
+	for _, format := range []string{"json", "console"} {
+		var buf bytes.Buffer
+		log := newLogger(config.Config{LogFormat: format, LogLevel: "info"}, &buf)
+		log.Info().Msg("hello")
+		line := buf.String()
+		if !strings.Contains(line, "Z") || strings.Contains(line, "+09:00") {
+			t.Errorf("%s: %q, want a UTC time (…Z)", format, line)
+		}
+	}
+}
