@@ -179,6 +179,7 @@ func (s *Supervisor) deactivate(deadline time.Time) {
 	if s.license == nil {
 		return
 	}
+	s.state.Phase(state.Stopping)
 	budget := s.cfg.LicenseTimeout
 	if !deadline.IsZero() {
 		budget = max(time.Until(deadline), minDeactivate)

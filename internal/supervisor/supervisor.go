@@ -33,6 +33,11 @@ const (
 	reapTimeout = 5 * time.Second
 )
 
+// stoppingShown is how long a stop must last before the state file says "stopping". A
+// child that exits at once, the usual docker stop, costs no write, and its exit is not
+// held up by one: the state file goes straight from running to exited.
+const stoppingShown = 100 * time.Millisecond
+
 // Supervisor runs one program as an init.
 type Supervisor struct {
 	cfg      config.Config
@@ -157,7 +162,6 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		ev = ev.Str("signal", signals.Name(ws.Signal()))
 	}
 	ev.Msg("child exited")
-	s.state.Phase(state.Stopping) // the clean-up, deactivation and unlock are left
 
 	s.cleanUp(stopDeadline)
 
@@ -181,7 +185,6 @@ func (s *Supervisor) startupFailed(w *startupWatch, step string, err error, code
 // stoppedBeforeStart is the exit code of a start-up that a stop signal ended during step.
 func (s *Supervisor) stoppedBeforeStart(sig unix.Signal, step string) int {
 	s.log.Info().Str("signal", signals.Name(sig)).Str("step", step).Msg("stopped before the child started")
-	s.state.Phase(state.Stopping)
 	return 128 + int(sig)
 }
 
@@ -192,8 +195,8 @@ func (s *Supervisor) stoppedBeforeStart(sig unix.Signal, step string) int {
 // when nobody asked the child to stop).
 func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.WaitStatus, time.Time) {
 	var (
-		kill, delayed <-chan time.Time
-		deadline      time.Time
+		kill, delayed, stopping <-chan time.Time
+		deadline                time.Time
 	)
 	for {
 		select {
@@ -218,8 +221,11 @@ func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.Wai
 			if firstStop {
 				// After the forward: the child's stop waits for no log line and no file.
 				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace", s.cfg.Grace).Dur("delay", s.cfg.StopDelay).Msg("stopping the child")
-				s.state.Phase(state.Stopping)
+				stopping = time.After(stoppingShown)
 			}
+		case <-stopping:
+			stopping = nil
+			s.state.Phase(state.Stopping)
 		case <-delayed:
 			delayed = nil
 			s.forward(pid, unix.SIGTERM)
@@ -263,6 +269,7 @@ func (s *Supervisor) cleanUp(deadline time.Time) {
 		s.awaitReaped(reapTimeout)
 		return
 	}
+	s.state.Phase(state.Stopping)
 	wait := descendantGrace
 	if !deadline.IsZero() {
 		wait = min(wait, max(time.Until(deadline), 0))
