@@ -40,7 +40,7 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	// exit at once, skipping every clean-up. Generously buffered: Notify never blocks, and a
 	// full channel would drop a signal.
 	sigs := make(chan os.Signal, 128)
-	signal.Notify(sigs, signals.Caught()...)
+	subscribed := signals.Subscribe(sigs)
 	// A single slot is enough for SIGCHLD: it only means "go and reap", and one reap pass
 	// collects every exit, however many SIGCHLDs coalesced.
 	sigchld := make(chan os.Signal, 1)
@@ -81,7 +81,7 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 
 	r := reaper.New(log)
 	s, err := supervisor.New(supervisor.Params{
-		Config: cfg, Log: log, Version: version, Env: env, LicenseKey: key, Signals: sigs, Reaper: r,
+		Config: cfg, Log: log, Version: version, Env: env, LicenseKey: key, Signals: sigs, Subscribed: subscribed, Reaper: r,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "svinit: invalid configuration:\n%s\n", indent(err.Error()))

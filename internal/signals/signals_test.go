@@ -1,7 +1,10 @@
 package signals
 
 import (
+	"os"
+	"os/signal"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,6 +80,32 @@ func TestRewrites(t *testing.T) {
 		var r Rewrites
 		if err := r.Set(bad); err == nil {
 			t.Errorf("Set(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+// Once Subscribe's channel is closed, every caught signal reaches c: none is left to the Go
+// runtime, which would drop it (or exit).
+func TestSubscribeDeliversEveryCaughtSignal(t *testing.T) {
+	c := make(chan os.Signal, 1)
+	all := Subscribe(c)
+	defer signal.Stop(c)
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		t.Fatal("Subscribe never finished")
+	}
+	for _, sig := range Caught() {
+		if err := unix.Kill(os.Getpid(), sig.(unix.Signal)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-c:
+			if got != sig {
+				t.Errorf("sent %v, got %v", sig, got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v never arrived", sig)
 		}
 	}
 }

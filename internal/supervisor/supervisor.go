@@ -45,6 +45,7 @@ type Supervisor struct {
 	version  string
 	childEnv []string // svinit's environment less the license key, unless asked
 	sigs     <-chan os.Signal
+	sigsAll  <-chan struct{} // closed once every signal is subscribed to
 	reaper   *reaper.Reaper
 	user     *account.Account // nil without --user
 	provider license.Provider // nil without --license-provider
@@ -54,9 +55,9 @@ type Supervisor struct {
 }
 
 // Params are what a Supervisor is built from. Signals delivers every caught signal but
-// SIGCHLD, which the reaper consumes; the caller subscribes to both before parsing
-// anything, so that no signal is lost or left to the Go runtime's default (exit 2, no
-// clean-up).
+// SIGCHLD, which the reaper consumes; the caller subscribes before parsing anything, so
+// that no signal is left to the Go runtime's default (exit 2, no clean-up), and the child
+// is started once Subscribed is closed, so that none is lost.
 type Params struct {
 	Config     config.Config
 	Log        zerolog.Logger
@@ -64,12 +65,13 @@ type Params struct {
 	Env        []string // svinit's environment, secrets from files already expanded
 	LicenseKey string
 	Signals    <-chan os.Signal
+	Subscribed <-chan struct{} // closed once Signals has every signal (signals.Subscribe)
 	Reaper     *reaper.Reaper
 }
 
 // New checks what can be checked before anything starts; its errors mean exit 2.
 func New(p Params) (*Supervisor, error) {
-	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, sigs: p.Signals, reaper: p.Reaper}
+	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, sigs: p.Signals, sigsAll: p.Subscribed, reaper: p.Reaper}
 	if !p.Config.LicenseKeepKey {
 		s.childEnv = license.ScrubEnv(p.Env)
 	}
@@ -132,6 +134,9 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		return s.stoppedBeforeStart(sig, "spawn")
 	}
 
+	if s.sigsAll != nil {
+		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
+	}
 	started := time.Now()
 	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user) })
 	if err != nil {
