@@ -46,7 +46,7 @@ type plan struct {
 }
 
 func fullPlan() plan {
-	return plan{startRuns: 200, memRuns: 15, rttRuns: 10, rttRounds: 5000, stormRuns: 5, orphans: 10000,
+	return plan{startRuns: 200, memRuns: 15, rttRuns: 10, rttRounds: 5000, stormRuns: 11, orphans: 10000,
 		stormLimit: 30 * time.Second, stopRuns: 30, lockRuns: 10, bashRuns: 6, bashKill: true}
 }
 
