@@ -134,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	fmt.Fprintln(stdout)
 	writeText(stdout, rows)
-	notes := b.notes(rows, svinit)
+	notes := b.notes()
 	fmt.Fprintln(stdout)
 	for _, n := range notes {
 		fmt.Fprintln(stdout, "- "+n)
@@ -186,16 +186,20 @@ func setUp(o *options, log zerolog.Logger) (b *bench, svinit string, cleanup fun
 	svinit = o.svinit
 	if svinit == "" {
 		svinit = filepath.Join(tmp, "svinit")
-		t := time.Now()
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=bench", "-o", svinit, "github.com/svinit/svinit/cmd/svinit")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, "", cleanup, fmt.Errorf("build svinit: %w: %s", err, tail(out))
+		if err := build(root, "./cmd/svinit", svinit, log); err != nil {
+			return nil, "", cleanup, err
 		}
-		log.Info().Str("took", time.Since(t).Round(time.Millisecond).String()).Msg("built svinit")
 	}
-	inits, err := findInits(svinit, o.peers)
+	floor := ""
+	if root != "" {
+		floor = filepath.Join(tmp, "gofloor")
+		if err := build(root, "./bench/gofloor", floor, log); err != nil {
+			return nil, "", cleanup, err
+		}
+	} else {
+		log.Warn().Msg("not inside the svinit module: the Go floor (bench/gofloor) is left out")
+	}
+	inits, err := findInits(svinit, floor, o.peers)
 	if err != nil {
 		return nil, "", cleanup, err
 	}
@@ -216,6 +220,20 @@ func setUp(o *options, log zerolog.Logger) (b *bench, svinit string, cleanup fun
 	return b, svinit, cleanup, nil
 }
 
+// build builds the main package pkg of the module at root as svinit ships: static,
+// stripped, without build paths.
+func build(root, pkg, out string, log zerolog.Logger) error {
+	t := time.Now()
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=bench", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %w: %s", pkg, err, tail(out))
+	}
+	log.Info().Str("package", pkg).Str("took", time.Since(t).Round(time.Millisecond).String()).Msg("built")
+	return nil
+}
+
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	gomod := strings.TrimSpace(string(out))
@@ -226,13 +244,14 @@ func moduleRoot() (string, error) {
 }
 
 // notes explain the table: how each spread is taken, the versions, the machine.
-func (b *bench) notes(rows []*row, svinit string) []string {
+func (b *bench) notes() []string {
 	var n []string
 	n = append(n, "cells: median [spread]; the spread is min–max over runs, except start-up (p10–p90 of single runs, less /bin/true's median); ÷ is svinit's median over the peer's")
 	n = append(n, fmt.Sprintf("runs: start-up %d per init, memory %d, signal round trips %d runs × %d rounds per placement (timeout %s a round), orphan storm %d × %d orphans, stop %d, lock %d per mode (bash loop %d graceful)",
 		b.plan.startRuns, b.plan.memRuns, b.plan.rttRuns, b.plan.rttRounds, rttTimeout, b.plan.stormRuns, b.plan.orphans, b.plan.stopRuns, b.plan.lockRuns, b.plan.bashRuns))
-	n = append(n, "memory, round trips, orphan storm and stop run the init as PID 1 of a new PID namespace (unshare --pid --fork --mount-proc); start-up runs it as a plain child (svinit and catatonit make themselves subreapers, tini only warns, dumb-init does neither)")
+	n = append(n, "memory, round trips, orphan storm and stop run the init as PID 1 of a new PID namespace (unshare --pid --fork --mount-proc); start-up runs it as a plain child (svinit, the Go floor and catatonit make themselves subreapers, tini only warns, dumb-init does neither)")
 	n = append(n, "round trips: \"1 CPU\" pins the init and the helper to CPU 0, \"2 CPUs\" pins the init to CPU 0 and the helper to CPU 1; left to the scheduler, each run would be all fast or all slow by placement luck")
+	n = append(n, "Go floor: bench/gofloor, built from this tree like svinit, with the whole of svinit linked in but none of its work done: it subscribes to the same signals the same way, starts the child, forwards, reaps every child and exits with the child's status; what separates it from tini is the Go runtime and what svinit links, what separates svinit from it is svinit's own work")
 	n = append(n, "dumb-init runs in its default mode (setsid, signals to the child's process group: here the group is the helper alone)")
 	n = append(n, "lock handoff: from the holder's child ending (graceful) or the holder and its child being SIGKILLed, to the waiter's child running; the bash loop is the SV Server document's (sleep 1, 60 tries)")
 	if info, err := inspectBinary("/usr/bin/tini-static"); err == nil {
@@ -240,7 +259,7 @@ func (b *bench) notes(rows []*row, svinit string) []string {
 	}
 	var vers []string
 	for _, p := range b.inits {
-		vers = append(vers, p.name+" "+version(p, svinit))
+		vers = append(vers, p.name+" "+version(p))
 	}
 	n = append(n, "versions: "+strings.Join(vers, "; "))
 	host, _ := os.Hostname()
@@ -248,9 +267,9 @@ func (b *bench) notes(rows []*row, svinit string) []string {
 	return n
 }
 
-func version(p initProg, svinit string) string {
-	if p.name == nameSvinit {
-		info, err := buildinfo.ReadFile(svinit)
+func version(p initProg) string {
+	if p.name == nameSvinit || p.name == nameGoFloor {
+		info, err := buildinfo.ReadFile(p.path)
 		if err != nil {
 			return "?"
 		}

@@ -9,17 +9,22 @@ import (
 	"strings"
 )
 
-// Names of the columns: svinit, its three peers, and the bash loop the lock replaces.
+// Names of the columns: svinit, the Go floor (bench/gofloor), its three peers, and the
+// bash loop the lock replaces.
 const (
 	nameSvinit    = "svinit"
+	nameGoFloor   = "Go floor"
 	nameTini      = "tini"
 	nameDumbInit  = "dumb-init"
 	nameCatatonit = "catatonit"
 	nameBashLoop  = "bash loop"
 )
 
-// peerNames is the column order of the table.
+// peerNames are the established inits, found in PATH.
 var peerNames = []string{nameTini, nameDumbInit, nameCatatonit}
+
+// columns is the order of the table's columns after svinit's, and of its ratios.
+var columns = []string{nameGoFloor, nameTini, nameDumbInit, nameCatatonit, nameBashLoop}
 
 // initProg is one init under test.
 type initProg struct {
@@ -40,9 +45,12 @@ func (p initProg) argv(prog ...string) []string {
 }
 
 // findInits resolves every init's binary; missing peers are reported together, with the
-// command that installs them.
-func findInits(svinit string, paths map[string]string) ([]initProg, error) {
+// command that installs them. floor is the Go floor's binary, or "" to leave it out.
+func findInits(svinit, floor string, paths map[string]string) ([]initProg, error) {
 	inits := []initProg{{name: nameSvinit, path: svinit, dashDash: true}}
+	if floor != "" {
+		inits = append(inits, initProg{name: nameGoFloor, path: floor, dashDash: true})
+	}
 	var missing []string
 	for _, name := range peerNames {
 		path := paths[name]

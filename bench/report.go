@@ -208,9 +208,8 @@ func ratioText(v float64) string {
 // columns of the table: the figures, then svinit's ratio to each of them.
 func tableHeader() []string {
 	h := []string{"figure", "budget", nameSvinit}
-	h = append(h, peerNames...)
-	h = append(h, nameBashLoop)
-	for _, p := range append(peerNames[:len(peerNames):len(peerNames)], nameBashLoop) {
+	h = append(h, columns...)
+	for _, p := range columns {
 		h = append(h, "÷ "+p)
 	}
 	return append(h, "verdict")
@@ -218,10 +217,10 @@ func tableHeader() []string {
 
 func (r *row) tableCells() []string {
 	c := []string{r.figure, r.budget.describe(r.kind), r.cellText(nameSvinit)}
-	for _, p := range append(peerNames[:len(peerNames):len(peerNames)], nameBashLoop) {
+	for _, p := range columns {
 		c = append(c, r.cellText(p))
 	}
-	for _, p := range append(peerNames[:len(peerNames):len(peerNames)], nameBashLoop) {
+	for _, p := range columns {
 		c = append(c, ratioText(r.ratio(p)))
 	}
 	return append(c, r.verdict())
