@@ -49,7 +49,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	var only string
 	o.peers = map[string]string{}
-	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 30 s instead of 2.5 min)")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 30 s instead of 3–6 min)")
 	fs.StringVar(&o.out, "out", "", "directory for results.md and results.svg (default: bench/ of the repository, none with -only or -svinit; \"-\" writes none)")
 	fs.StringVar(&o.svinit, "svinit", "", "svinit binary to measure (default: build it, stripped and static)")
 	fs.StringVar(&only, "only", "", "comma-separated figures to run: "+strings.Join(figureNames, ","))
