@@ -220,11 +220,11 @@ func setUp(o *options, log zerolog.Logger) (b *bench, svinit string, cleanup fun
 	return b, svinit, cleanup, nil
 }
 
-// build builds the main package pkg of the module at root as svinit ships: static,
-// stripped, without build paths.
-func build(root, pkg, out string, log zerolog.Logger) error {
+// build builds the main package pkg of the module at root into dst, as svinit ships:
+// static, stripped, without build paths.
+func build(root, pkg, dst string, log zerolog.Logger) error {
 	t := time.Now()
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=bench", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=bench", "-o", dst, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
