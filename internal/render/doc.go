@@ -49,10 +49,11 @@
 //
 // Prepare reads and renders every file in memory and reports every problem of every
 // template together, each as FILE:LINE: PROBLEM, before anything is written, so a bad second
-// template never leaves the first one rendered. Plan.Write then writes each file to a
-// temporary file in DST's directory, fsyncs it, renames it over DST and fsyncs the directory:
-// a reader sees the old file or the new one, never a partial or empty one, also when svinit is
-// killed in the middle. DST directories are created as needed (mode 0755). A DST that is a
+// template never leaves the first one rendered. Plan.Write then writes every file to a
+// temporary file in its DST's directory and fsyncs it; only when all are written does it
+// rename each over its DST (keeping the old file until all are in place) and fsync the
+// directories. A failure at any file leaves every DST as it was, and a reader sees the old
+// file or the new one, never a partial or empty one, also when svinit is killed. DST directories are created as needed (mode 0755). A DST that is a
 // symlink is replaced, not followed. The mode is SRC's (its permission bits) unless
 // --template-mode sets one; a replaced DST keeps its owner when svinit may set it.
 //

@@ -172,13 +172,17 @@ func (p *Plan) Print(w io.Writer) error {
 	return bw.Flush() // bufio keeps the first error and reports it here
 }
 
-// Write writes every file atomically, in order, and stops at the first failure. Each DST
-// is either its old content or its new one at every moment.
+// Write writes every file, all or nothing (atomicfile.WriteAll): when one cannot be written
+// or put in place, every DST is left as it was.
 func (p *Plan) Write() error {
+	files := make([]atomicfile.File, len(p.outputs))
+	for i, o := range p.outputs {
+		files[i] = atomicfile.File{Dst: o.dst, Content: o.content, Mode: o.mode}
+	}
+	if err := atomicfile.WriteAll(files, p.owner, p.log); err != nil {
+		return fmt.Errorf("render %w", err)
+	}
 	for _, o := range p.outputs {
-		if err := atomicfile.WriteFor(o.dst, o.content, o.mode, p.owner, p.log); err != nil {
-			return fmt.Errorf("render %s: %w", o.dst, err)
-		}
 		p.log.Info().Str("src", o.src).Str("dst", o.dst).Int("bytes", len(o.content)).
 			Str("mode", fmt.Sprintf("%#o", uint32(o.mode))).Msg("rendered")
 	}
