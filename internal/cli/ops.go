@@ -59,7 +59,15 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return statusUnknown
 	}
-	stale := st.Phase != state.Exited && !st.Svinit.Alive()
+	stale := false
+	if st.Phase != state.Exited {
+		err := st.Svinit.ProveSvinit()
+		if errors.Is(err, state.ErrUntrusted) {
+			fmt.Fprintf(stderr, "svinit: %s: %v\n", p, err)
+			return statusUnknown
+		}
+		stale = err != nil
+	}
 	code := statusNotRunning
 	switch {
 	case stale:
@@ -133,15 +141,22 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return usageCode(err)
 	}
-	st, _, ok := readState(*path, stderr)
+	st, p, ok := readState(*path, stderr)
 	if !ok {
 		return statusUnknown
 	}
-	if st.Phase == state.Exited || !st.Svinit.Alive() {
+	err := errNotRunning
+	if st.Phase != state.Exited {
+		err = terminate(st.Svinit)
+	}
+	switch {
+	case errors.Is(err, state.ErrGone), errors.Is(err, errNotRunning):
 		fmt.Fprintf(stdout, "svinit pid %d is not running\n", st.Svinit.PID)
 		return 0
-	}
-	if err := unix.Kill(st.Svinit.PID, unix.SIGTERM); err != nil {
+	case errors.Is(err, state.ErrUntrusted):
+		fmt.Fprintf(stderr, "svinit: stop: %s: %v; nothing was signalled\n", p, err)
+		return statusUnknown
+	case err != nil:
 		fmt.Fprintf(stderr, "svinit: stop: SIGTERM to svinit pid %d: %v\n", st.Svinit.PID, err)
 		return statusDead
 	}
@@ -164,6 +179,33 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "svinit pid %d stopped\n", st.Svinit.PID)
 	return 0
+}
+
+// errNotRunning: the state file says its svinit has exited.
+var errNotRunning = errors.New("exited")
+
+// terminate sends SIGTERM to svinit p once it is proved to be the svinit of the state file.
+// The pid is held by a pidfd from before the proof, so that it cannot exit and be reused by
+// another process between the proof and the signal.
+func terminate(p state.Process) error {
+	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	switch {
+	case errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("svinit pid %d: %w", p.PID, state.ErrGone)
+	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM): // an old kernel, a seccomp profile
+		pidfd = -1
+	case err != nil:
+		return err
+	default:
+		defer unix.Close(pidfd)
+	}
+	if err := p.ProveSvinit(); err != nil {
+		return err
+	}
+	if pidfd < 0 {
+		return unix.Kill(p.PID, unix.SIGTERM)
+	}
+	return unix.PidfdSendSignal(pidfd, unix.SIGTERM, nil, 0)
 }
 
 func usageCode(err error) int {

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -74,15 +76,38 @@ type License struct {
 var defaultPaths = []string{"/run/svinit/state.json", "/tmp/svinit/state.json"}
 
 // WritePath returns the state file a svinit without --state-file keeps: the first default
-// whose directory it can write.
+// whose directory it can use (see usableDir). When it can use none, it is the first default,
+// the file `svinit status` and `svinit stop` then look for (ReadPath), so that the warning
+// about the failed write names the path the readers report.
 func WritePath() string {
 	for _, p := range defaultPaths {
-		dir := filepath.Dir(p)
-		if os.MkdirAll(dir, 0o755) == nil && writable(dir) {
+		if usableDir(filepath.Dir(p)) == nil {
 			return p
 		}
 	}
-	return defaultPaths[len(defaultPaths)-1]
+	return defaultPaths[0]
+}
+
+// usableDir creates dir if needed and tells whether it may hold the state file: a directory
+// itself (not a symlink to one), writable by svinit, and that no other user could have
+// prepared to swap the file (owned by root or svinit's user, not writable by group or
+// others), since /tmp/svinit may be created by anyone first.
+func usableDir(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("%s: not a directory", dir)
+	case !ok || (st.Uid != 0 && st.Uid != uint32(os.Geteuid())) || fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s: another user could write in it", dir)
+	}
+	return unix.Access(dir, unix.W_OK)
 }
 
 // ReadPath returns the state file `svinit status` reads without --state-file: the first
@@ -91,7 +116,7 @@ func WritePath() string {
 // preStop `svinit stop`, act on the pid of its choosing.
 func ReadPath() string {
 	for _, p := range defaultPaths {
-		if _, err := os.Stat(p); err == nil {
+		if _, err := os.Lstat(p); err == nil { // a symlink too, for Read to refuse loudly
 			return p
 		}
 	}
@@ -133,12 +158,40 @@ func Write(path string, st State) error {
 // ErrNoState means no svinit has written the state file.
 var ErrNoState = errors.New("no state file")
 
-// Read reads the state file at path.
+// ErrUntrusted means the state file may not be svinit's: another user could have written it,
+// or it names a process that is not provably the svinit that wrote it. Nothing in it is
+// acted on.
+var ErrUntrusted = errors.New("state file not trusted")
+
+// ErrGone means the svinit the state file names has exited (its pid may be another's now).
+var ErrGone = errors.New("not running")
+
+// maxSize bounds what Read reads: the file is a few hundred bytes.
+const maxSize = 1 << 20
+
+// Read reads the state file at path. It refuses, with ErrUntrusted, a file that another user
+// could have planted: a symlink (never followed), anything but a regular file, a file owned
+// by neither root nor the caller, or one that group or others can write.
 func Read(path string) (State, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	// O_NONBLOCK: a FIFO planted here must not hang the reader before it is refused.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return State{}, fmt.Errorf("%s: %w (is svinit running with this --state-file?)", path, ErrNoState)
+	case errors.Is(err, unix.ELOOP):
+		return State{}, fmt.Errorf("%s: %w: it is a symlink, which svinit does not follow (another user may have planted it): remove it", path, ErrUntrusted)
+	case err != nil:
+		return State{}, err
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return State{}, err
+	}
+	if err := trusted(path, fi); err != nil {
+		return State{}, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSize))
 	if err != nil {
 		return State{}, err
 	}
@@ -147,6 +200,24 @@ func Read(path string) (State, error) {
 		return State{}, fmt.Errorf("%s: not a version %d svinit state file", path, Version)
 	}
 	return st, nil
+}
+
+// trusted checks the opened state file fi is one only root or the caller could have written.
+func trusted(path string, fi fs.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w: not a regular file: remove it", path, ErrUntrusted)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: %w: its owner is unknown", path, ErrUntrusted)
+	}
+	if me := uint32(os.Geteuid()); st.Uid != 0 && st.Uid != me {
+		return fmt.Errorf("%s: %w: owned by uid %d, neither root nor you (uid %d), so another user may have planted it: remove it, or name svinit's own with --state-file", path, ErrUntrusted, st.Uid, me)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%s: %w: others can write it (mode %#o; svinit writes 0644): remove it", path, ErrUntrusted, uint32(perm))
+	}
+	return nil
 }
 
 // Self describes the calling process.
@@ -163,6 +234,20 @@ func (p Process) Alive() bool {
 	}
 	state, ticks, ok := parseStat(string(stat))
 	return ok && state != "Z" && state != "X" && (p.StartTicks == 0 || ticks == p.StartTicks)
+}
+
+// ProveSvinit tells whether p, the svinit of a state file, is still that svinit, before
+// anyone signals it or trusts what the file says of it: nil when it is, ErrGone when it has
+// exited, ErrUntrusted when the file cannot be its (no start time recorded, or a process
+// that started then but is not an svinit).
+func (p Process) ProveSvinit() error {
+	if p.StartTicks == 0 {
+		return fmt.Errorf("%w: it records no start time for pid %d, so that pid cannot be proved to be its svinit", ErrUntrusted, p.PID)
+	}
+	if !p.Alive() {
+		return fmt.Errorf("svinit pid %d: %w", p.PID, ErrGone)
+	}
+	return runsSvinit(p.PID)
 }
 
 // StartTicks returns when pid started, in clock ticks since boot; 0 when unknown.
@@ -190,5 +275,3 @@ func parseStat(line string) (state string, ticks uint64, ok bool) {
 	ticks, err := strconv.ParseUint(f[19], 10, 64)
 	return f[0], ticks, err == nil
 }
-
-func writable(dir string) bool { return unix.Access(dir, unix.W_OK) == nil }
