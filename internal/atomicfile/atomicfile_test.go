@@ -100,3 +100,51 @@ func TestStaleTempsRemoved(t *testing.T) {
 		t.Errorf("directory holds %q; want %q (another file's temporary file kept)", got, want)
 	}
 }
+
+// Symlinks another user planted in a directory svinit writes in (at the license file's or a
+// rendered file's path, or under the name of a temporary file) are replaced or removed,
+// never followed: the file of root's they point to is neither written nor read.
+func TestPlantedSymlinksNotFollowed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if testing.Short() {
+			t.Skip("needs root to act as another user; skipped in -short mode")
+		}
+		t.Fatal("needs root to act as another user: run as root, or with -short")
+	}
+	target := filepath.Join(t.TempDir(), "root-only")
+	if err := os.WriteFile(target, []byte("root's secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := errors.Join(os.Mkdir(dir, 0o755), os.Chown(dir, 1000, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	dst, stale := dir+"/license.lic", dir+"/.license.lic.svinit-tmp-1"
+	for _, link := range []string{dst, stale} {
+		if err := errors.Join(os.Symlink(target, link), os.Lchown(link, 1000, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteFor(dst, []byte("license\n"), 0o600, &Owner{UID: 1000, GID: 1000}, testLog(t)); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(target)
+	st0, st1 := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t)
+	if string(b) != "root's secret\n" || after.Mode() != 0o600 || st1.Uid != 0 || st1.Atim != st0.Atim {
+		t.Errorf("the target was touched: %q, mode %v, uid %d, read %v", b, after.Mode(), st1.Uid, st1.Atim != st0.Atim)
+	}
+	if fi, err := os.Lstat(dst); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("%s: %v, %v; want a regular file in place of the symlink", dst, fi.Mode(), err)
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the symlink under a temporary file's name is left: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +31,9 @@ func removeStaleTemps(dir, base string, log zerolog.Logger) {
 	}
 	prefix := tempPrefix(base)
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+		// A symlink is a DST replaced while a killed svinit was putting files in place
+		// (or one planted under this name); removing it never follows it.
+		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() && e.Type() != fs.ModeSymlink {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
