@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Write writes content to a temporary file next to dst, fsyncs it, renames it over dst
+// Write writes content to a temporary file next to dst, fsyncs it, puts it in place of dst
 // (replacing a symlink, not following it) and fsyncs the directory, so that dst is the old
 // file or the new one at every moment, even across a crash. Missing directories are created
 // (0755), temporary files of dst left by a killed svinit are removed first, and a replaced
