@@ -186,12 +186,10 @@ func (s *Supervisor) deactivate(deadline time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	start := time.Now()
+	// The manager logs the deactivation itself, with its activation id.
 	if err := s.license.Stop(ctx); err != nil {
 		s.log.Error().Err(err).Dur("budget", budget).Msg("license deactivation failed; the journal keeps it for the next start")
-		return
 	}
-	s.log.Info().Dur("elapsed", time.Since(start)).Msg("license deactivated")
 }
 
 // leaseTaken puts a new or renewed lease into the state file.
