@@ -133,7 +133,7 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return usageCode(err)
 	}
-	st, _, ok := readState(*path, stderr)
+	st, p, ok := readState(*path, stderr)
 	if !ok {
 		return statusUnknown
 	}
@@ -154,7 +154,7 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 	}
 	tick := time.NewTicker(stopPoll)
 	defer tick.Stop()
-	for st.Svinit.Alive() {
+	for st.Svinit.Alive() && !(st.Svinit.PID == 1 && saysExited(p, st.Svinit)) {
 		select {
 		case <-deadline:
 			fmt.Fprintf(stderr, "svinit: stop: svinit pid %d still running after %s\n", st.Svinit.PID, *timeout)
@@ -164,6 +164,14 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "svinit pid %d stopped\n", st.Svinit.PID)
 	return 0
+}
+
+// saysExited says whether the state file at path says that the svinit it named, the same
+// process, has exited: its seat and lock are back. A waiter in the PID namespace of which
+// svinit is PID 1 returns then, as PID 1's exit ends every process there.
+func saysExited(path string, svinit state.Process) bool {
+	st, err := state.Read(path)
+	return err == nil && st.Phase == state.Exited && st.Svinit.PID == svinit.PID && st.Svinit.StartTicks == svinit.StartTicks
 }
 
 func usageCode(err error) int {
