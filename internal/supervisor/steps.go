@@ -21,7 +21,9 @@ import (
 
 // minDeactivate is the least time deactivation gets after a stop whose budget the child
 // used up: without it a seat would always leak to the journal after a SIGKILL at --grace.
-const minDeactivate = 5 * time.Second
+// With the margin for the reaping and the unlock it makes the 5 s that --grace must stay
+// under the platform's stop budget, so that the default --grace fits docker stop's 10 s.
+const minDeactivate = 3 * time.Second
 
 // takeLock waits for and takes --lock; nil when none is configured.
 func (s *Supervisor) takeLock(ctx context.Context) (*lock.Lock, error) {
