@@ -27,7 +27,7 @@ import (
 // for --help and --version: otherwise it belongs to the child.
 func Run(args []string, stdout, stderr io.Writer, version string) int {
 	// "svinit status" and "svinit stop" talk to a running svinit; a PROGRAM of that name
-	// goes after "--", as the image's ENTRYPOINT ["svinit", "--"] puts it.
+	// goes after "--".
 	if len(args) > 1 {
 		switch args[1] {
 		case "status":
