@@ -336,6 +336,10 @@ func TestLeftoverProcessesAreStopped(t *testing.T) {
 			if z := zombiesOf(s.pid); z != 0 || !strings.Contains(s.stderr.String(), "sent SIGKILL") {
 				t.Errorf("the daemon ignoring SIGTERM was not killed:\n%s", s.stderr.String())
 			}
+			// One process was left, and the log says so, as PID 1 too (not "-1").
+			if !strings.Contains(s.stderr.String(), `"count":1,`) {
+				t.Errorf("the log does not count the one process left:\n%s", s.stderr.String())
+			}
 		})
 	}
 }

@@ -163,6 +163,9 @@ func TestExecProviderAsPID1(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
 	}
 	waitLine(t, log, "deactivate pod-b key=15")
+	if n := strings.Count(s.stderr.String(), `"license deactivated"`); n != 1 {
+		t.Errorf("\"license deactivated\" logged %d times for one deactivation:\n%s", n, s.stderr.String())
+	}
 	checkNoKey(t, s, rec)
 }
 

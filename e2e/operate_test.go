@@ -165,6 +165,24 @@ func TestStatusProbeInsidePIDNamespace(t *testing.T) {
 	s.wait()
 }
 
+// stop --wait inside svinit's PID namespace (docker exec, a preStop hook) returns 0 once
+// svinit is done: the end of PID 1, which kills every process of its namespace, must not
+// take the waiter with it.
+func TestStopWaitInsidePIDNamespace(t *testing.T) {
+	requireRoot(t)
+	rec := filepath.Join(t.TempDir(), "rec")
+	s := startSvinit(t, modes[0], "slow-stop", []string{"REC=" + rec, "STOP_TIME=300ms"}, "--", selfBin)
+	waitLine(t, rec, "ready")
+	stop := exec.Command("nsenter", "--target", strconv.Itoa(s.pid), "--pid", "--mount", svinitBin, "stop", "--wait", "--state-file", s.state)
+	out, err := stop.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "stopped") {
+		t.Errorf("stop --wait in the namespace: %v, want exit 0:\n%s", err, out)
+	}
+	if code := s.wait(); code != 0 || !hasLine(rec, "stopped") {
+		t.Errorf("svinit exited %d, want the child's 0 after its stop", code)
+	}
+}
+
 func TestStopWaitsForSlowChild(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "rec")
 	s := startSvinit(t, modes[1], "slow-stop", []string{"REC=" + rec, "STOP_TIME=2s"}, "--", selfBin)

@@ -63,9 +63,20 @@ func TestDockerfileExample(t *testing.T) {
 		t.Errorf("exit code %d, want the child's 3:\n%s", code, c.logs())
 	}
 	out := c.logs()
-	for _, want := range []string{"10001\n10001\n", "/usr/local/bin/svinit -- /bin/busybox sh -c"} {
+	for _, want := range []string{"10001\n10001\n", "/usr/local/bin/svinit /bin/busybox sh -c"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the example image's container did not print %q (non-root USER, svinit as PID 1):\n%s", want, out)
+		}
+	}
+	// Options go after the image name, before PROGRAM, and PROGRAM's own options reach it.
+	for _, args := range [][]string{
+		{"/bin/busybox", "echo", "--flag"},
+		{"--grace", "5s", "/bin/busybox", "echo", "--flag"},
+	} {
+		o := newContainer(t)
+		o.image = example
+		if code := o.run(nil, args...); code != 0 || !strings.Contains("\n"+o.logs(), "\n--flag\n") {
+			t.Errorf("docker run IMAGE %s: exit %d, want 0 and PROGRAM printing --flag:\n%s", strings.Join(args, " "), code, o.logs())
 		}
 	}
 	v := newContainer(t)

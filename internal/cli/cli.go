@@ -27,7 +27,7 @@ import (
 // for --help and --version: otherwise it belongs to the child.
 func Run(args []string, stdout, stderr io.Writer, version string) int {
 	// "svinit status" and "svinit stop" talk to a running svinit; a PROGRAM of that name
-	// goes after "--", as the image's ENTRYPOINT ["svinit", "--"] puts it.
+	// goes after "--".
 	if len(args) > 1 {
 		switch args[1] {
 		case "status":
@@ -121,13 +121,18 @@ func dryRun(s *supervisor.Supervisor, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// logTime is RFC 3339 with milliseconds, fixed width: start-up events a few ms apart stay
+// apart and in order, and the times line up.
+const logTime = "2006-01-02T15:04:05.000Z07:00"
+
 // newLogger logs times in UTC, as a container's logs are read beside other machines' (and
 // local time would cost every start a read of /etc/localtime).
 func newLogger(cfg config.Config, stderr io.Writer) zerolog.Logger {
 	zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
+	zerolog.TimeFieldFormat = logTime
 	w := stderr
 	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: time.RFC3339, TimeLocation: time.UTC}
+		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: logTime, TimeLocation: time.UTC}
 	}
 	level, _ := zerolog.ParseLevel(cfg.LogLevel) // validated by config.Parse
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()

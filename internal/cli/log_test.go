@@ -12,7 +12,7 @@ import (
 	"github.com/svinit/svinit/internal/config"
 )
 
-var utcTime = regexp.MustCompile(`\d\d:\d\d:\d\dZ`)
+var utcTime = regexp.MustCompile(`\d\d:\d\d:\d\d(\.\d+)?Z`)
 
 // Log times are UTC whatever the local zone, in both formats.
 func TestLogTimesAreUTC(t *testing.T) {
@@ -27,6 +27,21 @@ func TestLogTimesAreUTC(t *testing.T) {
 		line := buf.String()
 		if !utcTime.MatchString(line) || strings.Contains(line, "+09:00") {
 			t.Errorf("%s: %q, want a UTC time (…Z)", format, line)
+		}
+	}
+}
+
+// Log times carry milliseconds in both formats: start-up events a few ms apart must be
+// told apart and ordered when read beside other logs.
+func TestLogTimesHaveMilliseconds(t *testing.T) {
+	defer func() { zerolog.TimestampFunc = time.Now }()
+	millis := regexp.MustCompile(`\d\d:\d\d:\d\d\.\d\d\dZ`)
+	for _, format := range []string{"json", "console"} {
+		var buf bytes.Buffer
+		log := newLogger(config.Config{LogFormat: format, LogLevel: "info"}, &buf)
+		log.Info().Msg("hello")
+		if line := buf.String(); !millis.MatchString(line) {
+			t.Errorf("%s: %q, want a time with milliseconds (…:05.123Z)", format, line)
 		}
 	}
 }

@@ -169,7 +169,7 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 	}
 	tick := time.NewTicker(stopPoll)
 	defer tick.Stop()
-	for st.Svinit.Alive() {
+	for st.Svinit.Alive() && !(st.Svinit.PID == 1 && saysExited(p, st.Svinit)) {
 		select {
 		case <-deadline:
 			fmt.Fprintf(stderr, "svinit: stop: svinit pid %d still running after %s\n", st.Svinit.PID, *timeout)
@@ -206,6 +206,14 @@ func terminate(p state.Process) error {
 		return unix.Kill(p.PID, unix.SIGTERM)
 	}
 	return unix.PidfdSendSignal(pidfd, unix.SIGTERM, nil, 0)
+}
+
+// saysExited says whether the state file at path says that the svinit it named, the same
+// process, has exited: its seat and lock are back. A waiter in the PID namespace of which
+// svinit is PID 1 returns then, as PID 1's exit ends every process there.
+func saysExited(path string, svinit state.Process) bool {
+	st, err := state.Read(path)
+	return err == nil && st.Phase == state.Exited && st.Svinit.PID == svinit.PID && st.Svinit.StartTicks == svinit.StartTicks
 }
 
 func usageCode(err error) int {

@@ -31,7 +31,7 @@ const EnvPrefix = "SVINIT"
 // tag it can also be set from SVINIT_<NAME>, and a flag given on the command line wins
 // over its variable. The tags are also the source of --help.
 type Config struct {
-	Grace     time.Duration    `flag:"grace" envconfig:"GRACE" default:"10s" desc:"time the child gets after SIGTERM/SIGINT before its process group is SIGKILLed"`
+	Grace     time.Duration    `flag:"grace" envconfig:"GRACE" default:"5s" desc:"time the child gets after SIGTERM/SIGINT before its process group is SIGKILLed; keep it 5s under the platform's stop budget (docker stop -t, terminationGracePeriodSeconds), the clean-up's share"`
 	KillGroup bool             `flag:"kill-group" envconfig:"KILL_GROUP" default:"false" desc:"forward signals to the child's whole process group, not only the child"`
 	Rewrite   signals.Rewrites `flag:"rewrite" envconfig:"REWRITE" desc:"rewrite a signal before forwarding it, FROM:TO (TO 0 drops it); repeatable, comma list in the variable"`
 	RemapExit ExitCodes        `flag:"remap-exit" envconfig:"REMAP_EXIT" desc:"report the child's exit code FROM as TO, e.g. 143:0; repeatable, comma list in the variable"`

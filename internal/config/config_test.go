@@ -17,7 +17,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Grace != 10*time.Second || cfg.KillGroup || cfg.LogFormat != "json" || cfg.LogLevel != "info" {
+	if cfg.Grace != 5*time.Second || cfg.KillGroup || cfg.LogFormat != "json" || cfg.LogLevel != "info" {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	if strings.Join(cfg.Program, " ") != "prog -x" {
@@ -189,7 +189,7 @@ func TestOnlyPrefixedVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.User != "" || cfg.Grace != 10*time.Second || cfg.PodName != "" {
+	if cfg.User != "" || cfg.Grace != 5*time.Second || cfg.PodName != "" {
 		t.Errorf("unprefixed variables set options: --user %q, --grace %s, --pod-name %q", cfg.User, cfg.Grace, cfg.PodName)
 	}
 	if cfg.LogLevel != "debug" {

@@ -3,23 +3,39 @@ package supervisor
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// signalDescendants sends sig to every process left below svinit and returns how many it
-// signalled. As PID 1 that is every other process in the namespace, which kill(-1) reaches
-// in one call; as a subreaper it is the tree below svinit, found through /proc.
+// stopWaiterGrace bounds how long svinit as PID 1 lets `svinit stop --wait` processes read
+// "exited" before it exits, which kills them.
+const stopWaiterGrace = time.Second
+
+// signalDescendants sends sig to every process left below svinit, `svinit stop` waiters
+// spared, and returns how many it signalled. As PID 1 that is every other process in the
+// namespace; as a subreaper it is the tree below svinit, found through /proc.
 func signalDescendants(sig unix.Signal) int {
-	if os.Getpid() == 1 {
-		if err := unix.Kill(-1, sig); err != nil {
+	self := os.Getpid()
+	var pids []int
+	if self == 1 {
+		pids = slices.DeleteFunc(processes(), func(pid int) bool { return pid == self })
+	} else {
+		pids = descendants(self)
+	}
+	found := len(pids)
+	pids = slices.DeleteFunc(pids, isStopWaiter)
+	if self == 1 && len(pids) == found {
+		// Nobody to spare: kill(-1) also reaches what forks while this runs.
+		if found == 0 || unix.Kill(-1, sig) != nil {
 			return 0 // ESRCH: nobody left
 		}
-		return -1 // unknown how many, but some
+		return found
 	}
 	n := 0
-	for _, pid := range descendants(os.Getpid()) {
+	for _, pid := range pids {
 		if unix.Kill(pid, sig) == nil {
 			n++
 		}
@@ -27,20 +43,54 @@ func signalDescendants(sig unix.Signal) int {
 	return n
 }
 
-// descendants lists the pids whose parent chain leads to root. A pid read here cannot be
-// reused before svinit signals it while it is a zombie child of svinit's, since svinit is
-// the one that would reap it.
-func descendants(root int) []int {
+// letStopWaitersSee gives `svinit stop --wait` processes in svinit's PID namespace (docker
+// exec, a preStop hook) the time to read "exited" and return 0: as PID 1, svinit's exit
+// ends them.
+func letStopWaitersSee() {
+	if os.Getpid() != 1 {
+		return
+	}
+	deadline := time.Now().Add(stopWaiterGrace)
+	for slices.ContainsFunc(processes(), isStopWaiter) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// isStopWaiter says whether pid runs `svinit stop` from svinit's own binary. A zombie has
+// no command line, so it is not one.
+func isStopWaiter(pid int) bool {
+	dir := "/proc/" + strconv.Itoa(pid)
+	cmdline, err := os.ReadFile(dir + "/cmdline")
+	args := bytes.Split(cmdline, []byte{0})
+	if err != nil || len(args) < 2 || string(args[1]) != "stop" {
+		return false
+	}
+	exe, err := os.Stat(dir + "/exe")
+	self, err2 := os.Stat("/proc/self/exe")
+	return err == nil && err2 == nil && os.SameFile(exe, self)
+}
+
+// processes lists the pids in /proc.
+func processes() []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	children := map[int][]int{}
+	var pids []int
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
 		}
+	}
+	return pids
+}
+
+// descendants lists the pids whose parent chain leads to root. A pid read here cannot be
+// reused before svinit signals it while it is a zombie child of svinit's, since svinit is
+// the one that would reap it.
+func descendants(root int) []int {
+	children := map[int][]int{}
+	for _, pid := range processes() {
 		if ppid, ok := parentOf(pid); ok {
 			children[ppid] = append(children[ppid], pid)
 		}

@@ -106,7 +106,10 @@ func New(p Params) (*Supervisor, error) {
 func (s *Supervisor) Run(ctx context.Context) (code int) {
 	inherited := inheritedFDs()
 	s.state = state.NewTracker(s.statePath(), state.Self(nil), s.log)
-	defer func() { s.exited(code) }() // the last thing: the seat and the lock are back
+	defer func() { // the last thing: the seat and the lock are back
+		s.exited(code)
+		letStopWaitersSee()
+	}()
 
 	// Until the child exists, a SIGTERM or SIGINT cancels startup.ctx, which every step
 	// that can wait takes.
