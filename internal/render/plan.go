@@ -180,7 +180,7 @@ func (p *Plan) Write() error {
 		files[i] = atomicfile.File{Dst: o.dst, Content: o.content, Mode: o.mode}
 	}
 	if err := atomicfile.WriteAll(files, p.owner, p.log); err != nil {
-		return fmt.Errorf("render %w", err)
+		return fmt.Errorf("templates not written: %w", err)
 	}
 	for _, o := range p.outputs {
 		p.log.Info().Str("src", o.src).Str("dst", o.dst).Int("bytes", len(o.content)).
