@@ -270,12 +270,7 @@ func TestRelayChildReceivesLicenseFileAndKey(t *testing.T) {
 // journal) gets a 202 without a file: svinit must still give the child one.
 func TestRelayRestartWithinTTLGivesTheChildAFile(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Seats: 1})
-	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/v1/nodes/ns.pod-1", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusCreated {
-		t.Fatalf("the earlier run's claim: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	relayRequest(t, srv, http.MethodPut, "ns.pod-1", http.StatusCreated) // the earlier run's claim
 	s, rec, _ := relayChild(t, srv, nil)
 	waitLine(t, rec, "ready")
 	if want := wantLicense(t, srv, "ns.pod-1"); !hasLine(rec, want) {
@@ -308,26 +303,20 @@ func TestLicenseFileWantedButNoneGiven(t *testing.T) {
 	}
 }
 
-// After the relay culled the node (missed heartbeats) and another node took its license,
-// the next heartbeat leases it another: svinit rewrites the file and the key, says so at
-// warn, and sends --license-reload-signal to the child.
+// After the relay culled the node (missed heartbeats), the next heartbeat leases it another
+// license: svinit rewrites the file and the key, says so at warn, and sends
+// --license-reload-signal to the child.
 func TestRelayChangedLicenseReachesTheChild(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Seats: 2, TTL: licensetest.MinTTL})
+	// Another node holds the oldest license while svinit claims, so svinit gets the second,
+	// then lets it go: once culled, svinit's claim gets the oldest free one, the first.
+	relayRequest(t, srv, http.MethodPut, "other-node", http.StatusCreated)
 	s, rec, lic := relayChild(t, srv, nil, "--license-reload-signal", "HUP")
 	waitLine(t, rec, "ready")
 	first := wantLicense(t, srv, "ns.pod-1")
 	_, firstKey, _ := srv.Claim("ns.pod-1")
-	// Hold svinit while the relay culls it and another node claims: its heartbeat must find
-	// the license taken, not win it back.
-	s.signal(unix.SIGSTOP)
-	srv.Advance(2 * licensetest.MinTTL)
-	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/v1/nodes/other-node", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusCreated {
-		t.Fatalf("the other node's claim: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	s.signal(unix.SIGCONT)
+	relayRequest(t, srv, http.MethodDelete, "other-node", http.StatusNoContent)
+	srv.Advance(2 * licensetest.MinTTL) // svinit's heartbeats are missed from here on
 	poll(t, "another license for the node", func() bool {
 		_, key, ok := srv.Claim("ns.pod-1")
 		return ok && key != firstKey
@@ -395,5 +384,19 @@ func TestLicenseOptionsRefused(t *testing.T) {
 	}
 	if n := srv.Activations(); n != 0 {
 		t.Errorf("%d activations made with a bad configuration", n)
+	}
+}
+
+// relayRequest sends what another node would to the relay, and fails unless it gets want.
+func relayRequest(t *testing.T, srv *licensetest.Server, method, fingerprint string, want int) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+"/v1/nodes/"+fingerprint, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s for %s: %v", method, fingerprint, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("%s for %s: status %d, want %d", method, fingerprint, resp.StatusCode, want)
 	}
 }

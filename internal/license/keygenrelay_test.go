@@ -153,6 +153,12 @@ func TestManagerPublishesTheRelaysLicense(t *testing.T) {
 		published = append(published, l)
 	}
 	p := newProvider(t, Config{Provider: ProviderKeygenRelay, URL: srv.URL})
+	// web-1 holds the oldest license while web-0 starts, and gives it back later: once
+	// culled, web-0's claim gets the oldest free license, another than its own.
+	other, err := p.Activate(context.Background(), "web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := NewManager(p, nil, "web-0", log, opts)
 	first, err := m.Start(context.Background())
 	if err != nil {
@@ -168,17 +174,34 @@ func TestManagerPublishesTheRelaysLicense(t *testing.T) {
 	if l := last(); !bytes.Equal(l.File, first.File) || l.FileKey != first.FileKey {
 		t.Fatalf("lease published after a heartbeat: file %q key %q; want the license kept", l.File, l.FileKey)
 	}
-	srv.Lapse("web-0")
-	if _, err := p.Activate(context.Background(), "web-1"); err != nil { // takes web-0's old license
+	if err := p.Deactivate(context.Background(), "web-1", other); err != nil {
 		t.Fatal(err)
 	}
-	_, key, _ := srv.Claim("web-1")
-	if key != first.FileKey {
-		t.Fatalf("web-1 got %q, not web-0's old license", key)
-	}
+	srv.Lapse("web-0")
 	waitFor(t, "the new license to be published", 10*time.Second, func() bool {
 		l := last()
 		_, key, ok := srv.Claim("web-0")
-		return ok && l.FileKey == key && len(l.File) > 0
+		return ok && l.FileKey == key && key != first.FileKey && len(l.File) > 0
 	})
+}
+
+// Every instance id the relay's router can route (no slash) reaches it as the fingerprint
+// it is: the path segment is escaped and the relay decodes it.
+func TestKeygenRelayFingerprintRoundTrips(t *testing.T) {
+	for _, id := range []string{"ns.pod-1", "web-0_a~b", "pod 1", "50%", "ünï"} {
+		srv := licensetest.Start(t, licensetest.Options{Seats: 1})
+		p := newProvider(t, Config{Provider: ProviderKeygenRelay, URL: srv.URL})
+		l, err := p.Activate(context.Background(), id)
+		if err != nil {
+			t.Errorf("Activate %q: %v", id, err)
+			continue
+		}
+		if !srv.Holds(id) {
+			t.Errorf("the relay holds no license for %q", id)
+		}
+		if err := p.Deactivate(context.Background(), id, l); err != nil {
+			t.Errorf("Deactivate %q: %v", id, err)
+		}
+		noLeak(t, srv)
+	}
 }
