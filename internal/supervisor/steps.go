@@ -186,9 +186,8 @@ func (s *Supervisor) activate(ctx context.Context) error {
 
 // installLicense writes l's license file to --license-file and its key, if any, beside it
 // (<license-file>.key), both 0600 and the child's, unless they hold it already. Each is
-// replaced atomically, the key first: a program that reads the file, then the key, never
-// sees a new key with an old file. changed reports that another license replaced one
-// written before.
+// replaced atomically, the key first, so that a program that notices the new file finds
+// its key already there. changed reports that another license replaced one written before.
 func (s *Supervisor) installLicense(l license.Lease) (changed bool, err error) {
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
@@ -247,7 +246,7 @@ func (s *Supervisor) licenseRenewed(l license.Lease) {
 	if !changed {
 		return
 	}
-	ev := s.log.Warn().Str("file", s.cfg.LicenseFile).Bool("key", l.FileKey != "")
+	ev := s.log.Warn().Str("file", s.cfg.LicenseFile).Bool("key_file", l.FileKey != "")
 	if s.reloadSignal == 0 || s.childPID == 0 {
 		ev.Msg("license changed: the server leased another license; license file rewritten")
 		return
