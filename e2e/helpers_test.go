@@ -30,6 +30,7 @@ var helpers = proctest.Helpers{
 	"exclusive":   helperExclusive,
 	"env":         helperEnvDump,
 	"slow-stop":   helperSlowStop,
+	"license":     helperLicense,
 }
 
 // helperSlowStop takes $STOP_TIME to stop after SIGTERM, as a server flushing its state

@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/license/licensetest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 const testKey = "SECRET-key-4711"
@@ -183,5 +187,219 @@ func TestSignalDuringActivationGivesSeatBack(t *testing.T) {
 	}
 	if srv.Live() != 0 {
 		t.Errorf("%d seats leaked by the cancelled activation", srv.Live())
+	}
+}
+
+// helperLicense reads its license as a program that decrypts one would: the file at $LICENSE
+// and the key beside it, at $LICENSE.key. It appends "license <the file's second line> key
+// <the key>" to $REC (a "missing" for what is not there) and then "ready", again after each
+// SIGHUP, and exits 0 after SIGTERM.
+func helperLicense([]string) int {
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, unix.SIGHUP, unix.SIGTERM)
+	for {
+		path := os.Getenv("LICENSE")
+		line, key := "missing", "missing"
+		if b, err := os.ReadFile(path); err == nil {
+			if lines := strings.Split(string(b), "\n"); len(lines) > 1 {
+				line = lines[1]
+			}
+		}
+		if b, err := os.ReadFile(path + ".key"); err == nil {
+			key = string(b)
+		}
+		proctest.AppendLine(os.Getenv("REC"), "license "+line+" key "+key)
+		proctest.AppendLine(os.Getenv("REC"), "ready")
+		if <-ch == unix.SIGTERM {
+			return 0
+		}
+	}
+}
+
+// relayChild starts svinit with the keygen-relay provider over helperLicense, run as uid
+// 1234 with --license-file in a directory of its own, and returns svinit, the record file
+// and the license file.
+func relayChild(t *testing.T, srv *licensetest.Server, env []string, extra ...string) (*svinit, string, string) {
+	t.Helper()
+	requireRoot(t)
+	dir := userDir(t, 1234)
+	rec, lic := filepath.Join(dir, "rec"), filepath.Join(dir, "license.lic")
+	args := append([]string{"--license-provider", "keygen-relay", "--license-url", srv.URL,
+		"--license-state", filepath.Join(t.TempDir(), "journal"), "--license-file", lic, "--user", "1234:1234",
+		"--instance-id", "ns.pod-1", "--license-timeout", "5s", "--license-request-timeout", "2s"}, extra...)
+	s := startSvinit(t, modes[1], "license", append([]string{"REC=" + rec, "LICENSE=" + lic}, env...),
+		append(args, "--", copyProgram(t, selfBin, dir))...)
+	return s, rec, lic
+}
+
+// wantLicense is the line helperLicense records for the license the relay leased to fp.
+func wantLicense(t *testing.T, srv *licensetest.Server, fp string) string {
+	t.Helper()
+	file, key, ok := srv.Claim(fp)
+	if !ok {
+		t.Fatalf("the relay holds no license for %s", fp)
+	}
+	return "license " + strings.Split(string(file), "\n")[1] + " key " + key
+}
+
+// The relay's license file is encrypted with the license_key it comes with: the child gets
+// both, the key in <license-file>.key, 0600 and its own, and the key reaches no log line.
+func TestRelayChildReceivesLicenseFileAndKey(t *testing.T) {
+	srv := licensetest.Start(t, licensetest.Options{Seats: 1})
+	s, rec, lic := relayChild(t, srv, nil)
+	waitLine(t, rec, "ready")
+	want := wantLicense(t, srv, "ns.pod-1")
+	if !hasLine(rec, want) {
+		t.Fatalf("the child read:\n%s\nwant %q", readFile(t, rec), want)
+	}
+	fi, err := os.Stat(lic + ".key")
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid != 1234 {
+		t.Errorf("key file: %v %v; want mode 0600, owner 1234", fi, err)
+	}
+	_, key, _ := srv.Claim("ns.pod-1")
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if strings.Contains(s.stderr.String(), key) {
+		t.Errorf("the relay's license key reached svinit's log:\n%s", s.stderr.String())
+	}
+	if n := srv.Live(); n != 0 {
+		t.Errorf("%d licenses leaked", n)
+	}
+}
+
+// A start that finds the node still claimed (a restart within the TTL that lost its
+// journal) gets a 202 without a file: svinit must still give the child one.
+func TestRelayRestartWithinTTLGivesTheChildAFile(t *testing.T) {
+	srv := licensetest.Start(t, licensetest.Options{Seats: 1})
+	relayRequest(t, srv, http.MethodPut, "ns.pod-1", http.StatusCreated) // the earlier run's claim
+	s, rec, _ := relayChild(t, srv, nil)
+	waitLine(t, rec, "ready")
+	if want := wantLicense(t, srv, "ns.pod-1"); !hasLine(rec, want) {
+		t.Fatalf("the child read:\n%s\nwant %q", readFile(t, rec), want)
+	}
+	s.signal(unix.SIGTERM)
+	s.wait()
+	if n := srv.Live(); n != 0 {
+		t.Errorf("%d licenses leaked", n)
+	}
+}
+
+// A provider that activates but hands out no file, with --license-file set: the program
+// would start without its license. svinit gives the seat back and exits 78 (EX_CONFIG):
+// the server's answers, as configured, carry no file, and no restart changes that.
+func TestLicenseFileWantedButNoneGiven(t *testing.T) {
+	srv := licensetest.Start(t, licensetest.Options{Seats: 1})
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "http.json")
+	writeFile(t, cfg, `{"Activate": {"Method": "PUT", "URL": "{{.URL}}/v1/nodes/{{path .Instance}}"},
+		"Deactivate": {"Method": "DELETE", "URL": "{{.URL}}/v1/nodes/{{path .Instance}}"}}`)
+	s := startSvinit(t, modes[1], "exit", nil, "--license-provider", "http", "--license-url", srv.URL,
+		"--license-http-config", cfg, "--license-file", filepath.Join(dir, "license.lic"), "--instance-id", "ns.pod-1",
+		"--", selfBin, "0")
+	if code := s.wait(); code != 78 {
+		t.Errorf("exit %d; want 78, the child not started:\n%s", code, s.stderr.String())
+	}
+	if n := srv.Live(); n != 0 {
+		t.Errorf("%d seats leaked", n)
+	}
+}
+
+// After the relay culled the node (missed heartbeats), the next heartbeat leases it another
+// license: svinit rewrites the file and the key, says so at warn, and sends
+// --license-reload-signal to the child.
+func TestRelayChangedLicenseReachesTheChild(t *testing.T) {
+	srv := licensetest.Start(t, licensetest.Options{Seats: 2, TTL: licensetest.MinTTL})
+	// Another node holds the oldest license while svinit claims, so svinit gets the second,
+	// then lets it go: once culled, svinit's claim gets the oldest free one, the first.
+	relayRequest(t, srv, http.MethodPut, "other-node", http.StatusCreated)
+	s, rec, lic := relayChild(t, srv, nil, "--license-reload-signal", "HUP")
+	waitLine(t, rec, "ready")
+	first := wantLicense(t, srv, "ns.pod-1")
+	_, firstKey, _ := srv.Claim("ns.pod-1")
+	relayRequest(t, srv, http.MethodDelete, "other-node", http.StatusNoContent)
+	srv.Advance(2 * licensetest.MinTTL) // svinit's heartbeats are missed from here on
+	poll(t, "another license for the node", func() bool {
+		_, key, ok := srv.Claim("ns.pod-1")
+		return ok && key != firstKey
+	})
+	second := wantLicense(t, srv, "ns.pod-1")
+	if second == first {
+		t.Fatal("the node got its old license back; the scenario needs another")
+	}
+	waitLine(t, rec, second) // read again after the reload signal
+	_, key, _ := srv.Claim("ns.pod-1")
+	if b, _ := os.ReadFile(lic + ".key"); string(b) != key {
+		t.Errorf("key file %q; want the new license's key", b)
+	}
+	if !strings.Contains(s.stderr.String(), `"level":"warn"`) || !strings.Contains(s.stderr.String(), "license changed") {
+		t.Errorf("no warning that the license changed:\n%s", s.stderr.String())
+	}
+	s.signal(unix.SIGTERM)
+	s.wait()
+	for _, k := range []string{firstKey, key} {
+		if strings.Contains(s.stderr.String(), k) {
+			t.Errorf("a license key reached svinit's log:\n%s", s.stderr.String())
+		}
+	}
+	if srv.Holds("ns.pod-1") {
+		t.Error("the node's new license was not released")
+	}
+}
+
+// Licenses in a named pool: SVINIT_LICENSE_POOL is sent as Relay-Pool, on the claim and
+// on the release.
+func TestRelayPool(t *testing.T) {
+	srv := licensetest.Start(t, licensetest.Options{Pools: map[string]int{"prod": 1}})
+	s, rec, _ := relayChild(t, srv, []string{"SVINIT_LICENSE_POOL=prod"})
+	waitLine(t, rec, "ready")
+	if want := wantLicense(t, srv, "ns.pod-1"); !hasLine(rec, want) {
+		t.Fatalf("the child read:\n%s\nwant %q", readFile(t, rec), want)
+	}
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 0 {
+		t.Errorf("exit %d:\n%s", code, s.stderr.String())
+	}
+	if n := srv.Live(); n != 0 {
+		t.Errorf("%d licenses of pool prod leaked", n)
+	}
+}
+
+// The new license options are checked before anything is taken: exit 2, naming the option.
+func TestLicenseOptionsRefused(t *testing.T) {
+	srv := licensetest.Start(t, licensetest.Options{Seats: 1, Keys: []string{testKey}})
+	lic := filepath.Join(t.TempDir(), "license.lic")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--license-provider", "keygen-relay", "--license-file", lic, "--license-reload-signal", "BOGUS"}, "--license-reload-signal"},
+		{[]string{"--license-provider", "keygen-relay", "--license-reload-signal", "HUP"}, "set --license-file too"},
+		{[]string{"--license-provider", "opswat", "--license-pool", "prod"}, "--license-pool"},
+		{[]string{"--license-provider", "keygen-relay", "--license-pool", "a\tb"}, "control characters"},
+	} {
+		args := append(append([]string{"--license-url", srv.URL, "--instance-id", "ns.pod-1"}, tc.args...), "--", selfBin, "0")
+		s := startSvinit(t, modes[1], "exit", []string{"SVINIT_LICENSE_KEY=" + testKey}, args...)
+		if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d; want 2 naming %q:\n%s", tc.args, code, tc.want, s.stderr.String())
+		}
+	}
+	if n := srv.Activations(); n != 0 {
+		t.Errorf("%d activations made with a bad configuration", n)
+	}
+}
+
+// relayRequest sends what another node would to the relay, and fails unless it gets want.
+func relayRequest(t *testing.T, srv *licensetest.Server, method, fingerprint string, want int) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+"/v1/nodes/"+fingerprint, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s for %s: %v", method, fingerprint, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("%s for %s: status %d, want %d", method, fingerprint, resp.StatusCode, want)
 	}
 }

@@ -76,12 +76,13 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	}
 	// Whatever svinit writes to stderr goes through the redactor: the key never reaches a
 	// log line, even inside an error a library or a server produced.
-	stderr = license.NewRedactor(key).Writer(stderr)
+	redactor := license.NewRedactor(key)
+	stderr = redactor.Writer(stderr)
 	log := newLogger(cfg, stderr)
 
 	r := reaper.New(log)
 	s, err := supervisor.New(supervisor.Params{
-		Config: cfg, Log: log, Version: version, Env: env, LicenseKey: key, Signals: sigs, Subscribed: subscribed, Reaper: r,
+		Config: cfg, Log: log, Version: version, Env: env, LicenseKey: key, Redactor: redactor, Signals: sigs, Subscribed: subscribed, Reaper: r,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "svinit: invalid configuration:\n%s\n", indent(err.Error()))

@@ -61,6 +61,8 @@ type Config struct {
 	LicenseState          string        `flag:"license-state" envconfig:"LICENSE_STATE" desc:"journal of the activation, so that a seat a crash leaked is reclaimed on the next start: a file on the persistent volume, or k8s-secret:NAME for a ledger of every pod in the Secret NAME of the pod's namespace"`
 	LicenseSweepTimeout   time.Duration `flag:"license-sweep-timeout" envconfig:"LICENSE_SWEEP_TIMEOUT" default:"10s" desc:"with k8s-secret: the most the start waits for the zombie sweep, which gives back the activations of pods that died without deactivating"`
 	LicenseFile           string        `flag:"license-file" envconfig:"LICENSE_FILE" desc:"where to write the license file the server hands out, if any"`
+	LicensePool           string        `flag:"license-pool" envconfig:"LICENSE_POOL" desc:"keygen-relay: the pool to claim from, sent as the Relay-Pool header; unset: the relay's default"`
+	LicenseReloadSignal   string        `flag:"license-reload-signal" envconfig:"LICENSE_RELOAD_SIGNAL" desc:"signal sent to the child after --license-file (and its key) were rewritten for a changed license, e.g. HUP; unset: none"`
 	LicenseTimeout        time.Duration `flag:"license-timeout" envconfig:"LICENSE_TIMEOUT" default:"60s" desc:"deadline of the activation, retries included (exit 75 when it passes)"`
 	LicenseRequestTimeout time.Duration `flag:"license-request-timeout" envconfig:"LICENSE_REQUEST_TIMEOUT" default:"10s" desc:"deadline of one license request or command"`
 	LicenseActivateCmd    Words         `flag:"license-activate-cmd" envconfig:"LICENSE_ACTIVATE_CMD" desc:"exec provider: the command that activates, words split on spaces"`

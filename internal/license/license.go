@@ -119,6 +119,13 @@ type Config struct {
 	Exec ExecConfig
 	// HTTP configures the generic http provider.
 	HTTP HTTPConfig
+	// Pool is the Keygen Relay pool to claim from (--license-pool), sent as the Relay-Pool
+	// header; empty: the relay's default.
+	Pool string
+	// Redactor, when set, is the one guarding svinit's log: the key and any secret a
+	// provider learns later (Keygen Relay's license_key) are added to it. Nil: a Redactor
+	// of the providers' own.
+	Redactor *Redactor
 	// Client sends the HTTP requests; nil uses a client of its own. Requests are bounded by
 	// the context the Manager passes, not by Client.Timeout.
 	Client *http.Client

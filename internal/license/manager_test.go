@@ -15,7 +15,8 @@ import (
 )
 
 func startServer(t *testing.T, seats int, ttl time.Duration) *licensetest.Server {
-	return licensetest.Start(t, licensetest.Options{Seats: seats, Keys: []string{testKey}, TTL: ttl})
+	// ShortTTL: the heartbeat scenarios run with a TTL of seconds, which the relay refuses.
+	return licensetest.Start(t, licensetest.Options{Seats: seats, Keys: []string{testKey}, TTL: ttl, ShortTTL: true})
 }
 
 // noLeak is the check every scenario ends with.

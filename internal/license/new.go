@@ -3,6 +3,7 @@ package license
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/go-multierror"
 )
@@ -17,7 +18,12 @@ func New(cfg Config) (Provider, error) {
 	if client == nil {
 		client = &http.Client{}
 	}
-	caller := httpCaller{client: client, redact: NewRedactor(cfg.Key)}
+	redact := cfg.Redactor
+	if redact == nil {
+		redact = NewRedactor()
+	}
+	redact.Add(cfg.Key)
+	caller := httpCaller{client: client, redact: redact}
 	base := ""
 	if cfg.URL != "" {
 		var err error
@@ -36,6 +42,13 @@ func New(cfg Config) (Provider, error) {
 		}
 	}
 
+	if cfg.Pool != "" && cfg.Provider != ProviderKeygenRelay {
+		fail("--license-pool %q: only the keygen-relay provider has pools; drop it or use --license-provider keygen-relay", cfg.Pool)
+	}
+	if strings.ContainsFunc(cfg.Pool, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		fail("--license-pool %q: a pool name cannot hold control characters (it is sent as the Relay-Pool header)", cfg.Pool)
+	}
+
 	var p Provider
 	switch cfg.Provider {
 	case "", ProviderNone:
@@ -48,7 +61,7 @@ func New(cfg Config) (Provider, error) {
 		p = &opswat{http: caller, base: base, key: cfg.Key}
 	case ProviderKeygenRelay:
 		needURL("http://relay.example.internal:6349")
-		p = &keygenRelay{http: caller, base: base}
+		p = &keygenRelay{http: caller, base: base, pool: cfg.Pool}
 	case ProviderHTTP:
 		needURL("https://licenses.example.com")
 		g, err := newGenericHTTP(cfg.HTTP, base, cfg.Key, caller)

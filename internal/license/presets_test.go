@@ -85,7 +85,7 @@ func TestKeygenRelayWireFormat(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Seats: 1, TTL: 90 * time.Second})
 	p := newProvider(t, Config{Provider: ProviderKeygenRelay, URL: srv.URL})
 	ctx := context.Background()
-	const fp = "web-0/uid 1" // escaped into one path segment
+	const fp = "ns.pod-1" // an instance id of the documented charset, sent as is
 
 	lease, err := p.Activate(ctx, fp)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Environment variables that carry the license key. LICENSE_KEY is the name vendors document
@@ -58,9 +60,12 @@ func ScrubEnv(env []string) []string {
 
 // Redactor replaces secrets by value wherever they appear, in the encodings a secret takes
 // on its way into a URL or a JSON document: raw, query-escaped, path-escaped, JSON-escaped.
-// It is immutable and safe for concurrent use.
+// Secrets learned at run time (a license key the server hands out) are added with Add. It
+// is safe for concurrent use.
 type Redactor struct {
-	r *strings.Replacer
+	mu      sync.Mutex // serialises Add
+	secrets []string
+	r       atomic.Pointer[strings.Replacer] // nil: nothing to redact
 }
 
 // Redacted is what a secret is replaced with.
@@ -68,8 +73,20 @@ const Redacted = "[REDACTED]"
 
 // NewRedactor returns a Redactor for secrets; empty ones are ignored.
 func NewRedactor(secrets ...string) *Redactor {
+	r := &Redactor{}
+	r.Add(secrets...)
+	return r
+}
+
+// Add makes r redact secrets too, from now on; empty ones are ignored.
+func (r *Redactor) Add(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	seen := map[string]bool{}
-	var all []string
+	for _, f := range r.secrets {
+		seen[f] = true
+	}
+	added := false
 	for _, s := range secrets {
 		if s == "" {
 			continue
@@ -78,21 +95,22 @@ func NewRedactor(secrets ...string) *Redactor {
 		for _, f := range forms {
 			if !seen[f] {
 				seen[f] = true
-				all = append(all, f)
+				r.secrets = append(r.secrets, f)
+				added = true
 			}
 		}
 	}
-	if len(all) == 0 {
-		return &Redactor{}
+	if !added {
+		return
 	}
 	// The replacer tries its old strings in argument order: longest first, so that a secret
 	// that contains another is replaced whole.
-	sort.Slice(all, func(i, j int) bool { return len(all[i]) > len(all[j]) })
-	pairs := make([]string, 0, 2*len(all))
-	for _, f := range all {
+	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	pairs := make([]string, 0, 2*len(r.secrets))
+	for _, f := range r.secrets {
 		pairs = append(pairs, f, Redacted)
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...)}
+	r.r.Store(strings.NewReplacer(pairs...))
 }
 
 // jsonString is s as it appears inside a JSON string, with or without the HTML escaping of
@@ -108,10 +126,13 @@ func jsonString(s string, escapeHTML bool) string {
 
 // Redact returns s with every secret replaced.
 func (r *Redactor) Redact(s string) string {
-	if r == nil || r.r == nil {
+	if r == nil {
 		return s
 	}
-	return r.r.Replace(s)
+	if rep := r.r.Load(); rep != nil {
+		return rep.Replace(s)
+	}
+	return s
 }
 
 // Writer returns a writer that redacts everything written to w. zerolog writes each event

@@ -4,6 +4,7 @@ package reaper
 
 import (
 	"context"
+	"errors"
 	"os"
 	"sync"
 
@@ -56,6 +57,20 @@ func (r *Reaper) Start(start func() (int, error)) (int, <-chan unix.WaitStatus, 
 	r.waiters[pid] = exited
 	r.noChildren = false
 	return pid, exited, nil
+}
+
+// ErrReaped: the process's exit was collected, and its pid may belong to another by now.
+var ErrReaped = errors.New("process already reaped")
+
+// Signal sends sig to pid, a process started through Start, unless its exit was collected:
+// until then its pid cannot be reused, so the signal cannot reach a stranger.
+func (r *Reaper) Signal(pid int, sig unix.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.waiters[pid]; !ok {
+		return ErrReaped
+	}
+	return unix.Kill(pid, sig)
 }
 
 // Reap collects every exited child without blocking and returns how many it collected.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // Processes started while the reap loop runs each get their own exit status, never one
@@ -67,6 +69,38 @@ func TestStartedExitsAreDelivered(t *testing.T) {
 	}
 	if n := r.Orphans(); n != 1 {
 		t.Errorf("orphans reaped: %d, want 1", n)
+	}
+}
+
+// A signal reaches a started process until its exit is collected, and never after: its pid
+// may belong to another process by then.
+func TestSignalOnlyUntilReaped(t *testing.T) {
+	r := New(zerolog.Nop())
+	pid, exited, err := r.Start(func() (int, error) {
+		return syscall.ForkExec("/bin/sh", []string{"sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.01; done"}, &syscall.ProcAttr{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws unix.WaitStatus
+	// sh installs its trap a moment after the fork: a USR1 before that kills it instead.
+	proctest.Poll(t, 30*time.Second, "the child's exit", func() bool {
+		if err := r.Signal(pid, unix.SIGUSR1); err != nil {
+			t.Fatalf("Signal to a child not reaped: %v", err)
+		}
+		r.Reap()
+		select {
+		case ws = <-exited:
+			return true
+		default:
+			return false
+		}
+	})
+	if ws.Signaled() && ws.Signal() != unix.SIGUSR1 || ws.Exited() && ws.ExitStatus() != 7 {
+		t.Errorf("status %v; want exit 7 from the trap or death by SIGUSR1", ws)
+	}
+	if err := r.Signal(pid, unix.SIGUSR1); err != ErrReaped {
+		t.Errorf("Signal after the exit was collected = %v; want ErrReaped", err)
 	}
 }
 

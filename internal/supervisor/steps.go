@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/atomicfile"
 	"github.com/svinit/svinit/internal/environ"
@@ -16,6 +18,7 @@ import (
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
+	"github.com/svinit/svinit/internal/signals"
 	"github.com/svinit/svinit/internal/state"
 )
 
@@ -104,6 +107,8 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 		Provider: s.cfg.LicenseProvider,
 		URL:      s.cfg.LicenseURL,
 		Key:      key,
+		Pool:     s.cfg.LicensePool,
+		Redactor: s.redactor,
 		Exec: license.ExecConfig{
 			Activate:   s.cfg.LicenseActivateCmd,
 			Heartbeat:  s.cfg.LicenseHeartbeatCmd,
@@ -161,18 +166,97 @@ func (s *Supervisor) activate(ctx context.Context) error {
 		// the ones this start needs.
 		ledger.SweepFor(ctx, s.cfg.LicenseSweepTimeout, s.cfg.LicenseProvider, m)
 	}
-	lease, err := m.Start(ctx)
-	if err != nil {
+	if _, err := m.Start(ctx); err != nil {
 		return err
 	}
 	s.license = m
-	if len(lease.File) > 0 && s.cfg.LicenseFile != "" {
-		// Replaced atomically, as the rendered configs are: the program never reads half a license.
-		if err := atomicfile.WriteFor(s.cfg.LicenseFile, lease.File, 0o600, s.childOwner(), s.log); err != nil {
-			return fmt.Errorf("write %s: %w", s.cfg.LicenseFile, err) // deactivated by the caller's clean-up
-		}
+	if s.cfg.LicenseFile == "" {
+		return nil
+	}
+	lease := m.Lease() // a heartbeat may have replaced the one Start returned
+	if len(lease.File) == 0 {
+		// The program would start without its license. Configuration, not the server's
+		// mood: the answers, as configured, carry no file, and no restart changes that.
+		return fmt.Errorf("--license-file %s: %w: activated, but the %s provider handed out no license file; have it return one or drop --license-file",
+			s.cfg.LicenseFile, license.ErrPermanent, s.cfg.LicenseProvider) // deactivated by the caller's clean-up
+	}
+	if _, err := s.installLicense(lease); err != nil {
+		return err // deactivated by the caller's clean-up
 	}
 	return nil
+}
+
+// installLicense writes l's license file to --license-file and its key, if any, beside it
+// (<license-file>.key), both 0600 and the child's, unless they hold it already. Each is
+// replaced atomically, the key first, so that a program that notices the new file finds
+// its key already there. changed reports that another license replaced one written before.
+func (s *Supervisor) installLicense(l license.Lease) (changed bool, err error) {
+	s.licenseMu.Lock()
+	defer s.licenseMu.Unlock()
+	return s.installLicenseLocked(l)
+}
+
+func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err error) {
+	if bytes.Equal(l.File, s.licenseFile) && l.FileKey == s.licenseKey {
+		return false, nil
+	}
+	if l.FileKey != "" {
+		keyFile := s.cfg.LicenseFile + ".key"
+		if err := atomicfile.WriteFor(keyFile, []byte(l.FileKey), 0o600, s.childOwner(), s.log); err != nil {
+			return false, fmt.Errorf("write %s: %w", keyFile, err)
+		}
+	}
+	// Replaced atomically, as the rendered configs are: the program never reads half a license.
+	if err := atomicfile.WriteFor(s.cfg.LicenseFile, l.File, 0o600, s.childOwner(), s.log); err != nil {
+		return false, fmt.Errorf("write %s: %w", s.cfg.LicenseFile, err)
+	}
+	changed = s.licenseFile != nil
+	s.licenseFile, s.licenseKey = l.File, l.FileKey
+	return changed, nil
+}
+
+// spawnChild starts the program through the reaper and records its pid for the license
+// reload signal, under the lock the license rewrites take.
+func (s *Supervisor) spawnChild() (int, <-chan unix.WaitStatus, error) {
+	s.licenseMu.Lock()
+	defer s.licenseMu.Unlock()
+	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user) })
+	if err == nil {
+		s.childPID = pid
+	}
+	return pid, exited, err
+}
+
+// licenseRenewed rewrites --license-file when a heartbeat or a re-activation brought
+// another license (the server culled the lease and leased another), and tells the child
+// with --license-reload-signal. A child not started yet reads the new file when it starts;
+// one whose exit was collected gets nothing, its pid may be another process's by now.
+func (s *Supervisor) licenseRenewed(l license.Lease) {
+	if s.cfg.LicenseFile == "" || len(l.File) == 0 {
+		return // a renewal without a file (an extension) keeps the license
+	}
+	s.licenseMu.Lock()
+	defer s.licenseMu.Unlock()
+	if s.licenseFile == nil {
+		return // Start's own lease: activate writes it, and fails the start if it cannot
+	}
+	changed, err := s.installLicenseLocked(l)
+	if err != nil {
+		s.log.Error().Err(err).Msg("cannot write the renewed license; the child keeps the old one")
+		return
+	}
+	if !changed {
+		return
+	}
+	ev := s.log.Warn().Str("file", s.cfg.LicenseFile).Bool("key_file", l.FileKey != "")
+	if s.reloadSignal == 0 || s.childPID == 0 {
+		ev.Msg("license changed: the server leased another license; license file rewritten")
+		return
+	}
+	ev.Str("signal", signals.Name(s.reloadSignal)).Int("pid", s.childPID).Msg("license changed: the server leased another license; license file rewritten, signalling the child")
+	if err := s.reaper.Signal(s.childPID, s.reloadSignal); err != nil {
+		s.log.Info().Err(err).Str("signal", signals.Name(s.reloadSignal)).Msg("license reload signal not sent: the child has exited")
+	}
 }
 
 // deactivate gives the seat back within what is left of the stop budget (deadline; zero
@@ -194,8 +278,10 @@ func (s *Supervisor) deactivate(deadline time.Time) {
 	}
 }
 
-// leaseTaken puts a new or renewed lease into the state file.
+// leaseTaken puts a new or renewed lease into the state file, and a changed license into
+// --license-file.
 func (s *Supervisor) leaseTaken(l license.Lease) {
+	defer s.licenseRenewed(l)
 	s.state.Update(func(st *state.State) {
 		st.License.ActivationID, st.License.Expires = l.ID, l.Expires.UTC()
 		st.License.LeaseExpires = time.Time{}

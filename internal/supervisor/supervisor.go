@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -52,6 +53,15 @@ type Supervisor struct {
 	kube     *k8s.Client      // set with --license-state k8s-secret:NAME
 	license  *license.Manager // set once a seat is held
 	state    *state.Tracker
+
+	redactor     *license.Redactor
+	reloadSignal unix.Signal // --license-reload-signal; 0: none
+	// licenseMu orders the license file's rewrites with the child's start: a license that
+	// changes is on disk before the child starts, or signalled to it after.
+	licenseMu   sync.Mutex
+	childPID    int    // 0 until the child is started
+	licenseFile []byte // what --license-file holds now, and its key
+	licenseKey  string
 }
 
 // Params are what a Supervisor is built from. Signals delivers every caught signal but
@@ -64,6 +74,7 @@ type Params struct {
 	Version    string
 	Env        []string // svinit's environment, secrets from files already expanded
 	LicenseKey string
+	Redactor   *license.Redactor // guards svinit's log; secrets a provider learns are added
 	Signals    <-chan os.Signal
 	Subscribed <-chan struct{} // closed once Signals has every signal (signals.Subscribe)
 	Reaper     *reaper.Reaper
@@ -71,7 +82,17 @@ type Params struct {
 
 // New checks what can be checked before anything starts; its errors mean exit 2.
 func New(p Params) (*Supervisor, error) {
-	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, sigs: p.Signals, sigsAll: p.Subscribed, reaper: p.Reaper}
+	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, sigs: p.Signals, sigsAll: p.Subscribed, reaper: p.Reaper, redactor: p.Redactor}
+	if p.Config.LicenseReloadSignal != "" {
+		sig, err := signals.Parse(p.Config.LicenseReloadSignal)
+		if err != nil {
+			return nil, fmt.Errorf("--license-reload-signal: %w", err)
+		}
+		if p.Config.LicenseFile == "" {
+			return nil, fmt.Errorf("--license-reload-signal %s: it tells the child that --license-file changed; set --license-file too", p.Config.LicenseReloadSignal)
+		}
+		s.reloadSignal = sig
+	}
 	if !p.Config.LicenseKeepKey {
 		s.childEnv = license.ScrubEnv(p.Env)
 	}
@@ -141,7 +162,7 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
 	}
 	started := time.Now()
-	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user) })
+	pid, exited, err := s.spawnChild()
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {

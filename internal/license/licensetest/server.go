@@ -1,6 +1,20 @@
 // Package licensetest is a license server test double: a real HTTP server on 127.0.0.1 that
 // speaks the wire formats of OPSWAT's activation server and of Keygen Relay, holds a fixed
 // number of seats, counts live activations, and can be taken down on demand.
+//
+// The Keygen Relay half follows the published relay (github.com/keygen-sh/keygen-relay):
+// internal/server/handler.go (the PUT and DELETE /v1/nodes/{fingerprint} handlers, the
+// Relay-Pool header, JSON error bodies), internal/licenses/manager.go (ClaimLicense: extend
+// the node's lease in the pool, else claim a free license, 409 when the node holds one in
+// another pool; ReleaseLicense: release the node's license in the pool the header names,
+// the global pool without one), internal/cmd/serve.go (--ttl of at least 30s, default 60s),
+// internal/server/reaper.go and db/queries (CullDeadNodes: a node whose last heartbeat is
+// older than the TTL loses its license), internal/db/predicates.go (no header: licenses of
+// no pool), and the claim tests in cli/testdata (201 with license_file, license_key and
+// expires_in; 202 with expires_in, no file). Two differences: the double culls on every
+// request rather than every --cull-interval (15s), and its clock can be moved (Advance), so
+// that a test need not wait out a TTL. Licenses are handed out oldest first, the relay's
+// fifo strategy.
 package licensetest
 
 import (
@@ -9,20 +23,32 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
+// MinTTL is the shortest lease the relay serves: `relay serve --ttl` refuses less.
+const MinTTL = 30 * time.Second
+
 // Options configure a Server.
 type Options struct {
-	// Seats is how many activations may be live at once, over both wire formats.
+	// Seats is how many activations may be live at once, over both wire formats: the
+	// OPSWAT seats, and the relay's licenses in its global pool (no pool).
 	Seats int
+	// Pools are the relay's named pools, each with its number of licenses, reached with the
+	// Relay-Pool header.
+	Pools map[string]int
 	// Keys are the OPSWAT activation keys the server accepts.
 	Keys []string
-	// TTL is the Keygen Relay lease time-to-live, sent as expires_in in whole seconds;
-	// default 60s, the relay's own default. A lease not renewed within it lapses.
+	// TTL is the Keygen Relay lease time-to-live (--ttl), sent as expires_in in whole
+	// seconds; default 60s, the relay's own. Start refuses less than MinTTL, as the relay
+	// does, unless ShortTTL.
 	TTL time.Duration
+	// ShortTTL allows a TTL under MinTTL, which the real relay refuses: for tests of
+	// heartbeat timing that cannot wait out 30 s.
+	ShortTTL bool
 	// OPSWATYAMLErrors makes OPSWAT errors come back in the documented `error: '...'` form
 	// instead of a JSON {"error": "..."} object.
 	OPSWATYAMLErrors bool
@@ -32,6 +58,15 @@ type Options struct {
 type Request struct {
 	Method, Path string
 	Query        url.Values
+	Header       http.Header
+}
+
+// relayLicense is one license file loaded into the relay (`relay add`).
+type relayLicense struct {
+	pool string // "" for the global pool
+	file []byte
+	key  string
+	node string // the fingerprint holding it; "" when free
 }
 
 // Server is the test double. Its methods are safe for concurrent use.
@@ -44,7 +79,10 @@ type Server struct {
 
 	mu          sync.Mutex
 	srv         *http.Server
-	leases      map[string]time.Time // "opswat/<deployment>" or "relay/<fingerprint>" -> expiry (zero: none)
+	opswat      map[string]bool      // deployments activated
+	licenses    []*relayLicense      // oldest first
+	nodes       map[string]time.Time // fingerprint -> last heartbeat
+	skew        time.Duration        // how far Advance moved the clock
 	unavailable bool
 	delay       time.Duration
 	requests    []Request
@@ -65,18 +103,37 @@ const (
 // Start starts a Server and stops it when the test ends.
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
-	if opts.TTL <= 0 {
+	if opts.TTL == 0 {
 		opts.TTL = 60 * time.Second
+	}
+	if opts.TTL < MinTTL && !opts.ShortTTL {
+		tb.Fatalf("license test server: TTL %s: the relay's time-to-live value must be at least %s", opts.TTL, MinTTL)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("license test server: %v", err)
 	}
-	s := &Server{opts: opts, addr: ln.Addr().String(), leases: map[string]time.Time{}}
+	s := &Server{opts: opts, addr: ln.Addr().String(), opswat: map[string]bool{}, nodes: map[string]time.Time{}}
+	s.addLicenses("", opts.Seats)
+	for pool, n := range opts.Pools {
+		s.addLicenses(pool, n)
+	}
 	s.URL = "http://" + s.addr
 	s.serve(ln)
 	tb.Cleanup(s.close)
 	return s
+}
+
+// addLicenses loads n licenses into pool, each with its own file and key, as `relay add`.
+func (s *Server) addLicenses(pool string, n int) {
+	for range n {
+		i := len(s.licenses) + 1
+		s.licenses = append(s.licenses, &relayLicense{
+			pool: pool,
+			file: fmt.Appendf(nil, "-----BEGIN LICENSE FILE-----\ntest double license %d (pool %q)\n-----END LICENSE FILE-----\n", i, pool),
+			key:  fmt.Sprintf("D0UB1E-%06X-8C433B-7657C8-8A8655-V3", i),
+		})
+	}
 }
 
 func (s *Server) serve(ln net.Listener) {
@@ -136,36 +193,72 @@ func (s *Server) SetActivationDelay(d time.Duration) {
 	s.delay = d
 }
 
-// Live returns the number of activations held now, lapsed relay leases not counted.
+// Advance moves the server's clock forward by d: relay nodes whose last heartbeat is then
+// older than the TTL are culled at the next request, as the relay culls them.
+func (s *Server) Advance(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.skew += d
+}
+
+func (s *Server) now() time.Time { return time.Now().Add(s.skew) }
+
+// Live returns the number of activations held now, culled relay nodes not counted.
 func (s *Server) Live() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cull()
-	return len(s.leases)
+	n := len(s.opswat)
+	for _, l := range s.licenses {
+		if l.node != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// used counts what takes one of the Seats: OPSWAT activations and the relay's claimed
+// licenses of no pool; s.mu is held.
+func (s *Server) used() int {
+	n := len(s.opswat)
+	for _, l := range s.licenses {
+		if l.node != "" && l.pool == "" {
+			n++
+		}
+	}
+	return n
 }
 
 // Holds reports whether instance (a deployment id or fingerprint) holds an activation.
 func (s *Server) Holds(instance string) bool {
+	_, _, relay := s.Claim(instance)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return relay || s.opswat[instance]
+}
+
+// Claim returns the license file and key the relay has leased to fingerprint, in any pool.
+func (s *Server) Claim(fingerprint string) (file []byte, key string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cull()
-	_, a := s.leases["opswat/"+instance]
-	_, b := s.leases["relay/"+instance]
-	return a || b
+	for _, l := range s.licenses {
+		if l.node == fingerprint {
+			return l.file, l.key, true
+		}
+	}
+	return nil, "", false
 }
 
-// Lapse ends a relay lease at once, as the relay's culling of a node that missed its
-// heartbeats would.
+// Lapse culls a relay node at once, as the relay does with one that missed its heartbeats:
+// its license goes back to the pool.
 func (s *Server) Lapse(fingerprint string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.leases["relay/"+fingerprint]; ok {
-		delete(s.leases, "relay/"+fingerprint)
-		s.lapsed++
-	}
+	s.release(fingerprint, true)
 }
 
-// Lapsed returns how many relay leases lapsed for want of a heartbeat (Lapse included).
+// Lapsed returns how many relay leases were culled for want of a heartbeat (Lapse included).
 func (s *Server) Lapsed() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,21 +291,34 @@ func (s *Server) Count(method, path string) int {
 	return n
 }
 
-// cull drops lapsed relay leases; s.mu is held.
+// cull releases the licenses of relay nodes whose last heartbeat is older than the TTL, and
+// forgets those nodes; s.mu is held.
 func (s *Server) cull() {
-	now := time.Now()
-	for k, exp := range s.leases {
-		if !exp.IsZero() && now.After(exp) {
-			delete(s.leases, k)
-			s.lapsed++
+	dead := s.now().Add(-s.opts.TTL)
+	for fp, beat := range s.nodes {
+		if !beat.After(dead) {
+			s.release(fp, true)
 		}
 	}
+}
+
+// release frees every license fingerprint holds and forgets the node; s.mu is held.
+func (s *Server) release(fingerprint string, culled bool) {
+	for _, l := range s.licenses {
+		if l.node == fingerprint {
+			l.node = ""
+			if culled {
+				s.lapsed++
+			}
+		}
+	}
+	delete(s.nodes, fingerprint)
 }
 
 func (s *Server) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
-		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query()})
+		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone()})
 		unavailable := s.unavailable
 		s.mu.Unlock()
 		if unavailable {
@@ -277,14 +383,13 @@ func (s *Server) opswatActivate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.cull()
-	id := "opswat/" + deployment
-	if _, held := s.leases[id]; !held {
-		if len(s.leases) >= s.opts.Seats {
+	if !s.opswat[deployment] {
+		if s.used() >= s.opts.Seats {
 			s.mu.Unlock()
 			s.opswatError(w, opswatNoSeats)
 			return
 		}
-		s.leases[id] = time.Time{}
+		s.opswat[deployment] = true
 		s.activations++
 	}
 	s.mu.Unlock()
@@ -302,10 +407,8 @@ func (s *Server) opswatDeactivate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.cull()
-	id := "opswat/" + q.Get("deployment")
-	_, held := s.leases[id]
-	delete(s.leases, id)
+	held := s.opswat[q.Get("deployment")]
+	delete(s.opswat, q.Get("deployment"))
 	s.mu.Unlock()
 	if !held {
 		s.opswatError(w, opswatNotFound)
@@ -314,53 +417,121 @@ func (s *Server) opswatDeactivate(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// relayClaimResponse is Keygen Relay's claim body; the file is base64 through []byte.
-type relayClaimResponse struct {
+// relayClaimed is the relay's 201 body: the license file (base64, through []byte) and the
+// key that decrypts it, with the lease's expiry.
+type relayClaimed struct {
 	LicenseFile []byte `json:"license_file"`
 	LicenseKey  string `json:"license_key"`
-	ExpiresIn   int    `json:"expires_in"`
+	relayExtended
 }
 
+// relayExtended is the relay's 202 body: the lease's new expiry, no license.
+type relayExtended struct {
+	ExpiresAt time.Time `json:"expires_at"`
+	ExpiresIn int       `json:"expires_in"`
+}
+
+// relayAnswer writes a JSON body with status, as the relay's handlers do.
+func relayAnswer(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
+}
+
+func relayError(w http.ResponseWriter, status int, msg string) {
+	relayAnswer(w, status, map[string]string{"error": msg})
+}
+
+// relayNode reads the fingerprint and the pool of a request, answering 404 or 400 itself
+// when there is none to serve.
+func (s *Server) relayNode(w http.ResponseWriter, r *http.Request) (fingerprint, pool string, ok bool) {
+	fingerprint = r.PathValue("fingerprint")
+	if strings.Contains(fingerprint, "/") {
+		// The relay's router matches the decoded path: ns%2Fpod is /v1/nodes/ns/pod there,
+		// which no route serves.
+		http.NotFound(w, r)
+		return "", "", false
+	}
+	pool = r.Header.Get("Relay-Pool")
+	if pool != "" {
+		if _, known := s.opts.Pools[pool]; !known {
+			relayError(w, http.StatusBadRequest, "invalid pool header")
+			return "", "", false
+		}
+	}
+	return fingerprint, pool, true
+}
+
+// relayClaim is PUT /v1/nodes/{fingerprint}: extend the node's lease in the pool (202), or
+// lease it the oldest free license there (201), or 410 when none is free.
 func (s *Server) relayClaim(w http.ResponseWriter, r *http.Request) {
-	fp := r.PathValue("fingerprint")
+	fp, pool, ok := s.relayNode(w, r)
+	if !ok {
+		return
+	}
 	ttl := max(int(s.opts.TTL/time.Second), 1)
 	s.mu.Lock()
 	s.cull()
-	id := "relay/" + fp
-	status := http.StatusAccepted
-	if _, held := s.leases[id]; !held {
-		if len(s.leases) >= s.opts.Seats {
+	now := s.now()
+	extended := relayExtended{ExpiresAt: now.Add(time.Duration(ttl) * time.Second).UTC().Truncate(time.Second), ExpiresIn: ttl}
+	var held, free *relayLicense
+	for _, l := range s.licenses {
+		switch {
+		case l.node == fp && l.pool == pool:
+			held = l
+		case l.node == fp:
+			// A node holds one license: claiming in a second pool breaks the relay's
+			// uniqueness of the node, which it answers with a conflict.
 			s.mu.Unlock()
-			http.Error(w, "No licenses available", http.StatusGone)
+			relayError(w, http.StatusConflict, "failed to claim license due to conflict")
 			return
+		case l.node == "" && l.pool == pool && free == nil:
+			free = l
 		}
-		status = http.StatusCreated
-		s.activations++
 	}
-	s.leases[id] = time.Now().Add(time.Duration(ttl) * time.Second)
-	n := s.activations
-	s.mu.Unlock()
-	if status == http.StatusCreated && !s.delayAnswer(r) {
+	if held != nil {
+		s.nodes[fp] = now
+		s.mu.Unlock()
+		relayAnswer(w, http.StatusAccepted, extended)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(relayClaimResponse{
-		LicenseFile: fmt.Appendf(nil, "-----BEGIN LICENSE FILE-----\ntest double license for %s\n-----END LICENSE FILE-----\n", fp),
-		LicenseKey:  fmt.Sprintf("RELAY-LICENSE-KEY-%d", n),
-		ExpiresIn:   ttl,
-	})
+	if free == nil || (pool == "" && s.used() >= s.opts.Seats) {
+		s.mu.Unlock()
+		relayError(w, http.StatusGone, "no licenses available")
+		return
+	}
+	free.node = fp
+	s.nodes[fp] = now
+	s.activations++
+	claimed := relayClaimed{LicenseFile: free.file, LicenseKey: free.key, relayExtended: extended}
+	s.mu.Unlock()
+	if !s.delayAnswer(r) {
+		return
+	}
+	relayAnswer(w, http.StatusCreated, claimed)
 }
 
+// relayRelease is DELETE /v1/nodes/{fingerprint}: release the license the node holds in the
+// pool the header names (the global pool without one) and forget the node.
 func (s *Server) relayRelease(w http.ResponseWriter, r *http.Request) {
-	id := "relay/" + r.PathValue("fingerprint")
+	fp, pool, ok := s.relayNode(w, r)
+	if !ok {
+		return
+	}
 	s.mu.Lock()
 	s.cull()
-	_, held := s.leases[id]
-	delete(s.leases, id)
+	held := false
+	for _, l := range s.licenses {
+		if l.node == fp && l.pool == pool {
+			held = true
+		}
+	}
+	if held {
+		s.release(fp, false)
+	}
 	s.mu.Unlock()
 	if !held {
-		http.Error(w, "Claim not found", http.StatusNotFound)
+		relayError(w, http.StatusNotFound, "claim not found")
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
