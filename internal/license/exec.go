@@ -180,7 +180,7 @@ func (e *execProvider) logStderr(action, instance string, data []byte, failed bo
 		last = line
 		e.log.WithLevel(level).Str("action", action).Str("instance", instance).Str("stderr", line).Msg("license command output")
 	}
-	return snippet([]byte(last))
+	return e.redact.excerpt([]byte(last))
 }
 
 // parse reads the lease a command printed, starting from prev for what it leaves out.

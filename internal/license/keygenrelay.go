@@ -79,7 +79,7 @@ func (k *keygenRelay) claim(ctx context.Context, instance string) (Lease, int, e
 	case http.StatusGone:
 		return Lease{}, status, fmt.Errorf("%w: 410 Gone: every license of the relay is leased", ErrNoSeats)
 	default:
-		return Lease{}, status, fmt.Errorf("%w: PUT %s: status %d: %s", statusClass(status), k.http.show(u), status, k.http.redact.Redact(snippet(body)))
+		return Lease{}, status, fmt.Errorf("%w: PUT %s: status %d: %s", statusClass(status), k.http.show(u), status, k.http.redact.excerpt(body))
 	}
 	var c relayClaim
 	if err := json.Unmarshal(body, &c); err != nil {
@@ -110,6 +110,6 @@ func (k *keygenRelay) Deactivate(ctx context.Context, instance string, _ Lease) 
 	case http.StatusNotFound:
 		return fmt.Errorf("keygen-relay deactivate %s: %w: 404: the relay holds no lease for the node", instance, ErrNotFound)
 	default:
-		return fmt.Errorf("keygen-relay deactivate %s: %w: DELETE %s: status %d: %s", instance, statusClass(status), k.http.show(u), status, k.http.redact.Redact(snippet(body)))
+		return fmt.Errorf("keygen-relay deactivate %s: %w: DELETE %s: status %d: %s", instance, statusClass(status), k.http.show(u), status, k.http.redact.excerpt(body))
 	}
 }
