@@ -285,3 +285,24 @@ func TestJournalNeverFollowsASymlink(t *testing.T) {
 		t.Errorf("the planted symlink was replaced or removed (%v, %v); want it left for a person to look at", fi, err)
 	}
 }
+
+// Deactivating an activation whose id was never learned runs the command with
+// SVINIT_ACTIVATION_ID unset, not empty, even when svinit's own environment has one.
+func TestExecByInstanceLeavesActivationIDUnset(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "record.json")
+	log, _ := testLog(t)
+	p := newProvider(t, Config{Provider: ProviderExec, Log: log, Exec: ExecConfig{
+		Activate: helperArgv(t, "exit", "0"), Deactivate: helperArgv(t, "record", out),
+		Env: []string{helperEnv + "=1", EnvActivationID + "=inherited"}, Runner: cmdRunner{},
+	}})
+	if err := p.Deactivate(context.Background(), "web-0", Lease{}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), EnvActivationID) {
+		t.Errorf("the command got %s: %s", EnvActivationID, data)
+	}
+}
