@@ -23,8 +23,8 @@ type ManagerOptions struct {
 	// RequestTimeout bounds one request or command. Default 10s.
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts, which doubles from
-	// MinBackoff, with jitter. Defaults 500ms and 10s. The last attempt before a deadline
-	// starts MinBackoff before it.
+	// MinBackoff, with jitter. Defaults 500ms and 10s. No wait runs past a deadline (see
+	// retry).
 	MinBackoff, MaxBackoff time.Duration
 	// OnLease, when set, is called with each lease taken or renewed (for svinit's state
 	// file), from the goroutine that took it; it must not block.
