@@ -3,6 +3,7 @@ package license
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -203,24 +204,37 @@ func (r *renewingProvider) Heartbeat(ctx context.Context, instance string, l Lea
 // With the server unreachable, Start keeps trying until --license-timeout, its last attempt
 // shorter than the request timeout if need be, and then fails with exit 75.
 func TestStartRetriesUntilTheDeadline(t *testing.T) {
-	srv := startServer(t, 1, 0)
-	srv.Down()
 	log, _ := testLog(t)
 	_, journal := journalIn(t)
-	opts := ManagerOptions{Provider: ProviderOPSWAT, Timeout: 3 * time.Second, RequestTimeout: 10 * time.Second,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}
-	m := NewManager(newProvider(t, Config{Provider: ProviderOPSWAT, URL: srv.URL, Key: testKey, Log: log}), journal, "web-0", log, opts)
+	opts := ManagerOptions{Provider: "fake", Timeout: 2 * time.Second, RequestTimeout: 10 * time.Second,
+		MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}
+	m := NewManager(unreachable{}, journal, "web-0", log, opts)
 	began := time.Now()
 	_, err := m.Start(context.Background())
 	elapsed := time.Since(began)
 	if code := ExitCode(err); code != ExitTempFail {
 		t.Fatalf("Start = %v (exit %d); want exit 75", err, code)
 	}
-	// The last attempt starts no earlier than MinBackoff before the deadline; a slow machine
-	// can only make it later.
+	// The last attempt starts at most MinBackoff before the deadline (or twice the previous
+	// attempt's time, nothing here); a slow machine can only make it later.
 	if earliest := opts.Timeout - opts.MinBackoff; elapsed < earliest {
 		t.Errorf("gave up after %s; want not before %s (--license-timeout %s)", elapsed, earliest, opts.Timeout)
 	}
+}
+
+// unreachable is a license server that cannot be reached: every request fails at once.
+type unreachable struct{}
+
+func (unreachable) Activate(context.Context, string) (Lease, error) {
+	return Lease{}, fmt.Errorf("%w: connection refused", ErrRetryable)
+}
+
+func (unreachable) Heartbeat(context.Context, string, Lease) (Lease, error) {
+	return Lease{}, fmt.Errorf("%w: connection refused", ErrRetryable)
+}
+
+func (unreachable) Deactivate(context.Context, string, Lease) error {
+	return fmt.Errorf("%w: connection refused", ErrRetryable)
 }
 
 // A key in a server's answer is redacted before the answer is escaped or cut: a key with a
