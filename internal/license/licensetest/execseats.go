@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // ExecSeats is a license server played by the exec provider's command itself (a test binary
@@ -60,7 +62,7 @@ func ExecSeats(dir string) int {
 		for _, m := range mine {
 			os.Remove(m)
 		}
-		appendLine(filepath.Join(dir, "by-instance"), instance)
+		proctest.AppendLine(filepath.Join(dir, "by-instance"), instance)
 	default:
 		fmt.Fprintf(os.Stderr, "exec seats: unknown action %q\n", action)
 		return 78
@@ -78,7 +80,7 @@ func hold(dir, action string) {
 	if _, err := os.Stat(flag); err != nil {
 		return
 	}
-	appendLine(filepath.Join(dir, "held"), action)
+	proctest.AppendLine(filepath.Join(dir, "held"), action)
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if _, err := os.Stat(flag); err != nil {
 			return
@@ -104,13 +106,4 @@ func ExecSeatsLapse(dir, id string) error {
 func globEscape(s string) string {
 	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`)
 	return r.Replace(s)
-}
-
-func appendLine(path, line string) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	fmt.Fprintln(f, line)
 }
