@@ -421,11 +421,16 @@ func (m *Manager) heartbeat(ctx context.Context, done chan struct{}) {
 		}
 		var ok bool
 		if lost {
-			ok = m.reactivate(ctx, l.ID)
+			ok = m.reactivate(ctx, "")
 		} else {
-			ok, lost = m.beat(ctx, l)
-			if lost {
-				ok = m.reactivate(ctx, l.ID)
+			var gone error
+			ok, gone = m.beat(ctx, l)
+			if lost = gone != nil; lost {
+				forget := "" // no seat free: the server may still hold this one
+				if errors.Is(gone, ErrNotFound) {
+					forget = l.ID
+				}
+				ok = m.reactivate(ctx, forget)
 			}
 		}
 		if ctx.Err() != nil {
@@ -439,8 +444,8 @@ func (m *Manager) heartbeat(ctx context.Context, done chan struct{}) {
 	}
 }
 
-// beat sends one heartbeat and reports whether it renewed the lease, or found it gone.
-func (m *Manager) beat(ctx context.Context, l Lease) (ok, lost bool) {
+// beat sends one heartbeat and reports whether it renewed the lease, or why it is gone.
+func (m *Manager) beat(ctx context.Context, l Lease) (ok bool, gone error) {
 	rctx, cancel := context.WithTimeout(ctx, m.opts.RequestTimeout)
 	defer cancel()
 	began := time.Now()
@@ -449,26 +454,28 @@ func (m *Manager) beat(ctx context.Context, l Lease) (ok, lost bool) {
 	case err == nil:
 		m.renewed(ctx, nl, l.ID)
 		m.log.Debug().Str("activation_id", nl.ID).Dur("ttl", nl.TTL).Dur("elapsed", time.Since(began)).Msg("license heartbeat")
-		return true, false
+		return true, nil
 	case ctx.Err() != nil:
-		return false, false
+		return false, nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoSeats):
 		m.log.Warn().Err(err).Str("activation_id", l.ID).Msg("the lease is gone; re-activating")
-		return false, true
+		return false, err
 	default:
 		m.log.Warn().Err(err).Str("activation_id", l.ID).Msg("license heartbeat failed; trying again")
-		return false, false
+		return false, nil
 	}
 }
 
-// reactivate takes a new activation after the server said the lease lost is gone,
-// journaling the intent first as Start does: a kill before the new id is journaled must not
-// leak the seat it took.
-func (m *Manager) reactivate(ctx context.Context, lost string) bool {
+// reactivate takes a new activation after the lease was lost, journaling the intent first
+// as Start does: a kill before the new id is journaled must not leak the seat it took. The
+// journal forgets the id forget, which the server said it does not know.
+func (m *Manager) reactivate(ctx context.Context, forget string) bool {
 	rec := m.holding()
-	rec.Earlier = slices.DeleteFunc(slices.Clone(rec.Earlier), func(id string) bool { return id == lost })
-	if rec.ActivationID == lost {
-		rec.ActivationID = ""
+	if forget != "" {
+		rec.Earlier = slices.DeleteFunc(slices.Clone(rec.Earlier), func(id string) bool { return id == forget })
+		if rec.ActivationID == forget {
+			rec.ActivationID = ""
+		}
 	}
 	rec.State, rec.Updated = StateActivating, time.Now().UTC()
 	if err := m.journal(ctx, rec); err != nil {
