@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/license/licensetest"
 	"github.com/svinit/svinit/internal/proctest"
 )
 
@@ -31,6 +32,7 @@ var helpers = proctest.Helpers{
 	"env":         helperEnvDump,
 	"slow-stop":   helperSlowStop,
 	"license":     helperLicense,
+	"exec-seats":  func(args []string) int { return licensetest.ExecSeats(args[0]) },
 }
 
 // helperSlowStop takes $STOP_TIME to stop after SIGTERM, as a server flushing its state

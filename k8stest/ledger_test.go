@@ -235,6 +235,7 @@ func TestLedger(t *testing.T) {
 	}
 	c := cluster.Start(t)
 	t.Run("entry-lives-with-the-seat", func(t *testing.T) { testEntryLifecycle(t, c) })
+	t.Run("entry-names-every-seat", func(t *testing.T) { testEntryNamesEverySeat(t, c) })
 	t.Run("missing-permission-is-named", func(t *testing.T) { testMissingPermission(t, c) })
 	t.Run("sweep-without-get-pods", func(t *testing.T) { testSweepWithoutGetPods(t, c) })
 	t.Run("twenty-pods-at-once", func(t *testing.T) { testManyPods(t, c) })
@@ -259,6 +260,40 @@ func testEntryLifecycle(t *testing.T, c *cluster.Cluster) {
 	}
 	if code := p.stop(t); code != 143 {
 		t.Fatalf("exit %d:\n%s", code, p.log())
+	}
+	if entries := e.entries(t); len(entries) != 0 || e.srv.Live() != 0 {
+		t.Fatalf("after a clean stop: ledger %v, %d seats live; want both empty", entries, e.srv.Live())
+	}
+}
+
+// testEntryNamesEverySeat: what a kill during a heartbeat's re-activation leaves (the intent,
+// and an id learned before) goes through the Secret whole, and the pod's restart gives it all
+// back before it activates again.
+func testEntryNamesEverySeat(t *testing.T, c *cluster.Cluster) {
+	e := newLedgerEnv(t, c, 1, exampleRBAC(t))
+	uid := c.CreatePod(t, e.ns, "icap-0")
+	p := e.start(t, "icap-0", uid)
+	p.running(t)
+	p.crash(t)
+	entry, err := json.Marshal(map[string]any{"pod": "icap-0", "pod_uid": uid, "instance": p.instance(), "provider": "opswat",
+		"state": "activating", "earlier_activation_ids": []string{"act-earlier"}, "updated": time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, _ := json.Marshal(map[string]any{"data": map[string][]byte{p.key(): entry}})
+	path := "/api/v1/namespaces/" + e.ns + "/secrets/" + ledgerSecret
+	if status, body := e.c.Do(t, http.MethodPatch, path, "application/merge-patch+json", patch); status != http.StatusOK {
+		t.Fatalf("patch the entry: %d %s", status, cluster.StatusMessage(body))
+	}
+
+	again := e.start(t, "icap-0", uid)
+	again.running(t) // one seat: only if the crashed run's was given back
+	reclaim := again.logEntry(t, "reclaiming the activation a previous run left behind")
+	if reclaim["state"] != "activating" || fmt.Sprint(reclaim["earlier_activation_ids"]) != "[act-earlier]" {
+		t.Errorf("reclaimed %v; want the intent and the earlier id read back from the Secret", reclaim)
+	}
+	if code := again.stop(t); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, again.log())
 	}
 	if entries := e.entries(t); len(entries) != 0 || e.srv.Live() != 0 {
 		t.Fatalf("after a clean stop: ledger %v, %d seats live; want both empty", entries, e.srv.Live())

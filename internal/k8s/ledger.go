@@ -122,9 +122,10 @@ func (l *Ledger) remove(ctx context.Context, key string) error {
 	return err
 }
 
-// Releaser gives back an activation that another instance left: license.Manager.Release.
+// Releaser gives back every activation another instance's record names:
+// license.Manager.Release.
 type Releaser interface {
-	Release(ctx context.Context, instance, activationID string) error
+	Release(ctx context.Context, rec license.Record) error
 }
 
 // SweepResult counts what a sweep did.
@@ -161,7 +162,8 @@ func (l *Ledger) Sweep(ctx context.Context, provider string, r Releaser) (SweepR
 			l.log.Warn().Str("entry", key).Msg("ledger entry is not svinit's; left alone")
 			continue
 		}
-		log := l.log.With().Str("pod", e.Pod).Str("pod_uid", e.PodUID).Str("activation_id", e.ActivationID).Logger()
+		log := l.log.With().Str("pod", e.Pod).Str("pod_uid", e.PodUID).Str("activation_id", e.ActivationID).
+			Strs("earlier_activation_ids", e.Earlier).Str("state", e.State).Logger()
 		uid, err := l.c.PodUID(ctx, e.Pod)
 		switch {
 		case err == nil && uid == e.PodUID:
@@ -175,7 +177,7 @@ func (l *Ledger) Sweep(ctx context.Context, provider string, r Releaser) (SweepR
 			res.Failed++
 			continue
 		}
-		if err := r.Release(ctx, e.Instance, e.ActivationID); err != nil {
+		if err := r.Release(ctx, e.Record); err != nil {
 			log.Error().Err(err).Msg("cannot deactivate a dead pod's activation; the next start tries again")
 			res.Failed++
 			if ctx.Err() != nil {

@@ -21,8 +21,9 @@ import (
 //
 //   - It gets the environment Env plus SVINIT_LICENSE_ACTION (activate, heartbeat or
 //     deactivate), SVINIT_INSTANCE_ID, SVINIT_ACTIVATION_ID (heartbeat and deactivate; unset
-//     when reclaiming an activation whose id was never learned: deactivate by instance
-//     then), SVINIT_LICENSE_URL (when --license-url is set) and SVINIT_LICENSE_KEY (when a
+//     when giving back an activation whose id was never learned, one killed or cut short
+//     before it answered: deactivate every seat of the instance then), SVINIT_LICENSE_URL
+//     (when --license-url is set) and SVINIT_LICENSE_KEY (when a
 //     key is configured). The key is never put on the command line, where ps would show it.
 //     When reclaiming after a crash, SVINIT_INSTANCE_ID is the crashed run's instance id.
 //   - Exit 0: done. Activate and heartbeat may print one JSON object on stdout, all fields
@@ -180,7 +181,7 @@ func (e *execProvider) logStderr(action, instance string, data []byte, failed bo
 		last = line
 		e.log.WithLevel(level).Str("action", action).Str("instance", instance).Str("stderr", line).Msg("license command output")
 	}
-	return snippet([]byte(last))
+	return e.redact.excerpt([]byte(last))
 }
 
 // parse reads the lease a command printed, starting from prev for what it leaves out.

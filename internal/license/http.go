@@ -320,7 +320,7 @@ func (g *genericHTTP) check(what string, status int, body []byte, shown string) 
 		}
 		return fmt.Errorf("%w: %s: server said %q", class, shown, msg)
 	}
-	text := g.http.redact.Redact(snippet(body))
+	text := g.http.redact.excerpt(body)
 	class := statusClass(status)
 	switch {
 	case what == "activate" && (slices.Contains(g.cfg.NoSeatsStatus, status) || (g.noSeats != nil && g.noSeats.MatchString(text))):

@@ -112,10 +112,11 @@ func statusClass(status int) error {
 	}
 }
 
-// snippet is a short printable excerpt of a response body for an error message; the
-// caller redacts it.
-func snippet(body []byte) string {
-	s := strings.TrimSpace(string(body))
+// excerpt is a short printable excerpt of a response body for an error message. The secrets
+// go first: replacing a non-printable character or cutting the text before that would leave
+// a key with a tab, or the part of a key before the cut, for anyone to read.
+func (r *Redactor) excerpt(body []byte) string {
+	s := strings.TrimSpace(r.Redact(string(body)))
 	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
 		s = s[:i] + " ..."
 	}

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/atomicfile"
 )
@@ -17,19 +20,37 @@ import (
 // Record states.
 const (
 	// StateActivating: an activation was (about to be) requested and its outcome is not
-	// known; the server may hold a seat for the instance.
+	// known; the server may hold a seat for the instance under an id svinit never learned,
+	// so giving back means deactivating by instance too.
 	StateActivating = "activating"
-	// StateActive: the activation succeeded; ActivationID says which one.
+	// StateActive: every seat that may be held is named by ActivationID and Earlier.
 	StateActive = "active"
 )
 
-// Record is what the journal keeps of an activation: ids only, never the key.
+// Record is what the journal keeps of an instance's activations: ids only, never the key.
+// Giving back what it names (Manager.Release) deactivates every id and, in StateActivating,
+// the instance.
 type Record struct {
-	Instance     string    `json:"instance"`
-	Provider     string    `json:"provider"`
-	State        string    `json:"state"`
-	ActivationID string    `json:"activation_id,omitempty"`
-	Updated      time.Time `json:"updated"`
+	Instance string `json:"instance"`
+	Provider string `json:"provider"`
+	State    string `json:"state"`
+	// ActivationID is the activation held now, if its id is known.
+	ActivationID string `json:"activation_id,omitempty"`
+	// Earlier are ids of activations taken before ActivationID that may still hold a seat
+	// (a heartbeat answered with a new id): they are given back with it.
+	Earlier []string  `json:"earlier_activation_ids,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// ids returns every activation id the record names, each once.
+func (r Record) ids() []string {
+	var ids []string
+	for _, id := range append(slices.Clone(r.Earlier), r.ActivationID) {
+		if id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // Store keeps at most one Record across restarts of svinit. Journal keeps it in a file;
@@ -44,7 +65,9 @@ type Store interface {
 }
 
 // Journal is a Store in one file (--license-state), which must be on a volume that outlives
-// the container and must not be shared with another running instance.
+// the container and must not be shared with another running instance. The file is never
+// followed through a symlink: in a shared directory another user could plant one to make
+// root's svinit read or replace any file.
 type Journal struct {
 	path string
 }
@@ -52,17 +75,18 @@ type Journal struct {
 // NewJournal returns a Journal kept at path.
 func NewJournal(path string) *Journal { return &Journal{path: path} }
 
-// journalVersion lets a later svinit recognise the format it reads.
-const journalVersion = 1
+// journalVersion lets a later svinit recognise the format it reads. Version 2 added
+// Earlier; an older svinit refuses it rather than give back less than it names.
+const journalVersion = 2
 
 type journalFile struct {
 	Version int `json:"version"`
 	Record
 }
 
-// Load implements Store.
+// Load implements Store. It reads version 1 journals too.
 func (j *Journal) Load(context.Context) (Record, bool, error) {
-	data, err := os.ReadFile(j.path)
+	data, err := j.read()
 	if errors.Is(err, os.ErrNotExist) {
 		return Record{}, false, nil
 	}
@@ -70,21 +94,60 @@ func (j *Journal) Load(context.Context) (Record, bool, error) {
 		return Record{}, false, fmt.Errorf("license journal: %w", err)
 	}
 	var f journalFile
-	if err := json.Unmarshal(data, &f); err != nil || f.Version != journalVersion || f.Instance == "" {
+	if err := json.Unmarshal(data, &f); err != nil || f.Version < 1 || f.Version > journalVersion || f.Instance == "" {
 		return Record{}, false, fmt.Errorf("license journal %s: not a version %d journal; check the activation it names by hand, then delete the file", j.path, journalVersion)
 	}
 	return f.Record, true, nil
 }
 
+// read reads the journal without following a symlink, and without blocking on a FIFO.
+func (j *Journal) read() ([]byte, error) {
+	f, err := os.OpenFile(j.path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, j.symlinkError()
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file; remove it, or point --license-state elsewhere", j.path)
+	}
+	return io.ReadAll(f)
+}
+
+// refuseSymlink fails when a symlink stands where the journal goes. Replacing it would not
+// follow it; refusing says that someone planted it.
+func (j *Journal) refuseSymlink() error {
+	fi, err := os.Lstat(j.path)
+	if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return j.symlinkError()
+	}
+	return nil
+}
+
+func (j *Journal) symlinkError() error {
+	return fmt.Errorf("%s is a symlink, which svinit never follows; remove it, or point --license-state at a directory only svinit's user can write", j.path)
+}
+
 // Save implements Store: it writes a temporary file, fsyncs it, renames it over the journal
-// and fsyncs the directory, so a crash leaves either the old record or the new one.
+// and fsyncs the directory, so a crash leaves either the old record or the new one. The file
+// belongs to svinit's user, whoever owned the one it replaces.
 func (j *Journal) Save(_ context.Context, rec Record) error {
+	if err := j.refuseSymlink(); err != nil {
+		return fmt.Errorf("license journal: %w", err)
+	}
 	data, err := json.MarshalIndent(journalFile{Version: journalVersion, Record: rec}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("license journal %s: %w", j.path, err)
 	}
+	self := &atomicfile.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
 	// No logger: a stale temporary file that stays is harmless, and the next Save retries it.
-	if err := atomicfile.Write(j.path, append(data, '\n'), 0o600, zerolog.Nop()); err != nil {
+	if err := atomicfile.WriteFor(j.path, append(data, '\n'), 0o600, self, zerolog.Nop()); err != nil {
 		return fmt.Errorf("license journal: %w", err)
 	}
 	return nil
@@ -92,6 +155,9 @@ func (j *Journal) Save(_ context.Context, rec Record) error {
 
 // Delete implements Store.
 func (j *Journal) Delete(context.Context) error {
+	if err := j.refuseSymlink(); err != nil {
+		return fmt.Errorf("license journal: %w", err)
+	}
 	err := os.Remove(j.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

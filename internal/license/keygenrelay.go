@@ -159,5 +159,5 @@ func (k *keygenRelay) refused(method, u string, status int, body []byte) error {
 	if status == http.StatusBadRequest && k.pool != "" {
 		hint = fmt.Sprintf(" (is there a pool %q, and does the relay serve it?)", k.pool)
 	}
-	return fmt.Errorf("%w: %s %s: status %d: %s%s", statusClass(status), method, k.http.show(u), status, k.http.redact.Redact(snippet(body)), hint)
+	return fmt.Errorf("%w: %s %s: status %d: %s%s", statusClass(status), method, k.http.show(u), status, k.http.redact.excerpt(body), hint)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,7 +23,8 @@ type ManagerOptions struct {
 	// RequestTimeout bounds one request or command. Default 10s.
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts, which doubles from
-	// MinBackoff, with jitter. Defaults 500ms and 10s.
+	// MinBackoff, with jitter. Defaults 500ms and 10s. No wait runs past a deadline (see
+	// retry).
 	MinBackoff, MaxBackoff time.Duration
 	// OnLease, when set, is called with each lease taken or renewed (for svinit's state
 	// file), from the goroutine that took it; it must not block.
@@ -45,8 +47,9 @@ func (o ManagerOptions) withDefaults() ManagerOptions {
 
 // Manager brackets the child's life with one activation. Start: reclaim what a previous run
 // left in the journal, journal the intent, activate with retries, journal the activation id,
-// heartbeat at a third of the lease's TTL. Stop: deactivate within the time left, then
-// remove the record. A Manager for a nil Provider does nothing.
+// heartbeat at a third of the lease's TTL (re-activating, intent journaled first, when the
+// lease is gone). Stop: give back every activation the journal names within the time left,
+// then remove the record. A Manager for a nil Provider does nothing.
 type Manager struct {
 	p        Provider
 	store    Store
@@ -58,6 +61,7 @@ type Manager struct {
 	started  bool
 	held     bool // an activation is held: Start succeeded and Stop has not released it
 	lease    Lease
+	rec      Record // what the server may hold for us, as journaled (or being journaled)
 	stopBeat context.CancelFunc
 	beatDone chan struct{}
 }
@@ -83,11 +87,11 @@ func (m *Manager) Lease() Lease {
 	return m.lease
 }
 
-// Release deactivates an activation that another instance recorded and left behind: the
-// zombie sweeper's call, for a pod that died without deactivating. An activation the server
-// no longer knows counts as released.
-func (m *Manager) Release(ctx context.Context, instance, activationID string) error {
-	return m.deactivate(ctx, "sweep", instance, Lease{ID: activationID})
+// Release gives back what another instance recorded and left behind: the zombie sweeper's
+// call, for a pod that died without deactivating. An activation the server no longer knows
+// counts as released.
+func (m *Manager) Release(ctx context.Context, rec Record) error {
+	return m.giveBack(ctx, "sweep", rec)
 }
 
 // Held reports whether an activation is held: Start succeeded and Stop has not given it
@@ -123,7 +127,7 @@ func (m *Manager) Start(ctx context.Context) (Lease, error) {
 	if err := m.reclaim(sctx); err != nil {
 		return Lease{}, err
 	}
-	if err := m.store.Save(sctx, m.record(StateActivating, "")); err != nil {
+	if err := m.journal(sctx, m.record(StateActivating, "", nil)); err != nil {
 		return Lease{}, fmt.Errorf("license: journal the activation before making it: %w", err)
 	}
 
@@ -137,13 +141,13 @@ func (m *Manager) Start(ctx context.Context) (Lease, error) {
 	})
 	if err != nil {
 		m.log.Error().Err(err).Int("attempts", attempts).Dur("elapsed", time.Since(began)).Msg("activation failed")
-		m.abortStart(ctx, uncertain, Lease{})
+		m.abortStart(ctx, uncertain)
 		return Lease{}, fmt.Errorf("license: %w", err)
 	}
-	if err := m.store.Save(sctx, m.record(StateActive, lease.ID)); err != nil {
-		// Without the id in the journal a crash could leak this seat: give it back.
+	if err := m.journal(sctx, m.record(StateActive, lease.ID, nil)); err != nil {
+		// The journal may still say "activating" only: give the seat back while we know it.
 		m.log.Error().Err(err).Str("activation_id", lease.ID).Msg("cannot journal the activation; deactivating it")
-		m.abortStart(ctx, true, lease)
+		m.abortStart(ctx, true)
 		return Lease{}, fmt.Errorf("license: journal activation %s: %w", lease.ID, err)
 	}
 	m.mu.Lock()
@@ -172,13 +176,13 @@ func (m *Manager) Stop(ctx context.Context) error {
 	}
 	m.stopHeartbeat(ctx)
 	m.mu.Lock()
-	held, lease := m.held, m.lease
+	held, lease, rec := m.held, m.lease, m.rec
 	m.mu.Unlock()
 	if !held {
 		return nil
 	}
 	began := time.Now()
-	if err := m.deactivate(ctx, "deactivate", m.instance, lease); err != nil {
+	if err := m.giveBack(ctx, "deactivate", rec); err != nil {
 		m.log.Error().Err(err).Str("activation_id", lease.ID).Dur("elapsed", time.Since(began)).
 			Msg("deactivation failed; the journal keeps the activation for the next start to reclaim")
 		return fmt.Errorf("license: %w", err)
@@ -194,8 +198,40 @@ func (m *Manager) Stop(ctx context.Context) error {
 	return nil
 }
 
-func (m *Manager) record(state, id string) Record {
-	return Record{Instance: m.instance, Provider: m.opts.Provider, State: state, ActivationID: id, Updated: time.Now().UTC()}
+func (m *Manager) record(state, id string, earlier []string) Record {
+	earlier = slices.DeleteFunc(earlier, func(e string) bool { return e == id })
+	return Record{Instance: m.instance, Provider: m.opts.Provider, State: state, ActivationID: id, Earlier: earlier, Updated: time.Now().UTC()}
+}
+
+// journal makes rec what the server may hold for us: in memory first, so that Stop gives
+// back all of it even when the Save fails, then in the store.
+func (m *Manager) journal(ctx context.Context, rec Record) error {
+	m.mu.Lock()
+	m.rec = rec
+	m.mu.Unlock()
+	return m.store.Save(ctx, rec)
+}
+
+func (m *Manager) holding() Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rec
+}
+
+// giveBack deactivates everything rec says the server may hold: every id, and the instance
+// when an activation's id was never learned. It stops at the first failure; the record stays
+// and the next try gives it all back again, an id already gone counting as given back.
+func (m *Manager) giveBack(ctx context.Context, op string, rec Record) error {
+	ids := rec.ids()
+	for _, id := range ids {
+		if err := m.deactivate(ctx, op, rec.Instance, Lease{ID: id}); err != nil {
+			return err
+		}
+	}
+	if rec.State == StateActive && len(ids) > 0 {
+		return nil
+	}
+	return m.deactivate(ctx, op, rec.Instance, Lease{})
 }
 
 // reclaim deactivates what the journal says a previous run left behind: that run was
@@ -211,7 +247,7 @@ func (m *Manager) reclaim(ctx context.Context) error {
 		return nil
 	}
 	log := m.log.With().Str("stale_instance", rec.Instance).Str("activation_id", rec.ActivationID).
-		Str("state", rec.State).Time("recorded", rec.Updated).Logger()
+		Strs("earlier_activation_ids", rec.Earlier).Str("state", rec.State).Time("recorded", rec.Updated).Logger()
 	if rec.Provider != m.opts.Provider {
 		log.Error().Str("stale_provider", rec.Provider).
 			Msg("the journal names an activation made with another license provider; deactivate it by hand")
@@ -221,7 +257,7 @@ func (m *Manager) reclaim(ctx context.Context) error {
 		return nil
 	}
 	log.Warn().Msg("reclaiming the activation a previous run left behind")
-	err = m.deactivate(ctx, "reclaim", rec.Instance, Lease{ID: rec.ActivationID})
+	err = m.giveBack(ctx, "reclaim", rec)
 	switch {
 	case err == nil:
 		log.Info().Msg("reclaimed the activation a previous run left behind")
@@ -238,10 +274,10 @@ func (m *Manager) reclaim(ctx context.Context) error {
 }
 
 // abortStart cleans up after a failed Start. When an attempt may have activated (it timed
-// out, was cancelled, or succeeded but could not be journaled), deactivate, within one
-// request timeout of ctx's values but not its cancellation: a SIGTERM during activation must
-// still give the seat back. The record stays when that fails.
-func (m *Manager) abortStart(ctx context.Context, uncertain bool, l Lease) {
+// out, was cancelled, or succeeded but could not be journaled), give back what the journal
+// names, within one request timeout of ctx's values but not its cancellation: a SIGTERM
+// during activation must still give the seat back. The record stays when that fails.
+func (m *Manager) abortStart(ctx context.Context, uncertain bool) {
 	if !uncertain {
 		if err := m.store.Delete(ctx); err != nil {
 			m.log.Error().Err(err).Msg("cannot remove the journal record")
@@ -251,7 +287,7 @@ func (m *Manager) abortStart(ctx context.Context, uncertain bool, l Lease) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.RequestTimeout)
 	defer cancel()
 	m.log.Warn().Msg("an activation attempt may have taken a seat; deactivating")
-	if err := m.deactivate(cctx, "deactivate", m.instance, l); err != nil {
+	if err := m.giveBack(cctx, "deactivate", m.holding()); err != nil {
 		m.log.Error().Err(err).Msg("cannot deactivate; the journal keeps the activation for the next start to reclaim")
 		return
 	}
@@ -276,16 +312,20 @@ func (m *Manager) deactivate(ctx context.Context, op, instance string, l Lease) 
 
 // retry calls fn, each call bounded by the request timeout, until it succeeds, fails with
 // anything but ErrRetryable, or ctx ends. Waits between calls double from MinBackoff up to
-// MaxBackoff, with jitter so that a fleet restarted together does not retry in step. It
-// reports whether a failed call may have taken effect anyway.
+// MaxBackoff, with jitter so that a fleet restarted together does not retry in step. No wait
+// runs past ctx's deadline: the last call starts early enough to take twice as long as the
+// one before (at least MinBackoff), and gets whatever time is left. It reports whether a
+// failed call may have taken effect anyway.
 func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context) error) (attempts int, uncertain bool, err error) {
 	began := time.Now()
 	backoff := m.opts.MinBackoff
 	var last error
-	for ctx.Err() == nil {
+	for final := false; ctx.Err() == nil; {
 		attempts++
 		rctx, cancel := context.WithTimeout(ctx, m.opts.RequestTimeout)
+		sent := time.Now()
 		err := fn(rctx)
+		took := time.Since(sent)
 		cancel()
 		if err == nil {
 			return attempts, uncertain, nil
@@ -295,15 +335,14 @@ func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context)
 		if !errors.Is(err, ErrRetryable) {
 			return attempts, uncertain, fmt.Errorf("%s: %w", op, err)
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || final {
 			break
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		// An attempt cut short by the deadline is worse than none: it cannot succeed, and
-		// it may leave an activation whose outcome is unknown. Start one only if it gets a
-		// fair share of the request timeout.
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait+m.opts.RequestTimeout/4 {
-			break
+		if deadline, ok := ctx.Deadline(); ok {
+			if left := time.Until(deadline) - max(m.opts.MinBackoff, min(2*took, m.opts.RequestTimeout)); wait >= left {
+				wait, final = max(left, 0), true
+			}
 		}
 		m.log.Warn().Err(err).Str("op", op).Int("attempt", attempts).Dur("retry_in", wait).Msg("license request failed; retrying")
 		timer := time.NewTimer(wait)
@@ -382,11 +421,16 @@ func (m *Manager) heartbeat(ctx context.Context, done chan struct{}) {
 		}
 		var ok bool
 		if lost {
-			ok = m.reactivate(ctx)
+			ok = m.reactivate(ctx, "")
 		} else {
-			ok, lost = m.beat(ctx, l)
-			if lost {
-				ok = m.reactivate(ctx)
+			var gone error
+			ok, gone = m.beat(ctx, l)
+			if lost = gone != nil; lost {
+				forget := "" // no seat free: the server may still hold this one
+				if errors.Is(gone, ErrNotFound) {
+					forget = l.ID
+				}
+				ok = m.reactivate(ctx, forget)
 			}
 		}
 		if ctx.Err() != nil {
@@ -400,33 +444,41 @@ func (m *Manager) heartbeat(ctx context.Context, done chan struct{}) {
 	}
 }
 
-// beat sends one heartbeat and reports whether it renewed the lease, or found it gone.
-func (m *Manager) beat(ctx context.Context, l Lease) (ok, lost bool) {
+// beat sends one heartbeat and reports whether it renewed the lease, or why it is gone.
+func (m *Manager) beat(ctx context.Context, l Lease) (ok bool, gone error) {
 	rctx, cancel := context.WithTimeout(ctx, m.opts.RequestTimeout)
 	defer cancel()
 	began := time.Now()
 	nl, err := m.p.Heartbeat(rctx, m.instance, l)
 	switch {
 	case err == nil:
-		m.setLease(ctx, nl, l.ID)
+		m.renewed(ctx, nl, l.ID)
 		m.log.Debug().Str("activation_id", nl.ID).Dur("ttl", nl.TTL).Dur("elapsed", time.Since(began)).Msg("license heartbeat")
-		return true, false
+		return true, nil
 	case ctx.Err() != nil:
-		return false, false
+		return false, nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoSeats):
 		m.log.Warn().Err(err).Str("activation_id", l.ID).Msg("the lease is gone; re-activating")
-		return false, true
+		return false, err
 	default:
 		m.log.Warn().Err(err).Str("activation_id", l.ID).Msg("license heartbeat failed; trying again")
-		return false, false
+		return false, nil
 	}
 }
 
-// reactivate takes a new activation after the old lease was lost, journaling the intent
-// first as Start does.
-func (m *Manager) reactivate(ctx context.Context) bool {
-	old := m.Lease()
-	if err := m.store.Save(ctx, m.record(StateActivating, old.ID)); err != nil {
+// reactivate takes a new activation after the lease was lost, journaling the intent first
+// as Start does: a kill before the new id is journaled must not leak the seat it took. The
+// journal forgets the id forget, which the server said it does not know.
+func (m *Manager) reactivate(ctx context.Context, forget string) bool {
+	rec := m.holding()
+	if forget != "" {
+		rec.Earlier = slices.DeleteFunc(slices.Clone(rec.Earlier), func(id string) bool { return id == forget })
+		if rec.ActivationID == forget {
+			rec.ActivationID = ""
+		}
+	}
+	rec.State, rec.Updated = StateActivating, time.Now().UTC()
+	if err := m.journal(ctx, rec); err != nil {
 		m.log.Error().Err(err).Msg("cannot journal the re-activation; trying again")
 		return false
 	}
@@ -439,19 +491,27 @@ func (m *Manager) reactivate(ctx context.Context) bool {
 		}
 		return false
 	}
-	m.setLease(ctx, nl, "")
+	if err := m.journal(ctx, m.record(StateActive, nl.ID, rec.ids())); err != nil {
+		m.log.Error().Err(err).Str("activation_id", nl.ID).Msg("cannot journal the new activation id")
+	}
+	m.setLease(nl)
 	m.log.Warn().Str("activation_id", nl.ID).Dur("ttl", nl.TTL).Msg("license re-activated")
 	return true
 }
 
-// setLease journals the id of a renewed or new lease when it changed, then makes it the
-// lease held.
-func (m *Manager) setLease(ctx context.Context, l Lease, oldID string) {
+// renewed makes the lease a heartbeat returned the one held. A new id is journaled with the
+// old one kept: the server may hold both.
+func (m *Manager) renewed(ctx context.Context, l Lease, oldID string) {
 	if l.ID != oldID {
-		if err := m.store.Save(ctx, m.record(StateActive, l.ID)); err != nil {
+		rec := m.holding()
+		if err := m.journal(ctx, m.record(StateActive, l.ID, rec.ids())); err != nil {
 			m.log.Error().Err(err).Str("activation_id", l.ID).Msg("cannot journal the new activation id")
 		}
 	}
+	m.setLease(l)
+}
+
+func (m *Manager) setLease(l Lease) {
 	m.mu.Lock()
 	m.lease = l
 	m.mu.Unlock()

@@ -70,7 +70,7 @@ func (o *opswat) get(ctx context.Context, u string) (body []byte, errMsg string,
 		return nil, "", err
 	}
 	if status != http.StatusOK {
-		return nil, "", fmt.Errorf("%w: GET %s: status %d: %s", statusClass(status), o.http.show(u), status, o.http.redact.Redact(snippet(body)))
+		return nil, "", fmt.Errorf("%w: GET %s: status %d: %s", statusClass(status), o.http.show(u), status, o.http.redact.excerpt(body))
 	}
 	return body, o.http.redact.Redact(opswatError(body)), nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -24,12 +25,12 @@ func TestJournal(t *testing.T) {
 	if err := j.Delete(ctx); err != nil {
 		t.Errorf("Delete of nothing: %v", err)
 	}
-	rec := Record{Instance: "web-0", Provider: ProviderOPSWAT, State: StateActive, ActivationID: "act-1", Updated: time.Now().UTC().Truncate(time.Second)}
+	rec := Record{Instance: "web-0", Provider: ProviderOPSWAT, State: StateActive, ActivationID: "act-1", Earlier: []string{"act-0"}, Updated: time.Now().UTC().Truncate(time.Second)}
 	if err := j.Save(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
 	got, found := loadRecord(t, j)
-	if !found || got != rec {
+	if !found || !reflect.DeepEqual(got, rec) {
 		t.Errorf("Load = %+v, %v; want %+v", got, found, rec)
 	}
 	fi, err := os.Stat(path)
@@ -52,6 +53,15 @@ func TestJournal(t *testing.T) {
 	}
 	if _, _, err := j.Load(ctx); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("Load of a corrupt journal = %v; want an error naming the file", err)
+	}
+
+	// A journal an earlier svinit left is still read.
+	v1 := `{"version": 1, "instance": "web-0", "provider": "opswat", "state": "active", "activation_id": "act-1"}`
+	if err := os.WriteFile(path, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, found := loadRecord(t, j); !found || got.ActivationID != "act-1" || got.State != StateActive {
+		t.Errorf("Load of a version 1 journal = %+v, %v", got, found)
 	}
 }
 

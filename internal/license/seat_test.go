@@ -1,0 +1,322 @@
+package license
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/svinit/svinit/internal/license/licensetest"
+)
+
+// execSeats is the exec provider over licensetest.ExecSeats in dir: a server that knows each
+// activation by an id of its own, so a seat whose id svinit never learned can be given back
+// only by instance. Its leases last ttl.
+func execSeats(t *testing.T, dir string, ttl time.Duration) Provider {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "ttl"), []byte(ttl.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := testLog(t)
+	argv := helperArgv(t, "exec-seats", dir)
+	return newProvider(t, Config{Provider: ProviderExec, Key: testKey, Log: log, Exec: ExecConfig{
+		Activate: argv, Heartbeat: argv, Deactivate: argv, Env: []string{helperEnv + "=1"}, Runner: cmdRunner{},
+	}})
+}
+
+// frozenStore stands for a journal whose writer was SIGKILLed: once frozen, nothing more
+// reaches it.
+type frozenStore struct {
+	Store
+	mu     sync.Mutex
+	frozen bool
+}
+
+func (s *frozenStore) freeze() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.frozen = true
+}
+
+func (s *frozenStore) Save(ctx context.Context, rec Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.frozen {
+		return nil
+	}
+	return s.Store.Save(ctx, rec)
+}
+
+func (s *frozenStore) Delete(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.frozen {
+		return nil
+	}
+	return s.Store.Delete(ctx)
+}
+
+// onActivation runs hook after the activation number n has taken its seat.
+type onActivation struct {
+	Provider
+	mu   sync.Mutex
+	n    int
+	hook func()
+}
+
+func (p *onActivation) Activate(ctx context.Context, instance string) (Lease, error) {
+	l, err := p.Provider.Activate(ctx, instance)
+	p.mu.Lock()
+	p.n--
+	hit := p.n == 0
+	p.mu.Unlock()
+	if hit {
+		p.hook()
+	}
+	return l, err
+}
+
+// svinit SIGKILLed while a heartbeat re-activates a lost lease, after the server took the new
+// seat and before the journal learned its id: the next start gives that seat back too, by
+// instance, with SVINIT_ACTIVATION_ID unset as the exec contract says.
+func TestReactivationKilledLeaksNoSeat(t *testing.T) {
+	dir := t.TempDir()
+	log, _ := testLog(t)
+	_, journal := journalIn(t)
+	store := &frozenStore{Store: journal}
+	killed := make(chan struct{})
+	p := &onActivation{Provider: execSeats(t, dir, 300*time.Millisecond), n: 2, hook: func() {
+		store.freeze()
+		close(killed)
+	}}
+	m := NewManager(p, store, "web-0", log, fastOptions(ProviderExec))
+	lease, err := m.Start(context.Background())
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := licensetest.ExecSeatsLapse(dir, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-killed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no re-activation after the lease lapsed")
+	}
+	m.abandon()
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 1 {
+		t.Fatalf("seats held by the killed run: %v; want the re-activation's one", live)
+	}
+
+	m2 := NewManager(execSeats(t, dir, 300*time.Millisecond), journal, "web-0", log, fastOptions(ProviderExec))
+	if _, err := m2.Start(context.Background()); err != nil {
+		t.Fatalf("Start after the kill: %v", err)
+	}
+	if err := m2.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
+		t.Errorf("seats leaked: %v", live)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "by-instance")); !strings.Contains(string(b), "web-0") {
+		t.Error("the seat whose id was never learned was not given back by instance")
+	}
+}
+
+// SIGTERM while a heartbeat re-activates: the command took the seat and has not answered.
+// Stop gives back whatever may have been taken.
+func TestReactivationStoppedLeaksNoSeat(t *testing.T) {
+	dir := t.TempDir()
+	log, _ := testLog(t)
+	_, journal := journalIn(t)
+	m := NewManager(execSeats(t, dir, 300*time.Millisecond), journal, "web-0", log, fastOptions(ProviderExec))
+	lease, err := m.Start(context.Background())
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hold-activate"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := licensetest.ExecSeatsLapse(dir, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the re-activation to take a seat", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "held"))
+		return strings.Contains(string(b), "activate")
+	})
+	if err := m.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
+		t.Errorf("seats leaked: %v", live)
+	}
+	if _, found := loadRecord(t, journal); found {
+		t.Error("journal record left after a successful Stop")
+	}
+}
+
+// Every id a heartbeat learned stays in the journal until given back: a server that answers
+// a heartbeat with a new id may still hold the old one.
+func TestEveryActivationIDIsGivenBack(t *testing.T) {
+	f := &fakeProvider{live: map[string]bool{}}
+	log, _ := testLog(t)
+	_, journal := journalIn(t)
+	renew := &renewingProvider{fakeProvider: f}
+	m := NewManager(renew, journal, "web-0", log, fastOptions("fake"))
+	if _, err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a heartbeat with a new id", 10*time.Second, func() bool { live, _ := f.state(); return live >= 2 })
+	m.abandon()
+	m2 := NewManager(f, journal, "web-0", log, fastOptions("fake"))
+	if _, err := m2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := f.state(); live != 0 {
+		t.Errorf("fake server: %d activations live; want 0", live)
+	}
+}
+
+// renewingProvider answers the first heartbeat with a new activation, keeping the old one.
+type renewingProvider struct {
+	*fakeProvider
+	once sync.Once
+}
+
+func (r *renewingProvider) Heartbeat(ctx context.Context, instance string, l Lease) (Lease, error) {
+	renewed := false
+	r.once.Do(func() { renewed = true })
+	if renewed {
+		return r.fakeProvider.Activate(ctx, instance)
+	}
+	return r.fakeProvider.Heartbeat(ctx, instance, l)
+}
+
+// With the server unreachable, Start keeps trying until --license-timeout, its last attempt
+// shorter than the request timeout if need be, and then fails with exit 75.
+func TestStartRetriesUntilTheDeadline(t *testing.T) {
+	log, _ := testLog(t)
+	_, journal := journalIn(t)
+	opts := ManagerOptions{Provider: "fake", Timeout: 2 * time.Second, RequestTimeout: 10 * time.Second,
+		MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}
+	m := NewManager(unreachable{}, journal, "web-0", log, opts)
+	began := time.Now()
+	_, err := m.Start(context.Background())
+	elapsed := time.Since(began)
+	if code := ExitCode(err); code != ExitTempFail {
+		t.Fatalf("Start = %v (exit %d); want exit 75", err, code)
+	}
+	// The last attempt starts at most MinBackoff before the deadline (or twice the previous
+	// attempt's time, nothing here); a slow machine can only make it later.
+	if earliest := opts.Timeout - opts.MinBackoff; elapsed < earliest {
+		t.Errorf("gave up after %s; want not before %s (--license-timeout %s)", elapsed, earliest, opts.Timeout)
+	}
+}
+
+// unreachable is a license server that cannot be reached: every request fails at once.
+type unreachable struct{}
+
+func (unreachable) Activate(context.Context, string) (Lease, error) {
+	return Lease{}, fmt.Errorf("%w: connection refused", ErrRetryable)
+}
+
+func (unreachable) Heartbeat(context.Context, string, Lease) (Lease, error) {
+	return Lease{}, fmt.Errorf("%w: connection refused", ErrRetryable)
+}
+
+func (unreachable) Deactivate(context.Context, string, Lease) error {
+	return fmt.Errorf("%w: connection refused", ErrRetryable)
+}
+
+// A key in a server's answer is redacted before the answer is escaped or cut: a key with a
+// tab, and a key that straddles the excerpt's cut, leave nothing of themselves in the error.
+func TestServerBodyNeverShowsTheKey(t *testing.T) {
+	const key = "ABCD1234\tEFGH5678"
+	for _, tc := range []struct{ name, body string }{
+		{"tab", "bad key " + key + " refused"},
+		{"straddling the cut", strings.Repeat("x", 196) + key},
+		{"escaped on the cut", strings.Repeat("x", 199) + "\x01" + key},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				http.Error(w, tc.body, http.StatusForbidden)
+			}))
+			t.Cleanup(srv.Close)
+			log, logs := testLog(t)
+			p := newProvider(t, Config{Provider: ProviderHTTP, URL: srv.URL, Key: key, Log: log, HTTP: HTTPConfig{
+				Activate: HTTPRequest{URL: "{{.URL}}/a"}, Deactivate: HTTPRequest{URL: "{{.URL}}/d"},
+			}})
+			_, err := p.Activate(context.Background(), "web-0")
+			if !errors.Is(err, ErrPermanent) {
+				t.Fatalf("Activate = %v; want ErrPermanent", err)
+			}
+			for _, part := range []string{"ABCD", "5678"} {
+				if strings.Contains(err.Error(), part) || strings.Contains(logs.String(), part) {
+					t.Errorf("the key's %q shows: %v", part, err)
+				}
+			}
+		})
+	}
+}
+
+// A symlink planted where the journal goes is refused, never followed: root's svinit would
+// otherwise read or replace any file the link names.
+func TestJournalNeverFollowsASymlink(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	const content = `{"version": 1, "instance": "x", "provider": "opswat", "state": "active"}`
+	if err := os.WriteFile(target, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "license.json")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	j := NewJournal(path)
+	if _, _, err := j.Load(ctx); err == nil || !strings.Contains(err.Error(), "symlink") || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load through a symlink = %v; want an error naming the symlink", err)
+	}
+	if err := j.Save(ctx, Record{Instance: "web-0", Provider: ProviderOPSWAT, State: StateActivating}); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("Save over a symlink = %v; want an error naming the symlink", err)
+	}
+	if err := j.Delete(ctx); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("Delete of a symlink = %v; want an error naming the symlink", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != content {
+		t.Errorf("the symlink's target was changed: %q", b)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the planted symlink was replaced or removed (%v, %v); want it left for a person to look at", fi, err)
+	}
+}
+
+// Deactivating an activation whose id was never learned runs the command with
+// SVINIT_ACTIVATION_ID unset, not empty, even when svinit's own environment has one.
+func TestExecByInstanceLeavesActivationIDUnset(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "record.json")
+	log, _ := testLog(t)
+	p := newProvider(t, Config{Provider: ProviderExec, Log: log, Exec: ExecConfig{
+		Activate: helperArgv(t, "exit", "0"), Deactivate: helperArgv(t, "record", out),
+		Env: []string{helperEnv + "=1", EnvActivationID + "=inherited"}, Runner: cmdRunner{},
+	}})
+	if err := p.Deactivate(context.Background(), "web-0", Lease{}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), EnvActivationID) {
+		t.Errorf("the command got %s: %s", EnvActivationID, data)
+	}
+}
