@@ -144,7 +144,7 @@ func execSeatRig(t *testing.T) seatRig {
 // relaySeatRig: the keygen-relay preset over the licensetest double; a delayed answer holds
 // an activation (or a heartbeat's new claim) after it took the seat.
 func relaySeatRig(t *testing.T) seatRig {
-	srv := licensetest.Start(t, licensetest.Options{Seats: 1, TTL: 3 * time.Second})
+	srv := licensetest.Start(t, licensetest.Options{Seats: 1, TTL: 3 * time.Second, ShortTTL: true}) // heartbeats within the test
 	return seatRig{
 		args: []string{"--license-provider", "keygen-relay", "--license-url", srv.URL,
 			"--license-timeout", "10s", "--license-request-timeout", "5s"},
