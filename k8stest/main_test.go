@@ -9,7 +9,7 @@ import (
 )
 
 // svinitBin is svinit built from this checkout for the tests that run it against the API
-// server.
+// server, static as `make build` builds it, so that it runs in the pods' images too.
 var svinitBin string
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -24,6 +24,7 @@ func run(m *testing.M) int {
 	svinitBin = filepath.Join(dir, "svinit")
 	build := exec.Command("go", "build", "-o", svinitBin, "./cmd/svinit")
 	build.Dir = ".." // in svinit's own module, with its own go.mod
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build svinit:", err)

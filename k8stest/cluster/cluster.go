@@ -73,8 +73,16 @@ type Cluster struct {
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	apiserverBin, etcdBin := binaries(t)
-	dir := t.TempDir()
-	pki, err := writePKI(dir)
+	c, _ := start(t, t.TempDir(), apiserverBin, etcdBin, "127.0.0.1", nil, nil)
+	return c
+}
+
+// start runs etcd and kube-apiserver with their files in dir, the API server on host (which
+// its serving certificate covers, with serverIPs) with extraArgs(its pki) appended to its
+// flags.
+func start(t testing.TB, dir, apiserverBin, etcdBin, host string, serverIPs []net.IP, extraArgs func(pki) []string) (*Cluster, pki) {
+	t.Helper()
+	pki, err := writePKI(dir, serverIPs...)
 	if err != nil {
 		t.Fatalf("cluster: %v", err)
 	}
@@ -85,10 +93,14 @@ func Start(t testing.TB) *Cluster {
 	if err := os.WriteFile(tokens, []byte(line), 0o600); err != nil {
 		t.Fatalf("cluster: %v", err)
 	}
+	var extra []string
+	if extraArgs != nil {
+		extra = extraArgs(pki)
+	}
 
 	began := time.Now()
 	etcdURL := startEtcd(t, etcdBin, dir)
-	host, port := startAPIServer(t, apiserverBin, dir, etcdURL, pki, tokens, adminToken)
+	port := startAPIServer(t, apiserverBin, dir, etcdURL, host, pki, tokens, adminToken, extra)
 
 	c := &Cluster{
 		URL:        "https://" + net.JoinHostPort(host, port),
@@ -99,41 +111,50 @@ func Start(t testing.TB) *Cluster {
 		client:     newClient(pki.caPool),
 	}
 	t.Logf("cluster: kube-apiserver %s at %s ready in %v", APIServerVersion, c.URL, time.Since(began).Round(time.Millisecond))
-	return c
+	return c, pki
 }
 
 func binaries(t testing.TB) (apiserver, etcd string) {
 	t.Helper()
 	apiserver = os.Getenv("SVINIT_KUBE_APISERVER")
 	if apiserver == "" {
-		cache := os.Getenv("SVINIT_CACHE")
-		if cache == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				t.Fatalf("cluster: no SVINIT_CACHE and no home directory: %v", err)
-			}
-			cache = filepath.Join(home, ".cache", "svinit")
-		}
-		apiserver = filepath.Join(cache, "kube-apiserver-"+APIServerVersion)
-	}
-	missing := func(what, fix string) {
-		t.Helper()
-		if testing.Short() {
-			t.Skipf("cluster: %s; skipped under -short (provide it with: %s)", what, fix)
-		}
-		t.Fatalf("cluster: %s; provide it with:\n\t%s\n(or run go test -short to skip the tests that need a cluster)", what, fix)
+		apiserver = cached(t, "kube-apiserver")
 	}
 	if fi, err := os.Stat(apiserver); err != nil || fi.Mode()&0o111 == 0 {
-		missing("no kube-apiserver binary at "+apiserver, BuildCommand+"   (from the repository root)")
+		missing(t, "no kube-apiserver binary at "+apiserver, BuildCommand+"   (from the repository root)")
 	}
 	etcd = os.Getenv("SVINIT_ETCD")
 	if etcd == "" {
 		etcd = "etcd"
 	}
 	if _, err := exec.LookPath(etcd); err != nil {
-		missing("no etcd: "+err.Error(), "apt-get install etcd-server   (or "+BuildCommand+", which installs it)")
+		missing(t, "no etcd: "+err.Error(), "apt-get install etcd-server   (or "+BuildCommand+", which installs it)")
 	}
 	return apiserver, etcd
+}
+
+// cached returns the path k8stest/build-apiserver caches component at:
+// ${SVINIT_CACHE:-~/.cache/svinit}/COMPONENT-APIServerVersion.
+func cached(t testing.TB, component string) string {
+	t.Helper()
+	cache := os.Getenv("SVINIT_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatalf("cluster: no SVINIT_CACHE and no home directory: %v", err)
+		}
+		cache = filepath.Join(home, ".cache", "svinit")
+	}
+	return filepath.Join(cache, component+"-"+APIServerVersion)
+}
+
+// missing fails the test for lack of what (fix provides it), or skips it under -short.
+func missing(t testing.TB, what, fix string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("cluster: %s; skipped under -short (provide it with: %s)", what, fix)
+	}
+	t.Fatalf("cluster: %s; provide it with:\n\t%s\n(or run go test -short to skip the tests that need a cluster)", what, fix)
 }
 
 // startEtcd runs a one-member etcd on free loopback ports and returns its client URL once it
@@ -179,30 +200,29 @@ func startEtcd(t testing.TB, bin, dir string) string {
 	}
 }
 
-// startAPIServer runs kube-apiserver against etcdURL and returns its host and port once
-// /readyz answers ok.
-func startAPIServer(t testing.TB, bin, dir, etcdURL string, pki pki, tokens, adminToken string) (host, port string) {
+// startAPIServer runs kube-apiserver on host against etcdURL and returns its port once
+// /readyz answers ok. The extra flags replace the defaults they name.
+func startAPIServer(t testing.TB, bin, dir, etcdURL, host string, pki pki, tokens, adminToken string, extra []string) (port string) {
 	t.Helper()
-	host = "127.0.0.1"
 	client := newClient(pki.caPool)
 	for attempt := 1; ; attempt++ {
 		port = freePort(t)
-		p := startProcess(t, "kube-apiserver", bin, filepath.Join(dir, fmt.Sprintf("kube-apiserver-%d.log", attempt)),
-			"--etcd-servers="+etcdURL,
+		args := []string{
+			"--etcd-servers=" + etcdURL,
 			// A fresh prefix per attempt, so a retry never finds a half-initialised store.
 			fmt.Sprintf("--etcd-prefix=/registry-%d", attempt),
-			"--bind-address="+host,
-			"--advertise-address="+host,
-			"--secure-port="+port,
-			"--cert-dir="+filepath.Join(dir, "cert-dir"),
-			"--tls-cert-file="+pki.serverCertFile,
-			"--tls-private-key-file="+pki.serverKeyFile,
-			"--client-ca-file="+pki.caFile,
-			"--token-auth-file="+tokens,
+			"--bind-address=" + host,
+			"--advertise-address=" + host,
+			"--secure-port=" + port,
+			"--cert-dir=" + filepath.Join(dir, "cert-dir"),
+			"--tls-cert-file=" + pki.serverCertFile,
+			"--tls-private-key-file=" + pki.serverKeyFile,
+			"--client-ca-file=" + pki.caFile,
+			"--token-auth-file=" + tokens,
 			"--authorization-mode=Node,RBAC",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-			"--service-account-key-file="+pki.saPublicFile,
-			"--service-account-signing-key-file="+pki.saKeyFile,
+			"--service-account-key-file=" + pki.saPublicFile,
+			"--service-account-signing-key-file=" + pki.saKeyFile,
 			"--service-cluster-ip-range=10.96.0.0/16",
 			// Nothing runs the controllers that would create a namespace's "default"
 			// ServiceAccount, so the plugin that requires it would refuse every Pod.
@@ -212,14 +232,16 @@ func startAPIServer(t testing.TB, bin, dir, etcdURL string, pki pki, tokens, adm
 			"--endpoint-reconciler-type=none",
 			"--profiling=false",
 			"--v=1",
-		)
+		}
+		p := startProcess(t, "kube-apiserver", bin, filepath.Join(dir, fmt.Sprintf("kube-apiserver-%d.log", attempt)),
+			withFlags(args, extra)...)
 		ready := func() bool {
 			status, body, err := request(client, http.MethodGet, "https://"+net.JoinHostPort(host, port)+"/readyz", adminToken, "", nil)
 			return err == nil && status == http.StatusOK && string(body) == "ok"
 		}
 		err := p.waitUntil(apiserverReadyTimeout, ready)
 		if err == nil {
-			return host, port
+			return port
 		}
 		if p.portTaken() && attempt < 3 {
 			t.Logf("cluster: kube-apiserver: %v; retrying with another port", err)
@@ -228,6 +250,26 @@ func startAPIServer(t testing.TB, bin, dir, etcdURL string, pki pki, tokens, adm
 		}
 		p.fail(t, err)
 	}
+}
+
+// withFlags returns args with each of extra ("--name=value", or "--name" to drop the default)
+// in place of the default of the same name, or appended.
+func withFlags(args, extra []string) []string {
+	out := append([]string(nil), args...)
+	for _, e := range extra {
+		name, _, hasValue := strings.Cut(e, "=")
+		kept := out[:0]
+		for _, a := range out {
+			if n, _, _ := strings.Cut(a, "="); n != name {
+				kept = append(kept, a)
+			}
+		}
+		out = kept
+		if hasValue {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // process is a server started for a test, in its own process group.

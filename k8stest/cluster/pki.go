@@ -22,18 +22,23 @@ type pki struct {
 	caPool                        *x509.CertPool
 	serverCertFile, serverKeyFile string // serving certificate for 127.0.0.1, signed by the CA
 	saKeyFile, saPublicFile       string // service-account token signing key and its public half
+	// kube-apiserver's client certificate for the kubelet (exec, logs), in system:masters.
+	kubeletClientCertFile, kubeletClientKeyFile string
 }
 
-// writePKI generates a CA, a serving certificate and a service-account signing key into dir.
-// ECDSA P-256 throughout: generated in microseconds, and accepted by kube-apiserver for TLS
-// and for service-account tokens (ES256).
-func writePKI(dir string) (pki, error) {
+// writePKI generates a CA, a serving certificate for loopback and serverIPs, a client
+// certificate for the kubelet connections and a service-account signing key into dir. ECDSA
+// P-256 throughout: generated in microseconds, and accepted by kube-apiserver for TLS and for
+// service-account tokens (ES256).
+func writePKI(dir string, serverIPs ...net.IP) (pki, error) {
 	p := pki{
-		caFile:         filepath.Join(dir, "ca.crt"),
-		serverCertFile: filepath.Join(dir, "apiserver.crt"),
-		serverKeyFile:  filepath.Join(dir, "apiserver.key"),
-		saKeyFile:      filepath.Join(dir, "sa.key"),
-		saPublicFile:   filepath.Join(dir, "sa.pub"),
+		caFile:                filepath.Join(dir, "ca.crt"),
+		serverCertFile:        filepath.Join(dir, "apiserver.crt"),
+		serverKeyFile:         filepath.Join(dir, "apiserver.key"),
+		saKeyFile:             filepath.Join(dir, "sa.key"),
+		saPublicFile:          filepath.Join(dir, "sa.pub"),
+		kubeletClientCertFile: filepath.Join(dir, "apiserver-kubelet-client.crt"),
+		kubeletClientKeyFile:  filepath.Join(dir, "apiserver-kubelet-client.key"),
 	}
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -71,13 +76,30 @@ func writePKI(dir string) (pki, error) {
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:  append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, serverIPs...),
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
 			"kubernetes.default.svc.cluster.local"},
 	}
 	serverDER, err := x509.CreateCertificate(rand.Reader, serverTemplate, caCert, &serverKey.PublicKey, caKey)
 	if err != nil {
 		return p, fmt.Errorf("create serving certificate: %w", err)
+	}
+
+	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return p, fmt.Errorf("generate kubelet client key: %w", err)
+	}
+	clientTemplate := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	clientDER, err := x509.CreateCertificate(rand.Reader, clientTemplate, caCert, &clientKey.PublicKey, caKey)
+	if err != nil {
+		return p, fmt.Errorf("create kubelet client certificate: %w", err)
 	}
 
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -97,6 +119,10 @@ func writePKI(dir string) (pki, error) {
 	if err != nil {
 		return p, err
 	}
+	clientKeyDER, err := x509.MarshalECPrivateKey(clientKey)
+	if err != nil {
+		return p, err
+	}
 	files := []struct {
 		path, kind string
 		der        []byte
@@ -106,6 +132,8 @@ func writePKI(dir string) (pki, error) {
 		{p.serverKeyFile, "EC PRIVATE KEY", serverKeyDER},
 		{p.saKeyFile, "EC PRIVATE KEY", saKeyDER},
 		{p.saPublicFile, "PUBLIC KEY", saPublic},
+		{p.kubeletClientCertFile, "CERTIFICATE", clientDER},
+		{p.kubeletClientKeyFile, "EC PRIVATE KEY", clientKeyDER},
 	}
 	for _, f := range files {
 		data := pem.EncodeToMemory(&pem.Block{Type: f.kind, Bytes: f.der})
