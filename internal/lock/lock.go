@@ -21,6 +21,10 @@ const (
 	DefaultHeartbeat = 5 * time.Second
 )
 
+// MinHeartbeat is the shortest heartbeat: shorter, refreshing the lock would be most of
+// the holder's work.
+const MinHeartbeat = 10 * time.Millisecond
+
 // staleBeats is how many heartbeats a holder may miss before its lock counts as stale.
 const staleBeats = 3
 
@@ -85,8 +89,8 @@ func (o *Options) validate() error {
 	switch {
 	case o.Heartbeat == 0:
 		o.Heartbeat = DefaultHeartbeat
-	case o.Heartbeat < 10*time.Millisecond:
-		errs = append(errs, fmt.Errorf("lock %s: heartbeat %s is too short: use 10ms or more", o.Path, o.Heartbeat))
+	case o.Heartbeat < MinHeartbeat:
+		errs = append(errs, fmt.Errorf("lock %s: heartbeat %s is too short: use %s or more", o.Path, o.Heartbeat, MinHeartbeat))
 	}
 	if o.OnTimeout != Takeover && o.OnTimeout != Fail {
 		errs = append(errs, fmt.Errorf("lock %s: unknown timeout policy %s", o.Path, o.OnTimeout))

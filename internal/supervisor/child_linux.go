@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -104,4 +105,82 @@ func execFailureCode(err error) int {
 func ownsTerminal() bool {
 	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
 	return err == nil && fg == unix.Getpgrp()
+}
+
+// checkProgram finds program before anything is taken, as spawn will, and checks that the
+// child may execute it: with user set, with that user's rights (root's would pass a program
+// only root may run). What only exec can tell (a missing interpreter) is left to spawn.
+func checkProgram(program string, env []string, user *account.Account) error {
+	path, err := lookPath(program, env)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return &startError{program: program, code: execFailureCode(err), err: err}
+	}
+	cannot := func(why string) error {
+		return &startError{program: program, code: ExitNotExecutable, err: fmt.Errorf("%s: %s", path, why)}
+	}
+	if fi.IsDir() {
+		return cannot("is a directory")
+	}
+	if !fi.Mode().IsRegular() {
+		return cannot("not a regular file")
+	}
+	if user == nil || user.UID == 0 {
+		if err := unix.Access(path, unix.X_OK); err != nil {
+			return cannot(err.Error())
+		}
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return &startError{program: program, code: execFailureCode(err), err: err}
+	}
+	real, _ = filepath.Abs(real)
+	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
+		if di, err := os.Stat(dir); err == nil && !permits(di, user, 1) {
+			return cannot(fmt.Sprintf("uid %d cannot enter %s (--user)", user.UID, dir))
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	if !permits(fi, user, 1) {
+		return cannot(fmt.Sprintf("uid %d may not execute it (--user): chmod it, or chown it to that user", user.UID))
+	}
+	if isScript(path) && !permits(fi, user, 4) {
+		return cannot(fmt.Sprintf("uid %d may not read the script (--user): chmod it, or chown it to that user", user.UID))
+	}
+	return nil
+}
+
+// permits reports whether user has the permission bits (4 read, 1 execute) on fi, by its
+// owner, group and other bits, as the kernel decides for a process that is not root.
+func permits(fi os.FileInfo, user *account.Account, bits uint32) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	perm := uint32(fi.Mode().Perm())
+	switch {
+	case st.Uid == user.UID:
+		perm >>= 6
+	case st.Gid == user.GID || slices.Contains(user.Groups, st.Gid):
+		perm >>= 3
+	}
+	return perm&bits == bits
+}
+
+// isScript reports whether the file at path starts with "#!": its interpreter must read it.
+func isScript(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [2]byte
+	n, _ := f.Read(magic[:])
+	return n == 2 && string(magic[:]) == "#!"
 }

@@ -83,20 +83,19 @@ func (s *Supervisor) PrepareTemplates() (*render.Plan, error) {
 	})
 }
 
-// renderTemplates writes every --template, or none when any of them is bad.
+// Templates returns the templates New rendered in memory and checked.
+func (s *Supervisor) Templates() *render.Plan { return s.plan }
+
+// renderTemplates writes every --template New checked, or none.
 func (s *Supervisor) renderTemplates() error {
 	if len(s.cfg.Templates) == 0 {
 		return nil
 	}
 	s.state.Phase(state.Rendering)
-	plan, err := s.PrepareTemplates()
-	if err != nil {
+	if err := s.plan.Write(); err != nil {
 		return err
 	}
-	if err := plan.Write(); err != nil {
-		return err
-	}
-	s.log.Info().Strs("files", plan.Files()).Msg("templates rendered")
+	s.log.Info().Strs("files", s.plan.Files()).Msg("templates rendered")
 	return nil
 }
 
