@@ -244,8 +244,9 @@ func waitFile(path, want string, d time.Duration) bool {
 // exclusive flock on $DATA for its whole life, shared by every process it starts, and
 // records "overlap $NAME" when another run holds it already, else "ran $NAME". Each process
 // appends its pid to $PIDS, for the test's clean-up. $VARIANT makes it harder to contain:
-// "grandchild" starts a process that outlives it by $LINGER; "closes-fds" first closes every
-// descriptor but the data file's (the lock's inherited copy too), then does the same.
+// "grandchild" starts a process that outlives it by $LINGER; "daemon" does the same in a
+// session of its own, out of the program's process group; "closes-fds" first closes every
+// descriptor but the data file's (the lock's inherited copy too), then starts a grandchild.
 func helperGuarded([]string) int {
 	// Not close-on-exec: the grandchild shares the description, and with it the flock.
 	fd, err := unix.Open(os.Getenv("DATA"), unix.O_RDWR|unix.O_CREAT, 0o644)
@@ -266,7 +267,8 @@ func helperGuarded([]string) int {
 	proctest.AppendLine(os.Getenv("REC"), "ran "+os.Getenv("NAME"))
 	if variant != "plain" {
 		env := append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=lingerer")
-		if _, err := syscall.ForkExec(proctest.SelfPath(), []string{"lingerer"}, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}}); err != nil {
+		attr := &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Setsid: variant == "daemon"}}
+		if _, err := syscall.ForkExec(proctest.SelfPath(), []string{"lingerer"}, attr); err != nil {
 			return 112
 		}
 	}

@@ -24,7 +24,7 @@ func TestOneProgramPerLockWhenSvinitIsKilled(t *testing.T) {
 		budget = 40 * time.Second // per case; the rounds stop early past it
 	)
 	for _, m := range modes {
-		for _, variant := range []string{"plain", "grandchild", "closes-fds"} {
+		for _, variant := range []string{"plain", "grandchild", "daemon", "closes-fds"} {
 			t.Run(m.name+"/"+variant, func(t *testing.T) {
 				dir := t.TempDir()
 				lockPath, rec, pids := filepath.Join(dir, "lock"), filepath.Join(dir, "rec"), filepath.Join(dir, "pids")

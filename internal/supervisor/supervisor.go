@@ -138,7 +138,12 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
 	}
 	started := time.Now()
-	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user) })
+	release := func() {}
+	pid, exited, err := s.reaper.Start(func() (pid int, err error) {
+		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, held.FD()) })
+		return pid, err
+	})
+	defer release() // after the child has been reaped: its thread may end
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {
@@ -147,6 +152,11 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		}
 		s.log.Error().Err(err).Msg("cannot start the child")
 		return ExitInternal
+	}
+	// The child's process group is its pid (Setpgid), recorded before anything else, for
+	// a program that closes its copy of the lock's descriptor at once.
+	if err := held.ProgramStarted(pid); err != nil {
+		s.log.Warn().Err(err).Msg("the lock does not name the program's group; a waiter relies on its flock alone")
 	}
 	s.log.Info().Int("pid", pid).Strs("argv", s.cfg.Program).Msg("child started")
 	s.state.Update(func(st *state.State) {
