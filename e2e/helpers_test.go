@@ -266,7 +266,7 @@ func helperGuarded([]string) int {
 	proctest.AppendLine(os.Getenv("PIDS"), strconv.Itoa(os.Getpid()))
 	proctest.AppendLine(os.Getenv("REC"), "ran "+os.Getenv("NAME"))
 	if variant != "plain" {
-		env := append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=lingerer")
+		env := append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=lingerer", "PARENT="+strconv.Itoa(os.Getpid()))
 		attr := &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Setsid: variant == "daemon"}}
 		if _, err := syscall.ForkExec(proctest.SelfPath(), []string{"lingerer"}, attr); err != nil {
 			return 112
@@ -275,12 +275,11 @@ func helperGuarded([]string) int {
 	return proctest.Block()
 }
 
-// helperLingerer is a worker that finishes its job after its parent has gone: it exits
-// $LINGER after it sees its parent change.
+// helperLingerer is a worker that finishes its job after its parent ($PARENT) has gone: it
+// exits $LINGER after it sees its parent change.
 func helperLingerer([]string) int {
 	proctest.AppendLine(os.Getenv("PIDS"), strconv.Itoa(os.Getpid()))
-	parent := os.Getppid()
-	for os.Getppid() == parent {
+	for strconv.Itoa(os.Getppid()) == os.Getenv("PARENT") {
 		time.Sleep(5 * time.Millisecond)
 	}
 	d, _ := time.ParseDuration(os.Getenv("LINGER"))
