@@ -129,3 +129,40 @@ func TestProgramDiesWithItsSvinit(t *testing.T) {
 		})
 	}
 }
+
+// The program holds a copy of the lock's descriptor (what keeps the lock held while it
+// runs); the license commands svinit runs around it never do, or a vendor CLI's leftover
+// daemon would hold the lock after svinit let go.
+func TestLockHeldByTheProgramNotByLicenseCommands(t *testing.T) {
+	dir := t.TempDir()
+	lockPath, fds, rec := filepath.Join(dir, "lock"), filepath.Join(dir, "fds"), filepath.Join(dir, "rec")
+	script := filepath.Join(dir, "vendor-cli")
+	writeFile(t, script, "#!/bin/sh\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done >> "+fds+"\necho \"$SVINIT_LICENSE_ACTION\" >> "+fds+"\n")
+	os.Chmod(script, 0o755)
+	s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec, "SVINIT_LICENSE_KEY=" + testKey},
+		"--lock", lockPath, "--license-provider", "exec", "--license-activate-cmd", script,
+		"--license-deactivate-cmd", script, "--instance-id", "pod-a", "--", selfBin)
+	waitLine(t, rec, "ready")
+	if !holdsFile(childOfSvinit(t, s), lockPath) {
+		t.Error("the program holds no copy of the lock's descriptor")
+	}
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	}
+	waitLine(t, fds, "deactivate")
+	if hasLine(fds, lockPath) {
+		t.Errorf("a license command held the lock's descriptor:\n%s", readFile(t, fds))
+	}
+}
+
+// holdsFile reports whether process pid has path open.
+func holdsFile(pid int, path string) bool {
+	entries, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	for _, e := range entries {
+		if target, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + e.Name()); target == path {
+			return true
+		}
+	}
+	return false
+}
