@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -33,12 +35,17 @@ func (e *startError) Unwrap() error { return e.err }
 // signal mask svinit was started with and its original RLIMIT_NOFILE (the Go runtime keeps
 // both for children), and every inherited descriptor that is not close-on-exec.
 // With user set, the child runs as that user, its supplementary groups set to the user's.
-func spawn(argv, env []string, user *account.Account) (int, error) {
+// With lockFD not -1, the child holds a copy of the lock's descriptor, at the same number.
+// The child gets SIGKILL when svinit dies, however it dies: call spawn through
+// startOnOwnThread.
+func spawn(argv, env []string, user *account.Account, lockFD int) (int, error) {
 	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, err
 	}
-	sys := &syscall.SysProcAttr{Setpgid: true}
+	// Go sets the parent-death signal after the credential change, which would clear it,
+	// and kills the child itself if svinit died before that.
+	sys := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if user != nil {
 		sys.Credential = &syscall.Credential{Uid: user.UID, Gid: user.GID, Groups: user.Groups}
 	}
@@ -49,13 +56,34 @@ func spawn(argv, env []string, user *account.Account) (int, error) {
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   env,
-		Files: []uintptr{0, 1, 2},
+		Files: childFiles(lockFD),
 		Sys:   sys,
 	})
 	if err != nil {
 		return 0, &startError{program: argv[0], code: execFailureCode(err), err: err}
 	}
 	return pid, nil
+}
+
+// startOnOwnThread runs start, which forks the child, on an OS thread kept for it until
+// release is called, once the child has been reaped. Linux sends the parent-death signal
+// when the thread that forked the child ends, not the process (golang/go#27505); the Go
+// runtime ends threads, and it ends this one only when its goroutine returns, since the
+// goroutine never unlocks it.
+func startOnOwnThread(start func() (int, error)) (pid int, release func(), err error) {
+	type started struct {
+		pid int
+		err error
+	}
+	result, done := make(chan started, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		pid, err := start()
+		result <- started{pid, err}
+		<-done
+	}()
+	r := <-result
+	return r.pid, sync.OnceFunc(func() { close(done) }), r.err
 }
 
 // lookPath finds program as execvp would: names with a slash are used as given, others are

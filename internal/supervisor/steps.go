@@ -214,16 +214,21 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 	return changed, nil
 }
 
-// spawnChild starts the program through the reaper and records its pid for the license
-// reload signal, under the lock the license rewrites take.
-func (s *Supervisor) spawnChild() (int, <-chan unix.WaitStatus, error) {
+// spawnChild starts the program through the reaper, from a thread of its own (see
+// startOnOwnThread) and holding lockFD, and records its pid for the license reload signal,
+// under the lock the license rewrites take. Call release once the child has been reaped.
+func (s *Supervisor) spawnChild(lockFD int) (pid int, exited <-chan unix.WaitStatus, release func(), err error) {
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
-	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user) })
+	release = func() {}
+	pid, exited, err = s.reaper.Start(func() (pid int, err error) {
+		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, lockFD) })
+		return pid, err
+	})
 	if err == nil {
 		s.childPID = pid
 	}
-	return pid, exited, err
+	return pid, exited, release, err
 }
 
 // licenseRenewed rewrites --license-file when a heartbeat or a re-activation brought

@@ -188,7 +188,8 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
 	}
 	started := time.Now()
-	pid, exited, err := s.spawnChild()
+	pid, exited, release, err := s.spawnChild(held.FD())
+	defer release() // after the child has been reaped: its thread may end
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {
@@ -197,6 +198,11 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		}
 		s.log.Error().Err(err).Msg("cannot start the child")
 		return ExitInternal
+	}
+	// The child's process group is its pid (Setpgid), recorded before anything else, for
+	// a program that closes its copy of the lock's descriptor at once.
+	if err := held.ProgramStarted(pid); err != nil {
+		s.log.Warn().Err(err).Msg("the lock does not name the program's group; a waiter relies on its flock alone")
 	}
 	s.log.Info().Int("pid", pid).Strs("argv", s.cfg.Program).Msg("child started")
 	s.state.Update(func(st *state.State) {
