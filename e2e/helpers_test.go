@@ -33,6 +33,8 @@ var helpers = proctest.Helpers{
 	"slow-stop":   helperSlowStop,
 	"license":     helperLicense,
 	"exec-seats":  func(args []string) int { return licensetest.ExecSeats(args[0]) },
+	"guarded":     helperGuarded,
+	"lingerer":    helperLingerer,
 }
 
 // helperSlowStop takes $STOP_TIME to stop after SIGTERM, as a server flushing its state
@@ -239,4 +241,51 @@ func waitFile(path, want string, d time.Duration) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return false
+}
+
+// helperGuarded is a server that must never run twice on the same data: it holds an
+// exclusive flock on $DATA for its whole life, shared by every process it starts, and
+// records "overlap $NAME" when another run holds it already, else "ran $NAME". Each process
+// appends its pid to $PIDS, for the test's clean-up. $VARIANT makes it harder to contain:
+// "grandchild" starts a process that outlives it by $LINGER; "daemon" does the same in a
+// session of its own, out of the program's process group; "closes-fds" first closes every
+// descriptor but the data file's (the lock's inherited copy too), then starts a grandchild.
+func helperGuarded([]string) int {
+	// Not close-on-exec: the grandchild shares the description, and with it the flock.
+	fd, err := unix.Open(os.Getenv("DATA"), unix.O_RDWR|unix.O_CREAT, 0o644)
+	if err != nil {
+		return 111
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		proctest.AppendLine(os.Getenv("REC"), "overlap "+os.Getenv("NAME"))
+		return 9
+	}
+	variant := os.Getenv("VARIANT")
+	if variant == "closes-fds" {
+		// Before anything here opens a file through package os, whose poller this would break.
+		unix.CloseRange(3, uint(fd-1), 0)
+		unix.CloseRange(uint(fd+1), ^uint(0), 0)
+	}
+	proctest.AppendLine(os.Getenv("PIDS"), strconv.Itoa(os.Getpid()))
+	proctest.AppendLine(os.Getenv("REC"), "ran "+os.Getenv("NAME"))
+	if variant != "plain" {
+		env := append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=lingerer", "PARENT="+strconv.Itoa(os.Getpid()))
+		attr := &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Setsid: variant == "daemon"}}
+		if _, err := syscall.ForkExec(proctest.SelfPath(), []string{"lingerer"}, attr); err != nil {
+			return 112
+		}
+	}
+	return proctest.Block()
+}
+
+// helperLingerer is a worker that finishes its job after its parent ($PARENT) has gone: it
+// exits $LINGER after it sees its parent change.
+func helperLingerer([]string) int {
+	proctest.AppendLine(os.Getenv("PIDS"), strconv.Itoa(os.Getpid()))
+	for strconv.Itoa(os.Getppid()) == os.Getenv("PARENT") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	d, _ := time.ParseDuration(os.Getenv("LINGER"))
+	time.Sleep(d) // the work left
+	return 0
 }

@@ -268,7 +268,7 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := filepath.Join(dir, "rec")
-	s := startSvinit(t, modes[1], "env", []string{"REC=" + rec, "DB_PASSWORD_FILE=" + pw}, "--env-file-suffix", "_FILE", "--", selfBin)
+	s := startSvinit(t, modes[1], "env", []string{"REC=" + rec, "DB_PASSWORD_FILE=" + pw}, "--file-env", "DB_PASSWORD", "--", selfBin)
 	waitLine(t, rec, "ready")
 	if !hasLine(rec, "DB_PASSWORD=hunter2") || hasLine(rec, "DB_PASSWORD_FILE="+pw) {
 		t.Errorf("the child's environment is not expanded:\n%s", readFile(t, rec))
@@ -281,9 +281,9 @@ func TestSecretsFromFiles(t *testing.T) {
 
 	rec2 := filepath.Join(dir, "rec2")
 	s = startSvinit(t, modes[1], "env", []string{"REC=" + rec2, "DB_PASSWORD_FILE=" + filepath.Join(dir, "missing"), "API_TOKEN_FILE=" + dir},
-		"--env-file-suffix", "_FILE", "--", selfBin)
+		"--file-env", "DB_PASSWORD,API_TOKEN", "--", selfBin)
 	code := s.wait()
-	for _, want := range []string{"DB_PASSWORD_FILE=" + filepath.Join(dir, "missing") + ": open", "API_TOKEN_FILE=" + dir + ": read"} {
+	for _, want := range []string{"DB_PASSWORD_FILE=" + filepath.Join(dir, "missing") + ": open", "API_TOKEN_FILE=" + dir + ": not a regular file"} {
 		if !strings.Contains(s.stderr.String(), want) {
 			t.Errorf("the error does not name %q:\n%s", want, s.stderr.String())
 		}

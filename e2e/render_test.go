@@ -61,7 +61,7 @@ func TestBadTemplateStartsNothing(t *testing.T) {
 	if code := s.wait(); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
-	if !strings.Contains(s.stderr.String(), `bad.yaml.tmpl:2: map has no entry for key \"Indx\"`) {
+	if !strings.Contains(s.stderr.String(), `bad.yaml.tmpl:2: map has no entry for key "Indx"`) {
 		t.Errorf("the error does not name file, line and problem:\n%s", s.stderr.String())
 	}
 	for _, p := range []string{out1, out2, lockPath} {

@@ -46,8 +46,8 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, unix.SIGCHLD)
 
-	cfg, err := config.Parse(args[1:])
-	if errors.Is(err, config.ErrHelp) {
+	cfg, cfgErr := config.Parse(args[1:])
+	if errors.Is(cfgErr, config.ErrHelp) {
 		if cfg.Version {
 			fmt.Fprintf(stdout, "svinit %s\n", version)
 		} else {
@@ -55,41 +55,34 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 		}
 		return 0
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "svinit: invalid configuration:\n%s\n", indent(err.Error()))
-		return supervisor.ExitUsage
-	}
 
-	if err := refuseSetID(); err != nil {
-		fmt.Fprintf(stderr, "svinit: %v\n", err)
+	// The checks read files that may be pipes or on a hung mount (secrets, templates, the
+	// http provider's config), and take nothing: a stop signal ends them at once.
+	early := newLogger(cfg, stderr)
+	stopped, stopWatch := supervisor.WatchStartup(sigs, early)
+	ready := make(chan prepared, 1)
+	go func() { ready <- prepare(cfg, cfgErr, stderr, version, sigs, subscribed) }()
+	var p prepared
+	select {
+	case p = <-ready:
+	case <-stopped:
+	}
+	if sig := stopWatch(); sig != 0 {
+		early.Info().Str("signal", signals.Name(sig)).Str("step", "checks").Msg("stopped before the child started")
+		return 128 + int(sig)
+	}
+	if p.err != nil {
+		problems := config.Problems(p.err)
+		if code, ok := supervisor.ProgramExitCode(p.err); ok && len(problems) == 1 {
+			fmt.Fprintf(p.stderr, "svinit: %v\n", p.err)
+			return code
+		}
+		fmt.Fprintf(p.stderr, "svinit: invalid configuration:\n%s\n", indent(p.err.Error()))
 		return supervisor.ExitUsage
 	}
-	env, err := environ.ExpandFiles(os.Environ(), cfg.EnvFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "svinit: invalid configuration:\n  --env-file-suffix %s:\n%s\n", cfg.EnvFile, indent(indent(err.Error())))
-		return supervisor.ExitUsage
-	}
-	key, _, err := license.LoadKey(func(name string) (string, bool) { return environ.Lookup(env, name) }, cfg.LicenseKeyFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "svinit: invalid configuration:\n  --license-key-file: %v\n", err)
-		return supervisor.ExitUsage
-	}
-	// Whatever svinit writes to stderr goes through the redactor: the key never reaches a
-	// log line, even inside an error a library or a server produced.
-	redactor := license.NewRedactor(key)
-	stderr = redactor.Writer(stderr)
-	log := newLogger(cfg, stderr)
-
-	r := reaper.New(log)
-	s, err := supervisor.New(supervisor.Params{
-		Config: cfg, Log: log, Version: version, Env: env, LicenseKey: key, Redactor: redactor, Signals: sigs, Subscribed: subscribed, Reaper: r,
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "svinit: invalid configuration:\n%s\n", indent(err.Error()))
-		return supervisor.ExitUsage
-	}
+	s, log, r := p.s, p.log, p.reaper
 	if cfg.DryRun {
-		return dryRun(s, stdout, stderr)
+		return dryRun(s, stdout, p.stderr)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -108,15 +101,52 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	return code
 }
 
+// prepared is what the checks before the start hand over: the supervisor, or every
+// problem found, and svinit's redacted stderr and logger.
+type prepared struct {
+	s      *supervisor.Supervisor
+	log    zerolog.Logger
+	reaper *reaper.Reaper
+	stderr io.Writer
+	err    error
+}
+
+// prepare checks everything that can be known from the options, the environment and the
+// file system, and reports every problem together (cfgErr, the configuration's, among
+// them). It takes nothing: no lock, no file written, no license request.
+func prepare(cfg config.Config, cfgErr error, stderr io.Writer, version string, sigs <-chan os.Signal, subscribed <-chan struct{}) prepared {
+	errs := []error{cfgErr, refuseSetID()}
+	env, read, err := environ.ExpandFiles(os.Environ(), cfg.FileEnv, cfg.FileEnvSuffix())
+	if err != nil {
+		errs = append(errs, err)
+		env = os.Environ() // for the checks that follow
+	}
+	var key string
+	if cfg.LicenseKeyFile != "" || (cfg.LicenseProvider != "" && cfg.LicenseProvider != license.ProviderNone) {
+		key, _, err = license.LoadKey(func(name string) (string, bool) { return environ.Lookup(env, name) }, cfg.LicenseKeyFile)
+		errs = append(errs, err)
+	}
+	// Whatever svinit writes to stderr goes through the redactor: the key never reaches a
+	// log line, even inside an error a library or a server produced.
+	redactor := license.NewRedactor(key)
+	p := prepared{stderr: redactor.Writer(stderr)}
+	p.log = newLogger(cfg, p.stderr)
+	p.reaper = reaper.New(p.log)
+	p.s, err = supervisor.New(supervisor.Params{
+		Config: cfg, Log: p.log, Version: version, Env: env, LicenseKey: key, Redactor: redactor, Signals: sigs, Subscribed: subscribed, Reaper: p.reaper,
+	})
+	errs = append(errs, err)
+	if p.err = config.Join(errs...); p.err == nil && len(read) > 0 {
+		p.log.Info().Strs("names", read).Msg("secrets read from files")
+	}
+	return p
+}
+
 // dryRun renders the templates to stdout, so that a ConfigMap can be checked before it is
 // deployed; nothing is started or written.
 func dryRun(s *supervisor.Supervisor, stdout, stderr io.Writer) int {
-	plan, err := s.PrepareTemplates()
-	if err == nil {
-		err = plan.Print(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "svinit: templates:\n%s\n", indent(err.Error()))
+	if err := s.Templates().Print(stdout); err != nil {
+		fmt.Fprintf(stderr, "svinit: --dry-run: %v\n", err)
 		return supervisor.ExitUsage
 	}
 	return 0

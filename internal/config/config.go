@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/k8s"
+	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
 	"github.com/svinit/svinit/internal/signals"
@@ -37,7 +38,8 @@ type Config struct {
 	RemapExit ExitCodes        `flag:"remap-exit" envconfig:"REMAP_EXIT" desc:"report the child's exit code FROM as TO, e.g. 143:0; repeatable, comma list in the variable"`
 	StopDelay time.Duration    `flag:"stop-delay" envconfig:"STOP_DELAY" default:"0s" desc:"wait this long after SIGTERM before forwarding it, so that a load balancer stops sending traffic first; counts against --grace"`
 	User      string           `flag:"user" envconfig:"USER" desc:"run the child as USER[:GROUP], names (from /etc/passwd and /etc/group) or numbers, with its supplementary groups reset and HOME set; svinit keeps its own identity for the lock and the journal"`
-	EnvFile   string           `flag:"env-file-suffix" envconfig:"ENV_FILE_SUFFIX" desc:"secrets from files: for each NAME<suffix>=PATH the child gets NAME set to the file's content instead, e.g. _FILE; unset: off"`
+	FileEnv   Names            `flag:"file-env" envconfig:"FILE_ENV" desc:"secret from a file: the child gets NAME set to the content of the file NAME_FILE names (a regular file), and no NAME_FILE; NAME and NAME_FILE both set is an error; repeatable, comma list in the variable"`
+	EnvFile   string           `flag:"env-file-suffix" envconfig:"ENV_FILE_SUFFIX" desc:"the suffix --file-env appends to NAME for the variable that holds the path; unset: _FILE"`
 	StateFile string           `flag:"state-file" envconfig:"STATE_FILE" desc:"state file for svinit status and svinit stop; unset: /run/svinit/state.json, else /tmp/svinit/state.json"`
 	LogFormat string           `flag:"log-format" envconfig:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
 	LogLevel  string           `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
@@ -109,7 +111,7 @@ func Parse(args []string) (Config, error) {
 	if err := cfg.validate(); err != nil {
 		errs = multierror.Append(errs, err)
 	}
-	return cfg, flatten(errs)
+	return cfg, Join(errs)
 }
 
 // fromEnv applies each option's variable (or its default) with envconfig, one field at a
@@ -241,6 +243,9 @@ func (c *Config) validate() error {
 	if _, err := lock.ParsePolicy(c.LockOnTimeout); err != nil {
 		errs = multierror.Append(errs, fmt.Errorf("--lock-on-timeout %q: want takeover or fail", c.LockOnTimeout))
 	}
+	if c.LockHeartbeat > 0 && c.LockHeartbeat < lock.MinHeartbeat {
+		errs = multierror.Append(errs, fmt.Errorf("--lock-heartbeat %s: too short, use %s or more", c.LockHeartbeat, lock.MinHeartbeat))
+	}
 	if c.LockTimeout < 0 {
 		errs = multierror.Append(errs, fmt.Errorf("--lock-timeout %s: must be 0 (do not wait) or more", c.LockTimeout))
 	}
@@ -267,7 +272,37 @@ func (c *Config) validate() error {
 	}
 	c.StateFile = absPath(c.StateFile)
 	c.LicenseKeyFile, c.LicenseFile, c.LicenseHTTPConfig = absPath(c.LicenseKeyFile), absPath(c.LicenseFile), absPath(c.LicenseHTTPConfig)
+	if err := c.checkInstanceID(); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	if c.EnvFile != "" && len(c.FileEnv) == 0 {
+		errs = multierror.Append(errs, fmt.Errorf("--env-file-suffix %s: every variable ending in %s is no longer read (SSL_CERT_FILE would become SSL_CERT): name the ones to read, --file-env DB_PASSWORD or SVINIT_FILE_ENV=DB_PASSWORD,API_TOKEN, and drop the suffix unless it is not _FILE", c.EnvFile, c.EnvFile))
+	}
 	return errs.ErrorOrNil()
+}
+
+// FileEnvSuffix is the suffix of the variables --file-env reads paths from.
+func (c *Config) FileEnvSuffix() string {
+	if c.EnvFile == "" {
+		return "_FILE"
+	}
+	return c.EnvFile
+}
+
+// checkInstanceID reports a license instance id that the license server would refuse or
+// that cannot be found, before any seat is asked for.
+func (c *Config) checkInstanceID() error {
+	if c.LicenseProvider == "" || c.LicenseProvider == license.ProviderNone {
+		return nil
+	}
+	journal := c.LicenseState
+	if _, ok := k8s.SecretName(c.LicenseState); ok {
+		if c.InstanceID == "" && (c.PodName == "" || c.PodUID == "") {
+			return nil // the ledger's own check asks for the pod's name and UID
+		}
+		journal = ""
+	}
+	return license.CheckInstanceSource(c.InstanceID, c.PodName, c.PodUID, journal)
 }
 
 // absPath makes p absolute, so that svinit can chdir("/") after starting the child and
@@ -325,22 +360,34 @@ func Options() []Option {
 	return out
 }
 
-// flatten turns a multierror into one message with one problem per line, or nil.
-func flatten(errs *multierror.Error) error {
-	if errs == nil || len(errs.Errors) == 0 {
+// Join returns errs as one error with one problem per line (svinit's format), or nil:
+// nested multierrors and joined errors are opened, so that no list comes out in
+// go-multierror's own format ("2 errors occurred:" with tabs and blank lines).
+func Join(errs ...error) error {
+	all := Problems(errs...)
+	if len(all) == 0 {
 		return nil
 	}
+	return &multierror.Error{Errors: all, ErrorFormat: listFormat}
+}
+
+// Problems returns every problem in errs, lists opened, nils dropped.
+func Problems(errs ...error) []error {
 	var all []error
-	for _, e := range errs.Errors {
-		var m *multierror.Error
-		if errors.As(e, &m) {
-			all = append(all, m.Errors...)
-			continue
+	for _, e := range errs {
+		switch e := e.(type) {
+		case nil:
+		case *multierror.Error:
+			if e != nil {
+				all = append(all, Problems(e.Errors...)...)
+			}
+		case interface{ Unwrap() []error }:
+			all = append(all, Problems(e.Unwrap()...)...)
+		default:
+			all = append(all, e)
 		}
-		all = append(all, e)
 	}
-	errs = &multierror.Error{Errors: all, ErrorFormat: listFormat}
-	return errs
+	return all
 }
 
 func listFormat(errs []error) string {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 )
 
@@ -194,5 +196,58 @@ func TestOnlyPrefixedVariables(t *testing.T) {
 	}
 	if cfg.LogLevel != "debug" {
 		t.Errorf("SVINIT_LOG_LEVEL=debug gave --log-level %q", cfg.LogLevel)
+	}
+}
+
+func TestFileEnvNamesAreOptIn(t *testing.T) {
+	t.Setenv("SVINIT_FILE_ENV", "DB_PASSWORD, API_TOKEN")
+	cfg, err := Parse([]string{"prog"})
+	if err != nil || strings.Join(cfg.FileEnv, " ") != "DB_PASSWORD API_TOKEN" || cfg.FileEnvSuffix() != "_FILE" {
+		t.Fatalf("FileEnv %q, suffix %q, %v", cfg.FileEnv, cfg.FileEnvSuffix(), err)
+	}
+	if cfg, err := Parse([]string{"--file-env", "ONLY", "--env-file-suffix", "_PATH", "prog"}); err != nil || strings.Join(cfg.FileEnv, " ") != "ONLY" || cfg.FileEnvSuffix() != "_PATH" {
+		t.Fatalf("the flag does not replace the variable: %q, %v", cfg.FileEnv, err)
+	}
+	for _, bad := range []string{"1ABC", "A-B", "SVINIT_GRACE"} {
+		if _, err := Parse([]string{"--file-env", bad, "prog"}); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("--file-env %s: %v, want refused", bad, err)
+		}
+	}
+	t.Setenv("SVINIT_FILE_ENV", "")
+	t.Setenv("SVINIT_ENV_FILE_SUFFIX", "_FILE")
+	if _, err := Parse([]string{"prog"}); err == nil || !strings.Contains(err.Error(), "--file-env DB_PASSWORD") {
+		t.Errorf("a suffix without names: %v, want an error that says how to migrate", err)
+	}
+}
+
+func TestStartUpProblemsAreFoundInTheConfiguration(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--lock-heartbeat", "5ms"}, "--lock-heartbeat 5ms: too short, use 10ms or more"},
+		{[]string{"--license-provider", "opswat", "--instance-id", "ns/pod"}, `--instance-id "ns/pod"`},
+		{[]string{"--license-provider", "opswat"}, "instance id: set --instance-id"},
+		{[]string{"--license-provider", "opswat", "--pod-name", "web-0"}, "only one of"},
+	} {
+		if _, err := Parse(append(tc.args, "prog")); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := Parse([]string{"--license-provider", "opswat", "--pod-name", "web-0", "--pod-uid", "3f2c", "prog"}); err != nil {
+		t.Errorf("an id from the pod: %v", err)
+	}
+}
+
+func TestJoinGivesOneProblemPerLine(t *testing.T) {
+	var inner *multierror.Error
+	inner = multierror.Append(inner, errors.New("a"), errors.New("b"))
+	err := Join(nil, inner, errors.Join(errors.New("c"), errors.New("d")), errors.New("e"))
+	if err.Error() != "a\nb\nc\nd\ne" {
+		t.Errorf("Join = %q", err.Error())
+	}
+	var none *multierror.Error
+	if Join(none, nil) != nil {
+		t.Error("Join of nothing is not nil")
 	}
 }

@@ -69,3 +69,39 @@ func (w *Words) Set(s string) error {
 }
 
 func (w Words) String() string { return strings.Join(w, " ") }
+
+// Names is a list of environment variable names (--file-env). It is a flag.Value and an
+// envconfig setter: repeatable, comma list in the variable.
+type Names []string
+
+// Set adds "NAME[,NAME...]".
+func (n *Names) Set(s string) error {
+	for _, name := range strings.Split(s, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if !isVariableName(name) {
+			return fmt.Errorf("%q is not a variable name: letters, digits and _, not starting with a digit", name)
+		}
+		if strings.HasPrefix(name, EnvPrefix+"_") {
+			return fmt.Errorf("%s: svinit's own options are not read from files (the license key has --license-key-file)", name)
+		}
+		*n = append(*n, name)
+	}
+	return nil
+}
+
+// Reset forgets the names set so far, so that a command-line flag replaces its variable.
+func (n *Names) Reset() { *n = nil }
+
+func (n Names) String() string { return strings.Join(n, ",") }
+
+func isVariableName(s string) bool {
+	for i, r := range s {
+		letter := r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !letter && (i == 0 || r < '0' || r > '9') {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,7 +1,7 @@
 // Package environ edits environments ("NAME=value" lists), and gives the child secrets from
-// files: NAME_FILE=/path becomes NAME set to the file's content, the convention of the
-// official database images, so that a mounted Kubernetes or Docker secret never has to be a
-// plain environment variable.
+// files: for each NAME asked for, NAME_FILE=/path becomes NAME set to the file's content, as
+// the official database images' file_env does, so that a mounted Kubernetes or Docker secret
+// never has to be a plain environment variable.
 package environ
 
 import (
@@ -10,62 +10,78 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // maxSize bounds what one file may hold: an environment variable, not a data file.
 const maxSize = 1 << 20
 
-// ExpandFiles returns env with every NAME<suffix>=PATH replaced by NAME=<content of PATH>, its
-// trailing newlines trimmed. svinit's own variables (prefix SVINIT_) are left alone: their
-// _FILE options are svinit's to read. Every problem is reported, and then nothing is
-// expanded: a missing or unreadable file, NAME set as well, an empty NAME.
-func ExpandFiles(env []string, suffix string) ([]string, error) {
-	if suffix == "" {
-		return env, nil
-	}
-	set := map[string]bool{}
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		set[name] = true
+// ExpandFiles returns env with NAME<suffix>=PATH replaced by NAME=<content of PATH> for each
+// NAME in names, and the names it read. Every other variable is left alone: a variable that
+// merely ends in the suffix (SSL_CERT_FILE) is someone else's. A name whose file variable is
+// unset is left as it is. Every problem is reported, and then nothing is expanded: NAME set
+// as well, a missing, unreadable or non-regular file.
+func ExpandFiles(env, names []string, suffix string) (out, read []string, err error) {
+	if len(names) == 0 {
+		return env, nil, nil
 	}
 	var errs []error
-	out := make([]string, 0, len(env))
+	files := map[string]string{} // NAME<suffix> -> NAME
+	seen := map[string]bool{}
+	for _, name := range names {
+		fileVar := name + suffix
+		if _, ok := Lookup(env, fileVar); !ok || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if _, set := Lookup(env, name); set {
+			errs = append(errs, fmt.Errorf("--file-env %s: %s and %s are both set: keep one", name, name, fileVar))
+			continue
+		}
+		files[fileVar] = name
+		read = append(read, name)
+	}
+	out = make([]string, 0, len(env))
 	for _, kv := range env {
-		name, path, _ := strings.Cut(kv, "=")
-		target, ok := strings.CutSuffix(name, suffix)
-		if !ok || strings.HasPrefix(name, "SVINIT_") {
+		fileVar, path, _ := strings.Cut(kv, "=")
+		name, ok := files[fileVar]
+		if !ok {
 			out = append(out, kv)
 			continue
 		}
-		switch {
-		case target == "":
-			errs = append(errs, fmt.Errorf("%s: no variable name before %s", name, suffix))
-		case set[target]:
-			errs = append(errs, fmt.Errorf("%s and %s are both set: keep one", target, name))
-		default:
-			value, err := read(path)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%s: %w", name, path, err))
-				continue
-			}
-			out = append(out, target+"="+value)
+		value, err := ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--file-env %s: %s=%s: %w", name, fileVar, path, err))
+			continue
 		}
+		out = append(out, name+"="+value)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
-	return out, nil
+	return out, read, nil
 }
 
-func read(path string) (string, error) {
+// ReadFile reads a secret from the file at path, its trailing newlines trimmed. A symlink
+// to a file is fine (a Kubernetes Secret volume's files are symlinks into ..data), anything
+// but a regular file is refused: the file is opened non-blocking, so that a FIFO cannot hold
+// svinit's start-up forever.
+func ReadFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("empty path")
 	}
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("not a regular file (%s): mount the secret as a file", fileType(fi.Mode()))
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
 	if err != nil {
 		return "", err
@@ -78,6 +94,20 @@ func read(path string) (string, error) {
 		return "", errors.New("contains a NUL byte, which an environment variable cannot hold")
 	}
 	return value, nil
+}
+
+func fileType(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
 }
 
 // Lookup returns the value of name in env; the last one wins, as in getenv.

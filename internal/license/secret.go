@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/svinit/svinit/internal/environ"
 )
 
 // Environment variables that carry the license key. LICENSE_KEY is the name vendors document
@@ -20,28 +21,36 @@ const (
 	EnvVendorKey = "LICENSE_KEY"
 )
 
+// MinKeyLength is the shortest license key accepted: every log line has the key's value
+// redacted, and a shorter one would blank ordinary text (a key "a" every letter a).
+const MinKeyLength = 8
+
 // LoadKey returns the license key and where it came from: the file at keyFile (a mounted
 // Secret; trailing newline trimmed) when keyFile is set, else SVINIT_LICENSE_KEY, else
 // LICENSE_KEY, looked up with lookup (os.LookupEnv in production). No key at all returns "",
 // "" and no error: only some providers need one, and New says so.
 func LoadKey(lookup func(string) (string, bool), keyFile string) (key, source string, err error) {
 	if keyFile != "" {
-		data, err := os.ReadFile(keyFile)
+		key, err = environ.ReadFile(keyFile)
 		if err != nil {
-			return "", "", fmt.Errorf("license key file: %w; mount the Secret there or drop --license-key-file", err)
+			return "", "", fmt.Errorf("--license-key-file %s: %w; mount the Secret there or drop --license-key-file", keyFile, err)
 		}
-		key = strings.TrimRight(string(data), "\r\n")
 		if strings.TrimSpace(key) == "" {
-			return "", "", fmt.Errorf("license key file %s is empty; put the key in the Secret", keyFile)
+			return "", "", fmt.Errorf("--license-key-file %s is empty; put the key in the Secret", keyFile)
 		}
-		return key, keyFile, nil
-	}
-	for _, name := range []string{EnvKey, EnvVendorKey} {
-		if v, ok := lookup(name); ok && v != "" {
-			return v, name, nil
+		source = keyFile
+	} else {
+		for _, name := range []string{EnvKey, EnvVendorKey} {
+			if v, ok := lookup(name); ok && v != "" {
+				key, source = v, name
+				break
+			}
 		}
 	}
-	return "", "", nil
+	if key != "" && len(key) < MinKeyLength {
+		return "", "", fmt.Errorf("license key from %s: %d characters, want at least %d: check that the whole key was given", source, len(key), MinKeyLength)
+	}
+	return key, source, nil
 }
 
 // ScrubEnv returns env without the variables that carry the license key, for the child's

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 func TestJournal(t *testing.T) {
@@ -114,7 +115,11 @@ func TestLoadKey(t *testing.T) {
 	env := func(vars map[string]string) func(string) (string, bool) {
 		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	}
-	both := env(map[string]string{EnvKey: "svinit", EnvVendorKey: "vendor"})
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	both := env(map[string]string{EnvKey: "svinit-key", EnvVendorKey: "vendor-key"})
 	for _, tc := range []struct {
 		name         string
 		lookup       func(string) (string, bool)
@@ -123,11 +128,13 @@ func TestLoadKey(t *testing.T) {
 		wantErrorFor string
 	}{
 		{"file wins", both, file, "from-secret", file, ""},
-		{"svinit variable first", both, "", "svinit", EnvKey, ""},
-		{"vendor variable", env(map[string]string{EnvVendorKey: "vendor"}), "", "vendor", EnvVendorKey, ""},
+		{"svinit variable first", both, "", "svinit-key", EnvKey, ""},
+		{"vendor variable", env(map[string]string{EnvVendorKey: "vendor-key"}), "", "vendor-key", EnvVendorKey, ""},
 		{"none", env(nil), "", "", "", ""},
 		{"missing file", both, filepath.Join(dir, "absent"), "", "", "absent"},
 		{"empty file", both, empty, "", "", "empty"},
+		{"FIFO refused, not waited on", both, fifo, "", "", "not a regular file"},
+		{"short key refused", env(map[string]string{EnvKey: "abc"}), "", "", "", "license key from " + EnvKey + ": 3 characters, want at least 8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key, source, err := LoadKey(tc.lookup, tc.file)

@@ -91,16 +91,17 @@ func flockUnsupported(err error) bool {
 	return errors.Is(err, unix.ENOLCK) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
 }
 
-func writeAll(fd int, data []byte) error {
+// writeAt writes all of data at offset off.
+func writeAt(fd int, data []byte, off int64) error {
 	for len(data) > 0 {
-		n, err := unix.Write(fd, data)
+		n, err := unix.Pwrite(fd, data, off)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		data = data[n:]
+		data, off = data[n:], off+int64(n)
 	}
 	return nil
 }

@@ -21,6 +21,10 @@ const (
 	DefaultHeartbeat = 5 * time.Second
 )
 
+// MinHeartbeat is the shortest heartbeat: shorter, refreshing the lock would be most of
+// the holder's work.
+const MinHeartbeat = 10 * time.Millisecond
+
 // staleBeats is how many heartbeats a holder may miss before its lock counts as stale.
 const staleBeats = 3
 
@@ -85,8 +89,8 @@ func (o *Options) validate() error {
 	switch {
 	case o.Heartbeat == 0:
 		o.Heartbeat = DefaultHeartbeat
-	case o.Heartbeat < 10*time.Millisecond:
-		errs = append(errs, fmt.Errorf("lock %s: heartbeat %s is too short: use 10ms or more", o.Path, o.Heartbeat))
+	case o.Heartbeat < MinHeartbeat:
+		errs = append(errs, fmt.Errorf("lock %s: heartbeat %s is too short: use %s or more", o.Path, o.Heartbeat, MinHeartbeat))
 	}
 	if o.OnTimeout != Takeover && o.OnTimeout != Fail {
 		errs = append(errs, fmt.Errorf("lock %s: unknown timeout policy %s", o.Path, o.OnTimeout))
@@ -153,6 +157,40 @@ func newLock(path string, fd int, id fileID, rec Record, log zerolog.Logger) *Lo
 
 // Owner is the record this instance wrote into the lock file.
 func (l *Lock) Owner() Record { return l.rec }
+
+// FD is the descriptor that holds the flock, or -1 without a lock. Hand it to the program
+// (without close-on-exec, in the program only): the flock belongs to the open file
+// description, so the kernel keeps the lock held until the last process holding a copy has
+// exited, whatever killed svinit. It stays close-on-exec here, so that no other command
+// svinit runs holds the lock.
+func (l *Lock) FD() int {
+	if l == nil {
+		return -1
+	}
+	return l.fd
+}
+
+// ProgramStarted adds the program's process group to the owner record, for a program that
+// closes the descriptor it inherited: a waiter in the same PID namespace then counts the
+// lock held while any process of that group runs. No fsync: the group means nothing after
+// a reboot.
+func (l *Lock) ProgramStarted(pgid int) error {
+	if l == nil {
+		return nil
+	}
+	rec := l.rec
+	rec.Group = pgid
+	data, err := encodeRecord(rec)
+	if err != nil {
+		return err
+	}
+	// The group comes last in the record, so the new record only lengthens the old one and
+	// is written over it in one call.
+	if err := writeAt(l.fd, data, 0); err != nil {
+		return fmt.Errorf("lock %s: record the program's group: %w", l.path, err)
+	}
+	return nil
+}
 
 // DropWatch closes the directory watch the wait used, in the background. Call it once the
 // child has started: closing an inotify descriptor waits for a kernel grace period (5-20 ms

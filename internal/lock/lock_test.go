@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -134,6 +137,68 @@ func TestDeadHolderOnThisKernelIsTakenOverAtOnce(t *testing.T) {
 				t.Fatal("took the dead holder's instance")
 			}
 		})
+	}
+}
+
+// The promise: a holder is dead only when no process of its program is left. Its flock is
+// free (svinit was SIGKILLed and the program closed its copy), but the program's process
+// group, recorded in this PID namespace, still runs: the waiter waits until it is gone.
+func TestHolderWhoseProgramRunsIsNotDead(t *testing.T) {
+	for _, m := range modes() {
+		t.Run(m.name, func(t *testing.T) {
+			log, lines := testLogger(t)
+			path := lockPath(t)
+			program := exec.Command("sleep", "60")
+			program.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := program.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { program.Process.Kill(); program.Wait() })
+			gone := newRecord("old", time.Hour)
+			gone.Started, gone.Group = time.Now().Add(-time.Minute), program.Process.Pid
+			writeRecord(t, path, gone, time.Now())
+
+			_, err := Acquire(context.Background(), Options{Path: path, Timeout: 300 * time.Millisecond, OnTimeout: Fail, Poll: m.poll, Logger: log})
+			if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "live-program") {
+				t.Fatalf("Acquire over a running program: %v, want a timeout naming live-program", err)
+			}
+			got := acquireAsync(context.Background(), Options{Path: path, Timeout: time.Hour, OnTimeout: Fail, Poll: m.poll, Logger: log})
+			lines.waitFor(t, `"state":"live-program"`, 2, 5*time.Second)
+			program.Process.Kill()
+			program.Wait()
+			r := receive(t, got, 5*time.Second)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			defer r.l.Release()
+			lines.waitFor(t, `"reason":"dead"`, 1, time.Second)
+		})
+	}
+}
+
+// ProgramStarted names the program's group in the record, which keeps every other field.
+func TestProgramStartedRecordsTheGroup(t *testing.T) {
+	path := lockPath(t)
+	l, err := Acquire(context.Background(), Options{Path: path, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if err := l.ProgramStarted(4321); err != nil {
+		t.Fatal(err)
+	}
+	rec, ok := decodeRecord([]byte(readFile(t, path)))
+	want := l.Owner()
+	want.Group = 4321
+	if !ok || !rec.Started.Equal(want.Started) {
+		t.Fatalf("record %+v (valid %v), want %+v", rec, ok, want)
+	}
+	rec.Started = want.Started
+	if rec != want || want.PIDNamespace == "" {
+		t.Errorf("record %+v, want %+v with a PID namespace", rec, want)
+	}
+	if (*Lock)(nil).FD() != -1 || l.FD() < 0 {
+		t.Errorf("FD: nil lock %d, held lock %d", (*Lock)(nil).FD(), l.FD())
 	}
 }
 

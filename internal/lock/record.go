@@ -23,6 +23,11 @@ type Record struct {
 	// Heartbeat is the holder's refresh interval, so that waiters configured differently
 	// still judge staleness by the holder's own interval.
 	Heartbeat time.Duration
+	// PIDNamespace and Group name the holder's program once it runs: a waiter in the same
+	// PID namespace counts the lock held while a process of that group runs, even after
+	// the holder and every copy of its flock are gone (see ProgramStarted).
+	PIDNamespace string
+	Group        int
 }
 
 // recordFile is the on-disk form: field names fixed here, the interval readable by a human.
@@ -34,6 +39,8 @@ type recordFile struct {
 	Version   string    `json:"version,omitempty"`
 	BootID    string    `json:"boot_id,omitempty"`
 	Heartbeat string    `json:"heartbeat,omitempty"`
+	PIDNS     string    `json:"pid_namespace,omitempty"`
+	Group     int       `json:"program_group,omitempty"` // last: ProgramStarted only lengthens the record
 }
 
 // maxRecordSize bounds what a waiter reads of a lock file it did not write.
@@ -47,12 +54,13 @@ func newRecord(version string, heartbeat time.Duration) Record {
 	var id [16]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails since Go 1.24
 	return Record{
-		Hostname:  host,
-		PID:       os.Getpid(),
-		Instance:  hex.EncodeToString(id[:]),
-		Version:   version,
-		BootID:    bootID(),
-		Heartbeat: heartbeat,
+		Hostname:     host,
+		PID:          os.Getpid(),
+		Instance:     hex.EncodeToString(id[:]),
+		Version:      version,
+		BootID:       bootID(),
+		Heartbeat:    heartbeat,
+		PIDNamespace: pidNamespace(),
 	}
 }
 
@@ -64,6 +72,8 @@ func encodeRecord(r Record) ([]byte, error) {
 		Started:  r.Started.UTC(),
 		Version:  r.Version,
 		BootID:   r.BootID,
+		PIDNS:    r.PIDNamespace,
+		Group:    r.Group,
 	}
 	if r.Heartbeat > 0 {
 		f.Heartbeat = r.Heartbeat.String()
@@ -83,12 +93,14 @@ func decodeRecord(b []byte) (Record, bool) {
 		return Record{}, false
 	}
 	r := Record{
-		Hostname: f.Hostname,
-		PID:      f.PID,
-		Instance: f.Instance,
-		Started:  f.Started,
-		Version:  f.Version,
-		BootID:   f.BootID,
+		Hostname:     f.Hostname,
+		PID:          f.PID,
+		Instance:     f.Instance,
+		Started:      f.Started,
+		Version:      f.Version,
+		BootID:       f.BootID,
+		PIDNamespace: f.PIDNS,
+		Group:        f.Group,
 	}
 	if d, err := time.ParseDuration(f.Heartbeat); err == nil && d > 0 {
 		r.Heartbeat = d

@@ -46,13 +46,14 @@ type verdict int
 const (
 	live          verdict = iota // a holder whose flock is held: alive, never broken
 	liveHeartbeat                // flock says nothing, but the mtime is being refreshed
+	liveProgram                  // flock free, but a process of the holder's program runs
 	foreign                      // no svinit record: respected until the timeout
-	dead                         // our kernel, our record, flock free: the holder died
+	dead                         // our kernel, our record, flock free, its program gone
 	stale                        // not refreshed for staleBeats heartbeats
 )
 
 func (v verdict) String() string {
-	return [...]string{"live", "live-heartbeat", "foreign", "dead", "stale"}[v]
+	return [...]string{"live", "live-heartbeat", "live-program", "foreign", "dead", "stale"}[v]
 }
 
 type flockState int
@@ -263,8 +264,11 @@ func (w *waiter) act(h holding, v verdict, now time.Time) (freed bool, soon time
 	// A holder judged by its heartbeat is looked at several times per heartbeat, so that
 	// staleness is noticed on time.
 	pace := time.Duration(-1)
-	if v == liveHeartbeat {
+	switch v {
+	case liveHeartbeat:
 		pace = max(h.heartbeat(w.opts.Heartbeat)/4, time.Millisecond)
+	case liveProgram:
+		pace = pollInterval // the end of a process raises no event here
 	}
 	switch {
 	case v == dead || v == stale:
@@ -325,7 +329,7 @@ func (w *waiter) tryTake() (*Lock, error) {
 	if err != nil {
 		return abandon("write owner record", err)
 	}
-	if err := writeAll(fd, data); err != nil {
+	if err := writeAt(fd, data, 0); err != nil {
 		return abandon("write owner record", err)
 	}
 	if err := fsync(fd); err != nil {
@@ -357,6 +361,11 @@ func (w *waiter) judge(h holding, now time.Time) verdict {
 		// refreshing: a frozen holder cannot be broken safely, its flock would outlive us.
 		return live
 	case h.flock == flockFree && h.rec.BootID != "" && h.rec.BootID == w.rec.BootID:
+		// Every copy of the holder's flock is closed; a program that closed its own copy
+		// may still run, and counts as long as its group is seen.
+		if h.rec.PIDNamespace != "" && h.rec.PIDNamespace == w.rec.PIDNamespace && groupRuns(h.rec.Group) {
+			return liveProgram
+		}
 		return dead
 	}
 	// The flock tells nothing (another node, or no flock here): the heartbeat decides.

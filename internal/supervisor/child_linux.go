@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,12 +35,17 @@ func (e *startError) Unwrap() error { return e.err }
 // signal mask svinit was started with and its original RLIMIT_NOFILE (the Go runtime keeps
 // both for children), and every inherited descriptor that is not close-on-exec.
 // With user set, the child runs as that user, its supplementary groups set to the user's.
-func spawn(argv, env []string, user *account.Account) (int, error) {
+// With lockFD not -1, the child holds a copy of the lock's descriptor, at the same number.
+// The child gets SIGKILL when svinit dies, however it dies: call spawn through
+// startOnOwnThread.
+func spawn(argv, env []string, user *account.Account, lockFD int) (int, error) {
 	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, err
 	}
-	sys := &syscall.SysProcAttr{Setpgid: true}
+	// Go sets the parent-death signal after the credential change, which would clear it,
+	// and kills the child itself if svinit died before that.
+	sys := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if user != nil {
 		sys.Credential = &syscall.Credential{Uid: user.UID, Gid: user.GID, Groups: user.Groups}
 	}
@@ -48,13 +56,34 @@ func spawn(argv, env []string, user *account.Account) (int, error) {
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   env,
-		Files: []uintptr{0, 1, 2},
+		Files: childFiles(lockFD),
 		Sys:   sys,
 	})
 	if err != nil {
 		return 0, &startError{program: argv[0], code: execFailureCode(err), err: err}
 	}
 	return pid, nil
+}
+
+// startOnOwnThread runs start, which forks the child, on an OS thread kept for it until
+// release is called, once the child has been reaped. Linux sends the parent-death signal
+// when the thread that forked the child ends, not the process (golang/go#27505); the Go
+// runtime ends threads, and it ends this one only when its goroutine returns, since the
+// goroutine never unlocks it.
+func startOnOwnThread(start func() (int, error)) (pid int, release func(), err error) {
+	type started struct {
+		pid int
+		err error
+	}
+	result, done := make(chan started, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		pid, err := start()
+		result <- started{pid, err}
+		<-done
+	}()
+	r := <-result
+	return r.pid, sync.OnceFunc(func() { close(done) }), r.err
 }
 
 // lookPath finds program as execvp would: names with a slash are used as given, others are
@@ -104,4 +133,82 @@ func execFailureCode(err error) int {
 func ownsTerminal() bool {
 	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
 	return err == nil && fg == unix.Getpgrp()
+}
+
+// checkProgram finds program before anything is taken, as spawn will, and checks that the
+// child may execute it: with user set, with that user's rights (root's would pass a program
+// only root may run). What only exec can tell (a missing interpreter) is left to spawn.
+func checkProgram(program string, env []string, user *account.Account) error {
+	path, err := lookPath(program, env)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return &startError{program: program, code: execFailureCode(err), err: err}
+	}
+	cannot := func(why string) error {
+		return &startError{program: program, code: ExitNotExecutable, err: fmt.Errorf("%s: %s", path, why)}
+	}
+	if fi.IsDir() {
+		return cannot("is a directory")
+	}
+	if !fi.Mode().IsRegular() {
+		return cannot("not a regular file")
+	}
+	if user == nil || user.UID == 0 {
+		if err := unix.Access(path, unix.X_OK); err != nil {
+			return cannot(err.Error())
+		}
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return &startError{program: program, code: execFailureCode(err), err: err}
+	}
+	real, _ = filepath.Abs(real)
+	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
+		if di, err := os.Stat(dir); err == nil && !permits(di, user, 1) {
+			return cannot(fmt.Sprintf("uid %d cannot enter %s (--user)", user.UID, dir))
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	if !permits(fi, user, 1) {
+		return cannot(fmt.Sprintf("uid %d may not execute it (--user): chmod it, or chown it to that user", user.UID))
+	}
+	if isScript(path) && !permits(fi, user, 4) {
+		return cannot(fmt.Sprintf("uid %d may not read the script (--user): chmod it, or chown it to that user", user.UID))
+	}
+	return nil
+}
+
+// permits reports whether user has the permission bits (4 read, 1 execute) on fi, by its
+// owner, group and other bits, as the kernel decides for a process that is not root.
+func permits(fi os.FileInfo, user *account.Account, bits uint32) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	perm := uint32(fi.Mode().Perm())
+	switch {
+	case st.Uid == user.UID:
+		perm >>= 6
+	case st.Gid == user.GID || slices.Contains(user.Groups, st.Gid):
+		perm >>= 3
+	}
+	return perm&bits == bits
+}
+
+// isScript reports whether the file at path starts with "#!": its interpreter must read it.
+func isScript(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [2]byte
+	n, _ := f.Read(magic[:])
+	return n == 2 && string(magic[:]) == "#!"
 }

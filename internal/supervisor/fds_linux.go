@@ -26,11 +26,32 @@ func inheritedFDs() []int {
 		if err != nil || fd <= 2 || fd == int(d.Fd()) {
 			continue
 		}
-		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+		if inheritable(fd) {
 			fds = append(fds, fd)
 		}
 	}
 	return fds
+}
+
+// inheritable reports an open descriptor without close-on-exec.
+func inheritable(fd int) bool {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err == nil && flags&unix.FD_CLOEXEC == 0
+}
+
+// childFiles is the child's descriptor table: stdio, the inherited descriptors at their
+// numbers, and keep (none when -1) at its number, in the child only without close-on-exec.
+// The other numbers below keep are closed in the child, as exec would close them.
+func childFiles(keep int) []uintptr {
+	files := []uintptr{0, 1, 2}
+	for fd := 3; fd <= keep; fd++ {
+		if fd == keep || inheritable(fd) {
+			files = append(files, uintptr(fd))
+		} else {
+			files = append(files, ^uintptr(0))
+		}
+	}
+	return files
 }
 
 func closeFDs(fds []int) {

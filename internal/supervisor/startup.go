@@ -44,6 +44,14 @@ func watchStartup(parent context.Context, sigs <-chan os.Signal, log zerolog.Log
 	return w
 }
 
+// WatchStartup watches sigs during the checks that come before Run and take nothing: done
+// is closed when a stop signal comes; stop hands the channel back and returns that signal
+// (0 when none came). Any other signal is dropped: there is no child yet.
+func WatchStartup(sigs <-chan os.Signal, log zerolog.Logger) (done <-chan struct{}, stop func() unix.Signal) {
+	w := watchStartup(context.Background(), sigs, log)
+	return w.ctx.Done(), w.stop
+}
+
 // stop hands the signal channel back and returns the stop signal received, or 0. Signals
 // that arrive after stop stay in the channel for the supervision loop.
 func (w *startupWatch) stop() unix.Signal {

@@ -83,20 +83,19 @@ func (s *Supervisor) PrepareTemplates() (*render.Plan, error) {
 	})
 }
 
-// renderTemplates writes every --template, or none when any of them is bad.
+// Templates returns the templates New rendered in memory and checked.
+func (s *Supervisor) Templates() *render.Plan { return s.plan }
+
+// renderTemplates writes every --template New checked, or none.
 func (s *Supervisor) renderTemplates() error {
 	if len(s.cfg.Templates) == 0 {
 		return nil
 	}
 	s.state.Phase(state.Rendering)
-	plan, err := s.PrepareTemplates()
-	if err != nil {
+	if err := s.plan.Write(); err != nil {
 		return err
 	}
-	if err := plan.Write(); err != nil {
-		return err
-	}
-	s.log.Info().Strs("files", plan.Files()).Msg("templates rendered")
+	s.log.Info().Strs("files", s.plan.Files()).Msg("templates rendered")
 	return nil
 }
 
@@ -215,16 +214,21 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 	return changed, nil
 }
 
-// spawnChild starts the program through the reaper and records its pid for the license
-// reload signal, under the lock the license rewrites take.
-func (s *Supervisor) spawnChild() (int, <-chan unix.WaitStatus, error) {
+// spawnChild starts the program through the reaper, from a thread of its own (see
+// startOnOwnThread) and holding lockFD, and records its pid for the license reload signal,
+// under the lock the license rewrites take. Call release once the child has been reaped.
+func (s *Supervisor) spawnChild(lockFD int) (pid int, exited <-chan unix.WaitStatus, release func(), err error) {
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
-	pid, exited, err := s.reaper.Start(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user) })
+	release = func() {}
+	pid, exited, err = s.reaper.Start(func() (pid int, err error) {
+		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, lockFD) })
+		return pid, err
+	})
 	if err == nil {
 		s.childPID = pid
 	}
-	return pid, exited, err
+	return pid, exited, release, err
 }
 
 // licenseRenewed rewrites --license-file when a heartbeat or a re-activation brought

@@ -19,6 +19,7 @@ import (
 	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
+	"github.com/svinit/svinit/internal/render"
 	"github.com/svinit/svinit/internal/signals"
 	"github.com/svinit/svinit/internal/state"
 )
@@ -52,6 +53,7 @@ type Supervisor struct {
 	provider license.Provider // nil without --license-provider
 	kube     *k8s.Client      // set with --license-state k8s-secret:NAME
 	license  *license.Manager // set once a seat is held
+	plan     *render.Plan     // the templates, checked; written once the lock is held
 	state    *state.Tracker
 
 	redactor     *license.Redactor
@@ -80,7 +82,9 @@ type Params struct {
 	Reaper     *reaper.Reaper
 }
 
-// New checks what can be checked before anything starts; its errors mean exit 2.
+// New checks everything that can be checked before anything is taken, and reports every
+// problem together; a problem with PROGRAM alone means exit 127 or 126 (ProgramExitCode),
+// any other exit 2. It reads files but writes none.
 func New(p Params) (*Supervisor, error) {
 	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, sigs: p.Signals, sigsAll: p.Subscribed, reaper: p.Reaper, redactor: p.Redactor}
 	if p.Config.LicenseReloadSignal != "" {
@@ -96,28 +100,50 @@ func New(p Params) (*Supervisor, error) {
 	if !p.Config.LicenseKeepKey {
 		s.childEnv = license.ScrubEnv(p.Env)
 	}
+	var errs []error
 	if p.Config.User != "" {
 		u, switchTo, err := lookupUser(p.Config.User)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+		} else {
+			if switchTo {
+				s.user = &u
+			}
+			s.childEnv = environ.Set(s.childEnv, "HOME", u.Home)
 		}
-		if switchTo {
-			s.user = &u
-		}
-		s.childEnv = environ.Set(s.childEnv, "HOME", u.Home)
 	}
 	provider, err := s.newLicenseProvider(p.LicenseKey)
-	if err != nil {
-		return nil, err
-	}
+	errs = append(errs, err)
 	s.provider = provider
 	if _, ok := k8s.SecretName(p.Config.LicenseState); ok && provider != nil {
 		lookup := func(name string) (string, bool) { return environ.Lookup(p.Env, name) }
 		if s.kube, err = k8s.InCluster(lookup); err != nil {
-			return nil, fmt.Errorf("--license-state %s: %w", p.Config.LicenseState, err)
+			errs = append(errs, fmt.Errorf("--license-state %s: %w", p.Config.LicenseState, err))
 		}
 	}
+	if len(p.Config.Program) > 0 && !p.Config.DryRun {
+		// As the child will look for it: in its PATH, with its user's rights.
+		errs = append(errs, checkProgram(p.Config.Program[0], s.childEnv, s.user))
+	}
+	if len(p.Config.Templates) > 0 || p.Config.DryRun {
+		if s.plan, err = s.PrepareTemplates(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := config.Join(errs...); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// ProgramExitCode returns the exit code of a problem with PROGRAM that New found: 127 when
+// it is not found, 126 when it cannot be executed.
+func ProgramExitCode(err error) (int, bool) {
+	var se *startError
+	if errors.As(err, &se) {
+		return se.code, true
+	}
+	return 0, false
 }
 
 // Run goes through the whole life cycle and returns the code svinit exits with:
@@ -162,7 +188,8 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
 	}
 	started := time.Now()
-	pid, exited, err := s.spawnChild()
+	pid, exited, release, err := s.spawnChild(held.FD())
+	defer release() // after the child has been reaped: its thread may end
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {
@@ -171,6 +198,11 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		}
 		s.log.Error().Err(err).Msg("cannot start the child")
 		return ExitInternal
+	}
+	// The child's process group is its pid (Setpgid), recorded before anything else, for
+	// a program that closes its copy of the lock's descriptor at once.
+	if err := held.ProgramStarted(pid); err != nil {
+		s.log.Warn().Err(err).Msg("the lock does not name the program's group; a waiter relies on its flock alone")
 	}
 	s.log.Info().Int("pid", pid).Strs("argv", s.cfg.Program).Msg("child started")
 	s.state.Update(func(st *state.State) {

@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The promise: whatever kills svinit, a second svinit on the same lock never starts its
+// program while any process of the first one's program still runs. svinit A is SIGKILLed at
+// random points (waiting, starting, running) while svinit B waits; the programs themselves
+// detect an overlap on their data.
+func TestOneProgramPerLockWhenSvinitIsKilled(t *testing.T) {
+	requireRoot(t)
+	const (
+		rounds = 9
+		budget = 40 * time.Second // per case; the rounds stop early past it
+	)
+	for _, m := range modes {
+		for _, variant := range []string{"plain", "grandchild", "daemon", "closes-fds"} {
+			t.Run(m.name+"/"+variant, func(t *testing.T) {
+				dir := t.TempDir()
+				lockPath, rec, pids := filepath.Join(dir, "lock"), filepath.Join(dir, "rec"), filepath.Join(dir, "pids")
+				t.Cleanup(func() { killListed(pids) })
+				start := func(n int) *svinit {
+					env := []string{"DATA=" + filepath.Join(dir, "data"), "REC=" + rec, "PIDS=" + pids,
+						"VARIANT=" + variant, "LINGER=150ms", "NAME=" + strconv.Itoa(n)}
+					// A kill between the lock file's create and its record leaves a file that
+					// looks foreign: taken over after the timeout. A live holder never is.
+					return startSvinit(t, m, "guarded", env, "--lock", lockPath, "--lock-timeout", "2s",
+						"--lock-on-timeout", "takeover", "--", selfBin)
+				}
+				// Two svinits contend at all times; a round SIGKILLs one of them, at a random
+				// point, and starts another. Most rounds hit the one whose program runs;
+				// every third hits the older, wherever it is in its start.
+				live, n := []*svinit{start(0), start(1)}, 2
+				names := map[*svinit]int{live[0]: 0, live[1]: 1}
+				began := time.Now()
+				for round := 0; round < rounds && time.Since(began) < budget; round++ {
+					victim := live[0]
+					if round%3 != 2 {
+						victim = running(t, rec, names, live)
+					}
+					time.Sleep(rand.N(100 * time.Millisecond)) // a random point in its life
+					unix.Kill(victim.pid, unix.SIGKILL)
+					victim.wait()
+					live = slices.DeleteFunc(live, func(s *svinit) bool { return s == victim })
+					live = append(live, start(n))
+					names[live[1]], n = n, n+1
+				}
+				running(t, rec, names, live)
+				for _, s := range live {
+					// A SIGTERM before svinit has caught its signals would end it with 2.
+					poll(t, "svinit to run its program or wait", func() bool {
+						return hasLine(rec, "ran "+strconv.Itoa(names[s])) || strings.Contains(s.stderr.String(), "waiting")
+					})
+					s.signal(unix.SIGTERM)
+				}
+				for _, s := range live {
+					if code := s.wait(); code != 143 {
+						t.Errorf("svinit exit %d, want 143:\n%s", code, s.stderr.String())
+					}
+				}
+				if _, err := os.Lstat(lockPath); !os.IsNotExist(err) {
+					t.Errorf("lock file left behind: %v", err)
+				}
+				t.Logf("%d svinits, record:\n%s", n, readFile(t, rec))
+			})
+		}
+	}
+}
+
+// running waits until the program of one of the live svinits runs and returns that svinit;
+// it fails at once when any program found another one's data lock held.
+func running(t *testing.T, rec string, names map[*svinit]int, live []*svinit) *svinit {
+	t.Helper()
+	var found *svinit
+	poll(t, "a program to run", func() bool {
+		if b := readFile(t, rec); strings.Contains(b, "overlap") {
+			t.Fatalf("two programs ran at once on the same data:\n%s", b)
+		}
+		for _, s := range live {
+			if hasLine(rec, "ran "+strconv.Itoa(names[s])) {
+				found = s
+			}
+		}
+		return found != nil
+	})
+	return found
+}
+
+// killListed SIGKILLs every pid listed in path: what escaped a killed svinit (the failure
+// under test) must not outlive the test.
+func killListed(path string) {
+	b, _ := os.ReadFile(path)
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// The promise: a program never outlives its svinit, whatever killed svinit, and whichever
+// user it runs as.
+func TestProgramDiesWithItsSvinit(t *testing.T) {
+	requireRoot(t)
+	for _, user := range []string{"", "1234:1234"} {
+		t.Run("user="+user, func(t *testing.T) {
+			dir := userDir(t, 1234)
+			rec := filepath.Join(dir, "rec")
+			args := []string{"--", copyProgram(t, selfBin, dir)}
+			if user != "" {
+				args = append([]string{"--user", user}, args...)
+			}
+			s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec}, args...)
+			waitLine(t, rec, "ready")
+			child := childOfSvinit(t, s)
+			t.Cleanup(func() { unix.Kill(child, unix.SIGKILL) })
+			s.signal(unix.SIGKILL)
+			s.wait()
+			poll(t, "the program to die with its svinit", func() bool { return !alive(child) })
+		})
+	}
+}
+
+// The program holds a copy of the lock's descriptor (what keeps the lock held while it
+// runs); the license commands svinit runs around it never do, or a vendor CLI's leftover
+// daemon would hold the lock after svinit let go.
+func TestLockHeldByTheProgramNotByLicenseCommands(t *testing.T) {
+	dir := t.TempDir()
+	lockPath, fds, rec := filepath.Join(dir, "lock"), filepath.Join(dir, "fds"), filepath.Join(dir, "rec")
+	script := filepath.Join(dir, "vendor-cli")
+	writeFile(t, script, "#!/bin/sh\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done >> "+fds+"\necho \"$SVINIT_LICENSE_ACTION\" >> "+fds+"\n")
+	os.Chmod(script, 0o755)
+	s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec, "SVINIT_LICENSE_KEY=" + testKey},
+		"--lock", lockPath, "--license-provider", "exec", "--license-activate-cmd", script,
+		"--license-deactivate-cmd", script, "--instance-id", "pod-a", "--", selfBin)
+	waitLine(t, rec, "ready")
+	if !holdsFile(childOfSvinit(t, s), lockPath) {
+		t.Error("the program holds no copy of the lock's descriptor")
+	}
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	}
+	waitLine(t, fds, "deactivate")
+	if hasLine(fds, lockPath) {
+		t.Errorf("a license command held the lock's descriptor:\n%s", readFile(t, fds))
+	}
+}
+
+// holdsFile reports whether process pid has path open.
+func holdsFile(pid int, path string) bool {
+	entries, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	for _, e := range entries {
+		if target, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + e.Name()); target == path {
+			return true
+		}
+	}
+	return false
+}
