@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +39,12 @@ func startNode(t *testing.T) (*cluster.Node, string) {
 	return n, ns
 }
 
-// imageFiles: /usr/local/bin/svinit (static) and /bin/busybox with every applet linked.
+// standIns are the vendors' servers as the examples' args name them: shell scripts that
+// record what the tests check.
+var standIns = map[string]string{}
+
+// imageFiles: /usr/local/bin/svinit (static), /bin/busybox with every applet linked, and the
+// stand-ins.
 func imageFiles(t *testing.T) []cluster.File {
 	t.Helper()
 	svinit, err := os.ReadFile(svinitBin)
@@ -58,6 +65,9 @@ func imageFiles(t *testing.T) []cluster.File {
 	files := []cluster.File{
 		{Path: "/usr/local/bin/svinit", Mode: 0o755, Data: svinit},
 		{Path: "/bin/busybox", Mode: 0o755, Data: busybox},
+	}
+	for path, script := range standIns {
+		files = append(files, cluster.File{Path: path, Mode: 0o755, Data: []byte(script)})
 	}
 	list, err := exec.Command(busyboxPath, "--list-full").Output()
 	if err != nil {
@@ -192,6 +202,28 @@ func describe(n *cluster.Node, ns, name string) string {
 	logs, _ := n.Kubectl("-n", ns, "logs", name, "--tail=30")
 	return string(out) + "\nlog:\n" + string(logs)
 }
+
+// example returns the manifest examples/k8s/PATH with the image names replaced by the
+// suite's (pulled never), then each old string of replace (pairs old, new) by its new one;
+// an old string the file lacks fails the test, so that the examples cannot drift from what
+// the tests patch.
+func example(t *testing.T, path string, replace ...string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(examplesDir, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := exampleImage.ReplaceAllString(string(data), "${1}image: "+image+"\n${1}imagePullPolicy: Never")
+	for i := 0; i+1 < len(replace); i += 2 {
+		if !strings.Contains(out, replace[i]) {
+			t.Fatalf("examples/k8s/%s no longer has %q: update the test", path, replace[i])
+		}
+		out = strings.ReplaceAll(out, replace[i], replace[i+1])
+	}
+	return []byte(out)
+}
+
+var exampleImage = regexp.MustCompile(`(?m)^(\s*)image: registry\.example\.com/\S+.*$`)
 
 // exec runs a command in the pod's container through the API server and the kubelet, as
 // `kubectl exec` does, and returns its output and exit code.

@@ -25,6 +25,7 @@ var resources = map[string]resource{
 	"v1/Service":                                      {"services", true},
 	"v1/ServiceAccount":                               {"serviceaccounts", true},
 	"v1/PersistentVolumeClaim":                        {"persistentvolumeclaims", true},
+	"v1/PersistentVolume":                             {"persistentvolumes", false},
 	"v1/Pod":                                          {"pods", true},
 	"v1/Namespace":                                    {"namespaces", false},
 	"apps/v1/StatefulSet":                             {"statefulsets", true},
