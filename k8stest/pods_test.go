@@ -39,9 +39,14 @@ func startNode(t *testing.T) (*cluster.Node, string) {
 	return n, ns
 }
 
-// standIns are the vendors' servers as the examples' args name them: shell scripts that
-// record what the tests check.
-var standIns = map[string]string{}
+// standIns are the vendors' servers as the examples' args name them (shell scripts that
+// record what the tests check), and the directories their images have.
+var standIns []cluster.File
+
+// script is an executable stand-in at path.
+func script(path, text string) cluster.File {
+	return cluster.File{Path: path, Mode: 0o755, Data: []byte(text)}
+}
 
 // imageFiles: /usr/local/bin/svinit (static), /bin/busybox with every applet linked, and the
 // stand-ins.
@@ -66,9 +71,7 @@ func imageFiles(t *testing.T) []cluster.File {
 		{Path: "/usr/local/bin/svinit", Mode: 0o755, Data: svinit},
 		{Path: "/bin/busybox", Mode: 0o755, Data: busybox},
 	}
-	for path, script := range standIns {
-		files = append(files, cluster.File{Path: path, Mode: 0o755, Data: []byte(script)})
-	}
+	files = append(files, standIns...)
 	list, err := exec.Command(busyboxPath, "--list-full").Output()
 	if err != nil {
 		t.Fatalf("busybox --list-full: %v", err)

@@ -14,12 +14,15 @@ import (
 	"testing"
 )
 
-// File is one entry of an image layer: a regular file (Data, Mode), or a symlink (Link).
+// File is one entry of an image layer: a regular file (Data, Mode), a directory (Dir, Mode)
+// or a symlink (Link), owned by UID:GID.
 type File struct {
-	Path string // absolute, in the image
-	Mode int64
-	Data []byte
-	Link string
+	Path     string // absolute, in the image
+	Mode     int64
+	Data     []byte
+	Link     string
+	Dir      bool
+	UID, GID int
 }
 
 // ImportImage writes an image of one layer holding files, with entrypoint, in the format
@@ -77,6 +80,11 @@ func layerTar(t testing.TB, files []File) []byte {
 			dirs[d[1:]] = true
 		}
 	}
+	for _, f := range files {
+		if f.Dir {
+			delete(dirs, path.Clean(f.Path)[1:])
+		}
+	}
 	names := make([]string, 0, len(dirs))
 	for d := range dirs {
 		names = append(names, d)
@@ -93,9 +101,16 @@ func layerTar(t testing.TB, files []File) []byte {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range files {
-		h := &tar.Header{Name: path.Clean(f.Path)[1:], Mode: f.Mode}
-		if f.Link != "" {
+	// Directories before what they hold.
+	sorted := append([]File(nil), files...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		return sorted[i].Dir && (!sorted[j].Dir || sorted[i].Path < sorted[j].Path)
+	})
+	for _, f := range sorted {
+		h := &tar.Header{Name: path.Clean(f.Path)[1:], Mode: f.Mode, Uid: f.UID, Gid: f.GID}
+		if f.Dir {
+			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
+		} else if f.Link != "" {
 			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.Link, 0o777
 		} else {
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.Data))
