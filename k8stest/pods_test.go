@@ -101,6 +101,7 @@ type realPod struct {
 		} `json:"conditions"`
 		ContainerStatuses []struct {
 			Name         string `json:"name"`
+			ContainerID  string `json:"containerID"`
 			Ready        bool   `json:"ready"`
 			RestartCount int    `json:"restartCount"`
 			State        struct {

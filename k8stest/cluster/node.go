@@ -651,3 +651,23 @@ func (n *Node) Kubectl(args ...string) ([]byte, error) {
 	cmd := exec.Command(n.kubectl, append([]string{"--kubeconfig=" + n.Kubeconfig}, args...)...)
 	return cmd.CombinedOutput()
 }
+
+// ContainerPIDs returns the host PIDs of the processes of a pod's container (containerID as
+// the pod's status gives it, "containerd://ID"), read from the kubelet's cgroups: what a
+// test SIGKILLs to kill a container on the node behind the kubelet's back.
+func (n *Node) ContainerPIDs(podUID, containerID string) []int {
+	id := strings.TrimPrefix(containerID, "containerd://")
+	var pids []int
+	for _, pattern := range []string{"/sys/fs/cgroup/pids/kubepods/pod%s/%s", "/sys/fs/cgroup/pids/kubepods/*/pod%s/%s"} {
+		dirs, _ := filepath.Glob(fmt.Sprintf(pattern, podUID, id))
+		for _, dir := range dirs {
+			data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+	}
+	return pids
+}

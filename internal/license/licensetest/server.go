@@ -52,6 +52,9 @@ type Options struct {
 	// OPSWATYAMLErrors makes OPSWAT errors come back in the documented `error: '...'` form
 	// instead of a JSON {"error": "..."} object.
 	OPSWATYAMLErrors bool
+	// Listen is the address to serve on; default 127.0.0.1:0. Pods reach the double on
+	// their node's address.
+	Listen string
 }
 
 // Request is one request the server received.
@@ -109,7 +112,10 @@ func Start(tb testing.TB, opts Options) *Server {
 	if opts.TTL < MinTTL && !opts.ShortTTL {
 		tb.Fatalf("license test server: TTL %s: the relay's time-to-live value must be at least %s", opts.TTL, MinTTL)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		tb.Fatalf("license test server: %v", err)
 	}
