@@ -50,6 +50,7 @@ type Node struct {
 	kubectl    string
 	sock       string // containerd's socket
 	before     hostSnapshot
+	kept       bool // Dir left for a failed test's post-mortem
 }
 
 // StartNode starts a node for the test (root only) and tears it down completely when the
@@ -100,6 +101,7 @@ func StartNode(t testing.TB) *Node {
 		if !t.Failed() {
 			os.RemoveAll(dir)
 		} else {
+			n.kept = true
 			t.Logf("cluster: node files kept in %s", dir)
 		}
 	})
@@ -442,7 +444,7 @@ func (n *Node) Leftovers() []string {
 	if dirs := kubepodsCgroups(); len(dirs) > 0 {
 		left = append(left, fmt.Sprintf("cgroups %v", dirs))
 	}
-	if _, err := os.Stat(n.Dir); err == nil {
+	if _, err := os.Stat(n.Dir); err == nil && !n.kept {
 		left = append(left, "directory "+n.Dir)
 	}
 	after := takeSnapshot()
