@@ -550,10 +550,12 @@ func unescapeMountPath(s string) string {
 // kubeletSysctls are the values the kubelet sets on start unless it finds them: shown to it
 // in its mount namespace instead of written to the host.
 var kubeletSysctls = map[string]string{
-	"vm/overcommit_memory": "1",
-	"vm/panic_on_oom":      "0",
-	"kernel/panic":         "10",
-	"kernel/panic_on_oops": "1",
+	"vm/overcommit_memory":      "1",
+	"vm/panic_on_oom":           "0",
+	"kernel/panic":              "10",
+	"kernel/panic_on_oops":      "1",
+	"kernel/keys/root_maxkeys":  "1000000",
+	"kernel/keys/root_maxbytes": "25000000",
 }
 
 func (n *Node) startKubelet(t testing.TB, bin string, pki pki) {
