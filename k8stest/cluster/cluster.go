@@ -4,6 +4,9 @@
 // scheduler or controller-manager: a Pod stays Pending, and nothing creates objects behind a
 // test's back.
 //
+// StartNode (node.go) adds the rest of a single-node cluster, with a containerd and a kubelet
+// of its own, for tests on real pods.
+//
 // Start gives a *Cluster (6-13 s on a busy 2-core machine) and stops it when the test ends;
 // tests that need no isolation from each other can share one through subtests. Requests go
 // through Do (as admin) or DoAs (any bearer token, e.g. a ServiceAccount's from

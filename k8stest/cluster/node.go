@@ -84,7 +84,8 @@ func StartNode(t testing.TB) *Node {
 		missing(t, "no bridge CNI plugin in /usr/lib/cni", NodeBuildCommand)
 	}
 	if out, err := exec.Command("ip", "link", "show", bridgeName).CombinedOutput(); err == nil {
-		t.Fatalf("cluster: bridge %s exists: another node runs, or one was left behind:\n%s", bridgeName, out)
+		t.Fatalf("cluster: bridge %s exists: another node runs, or a killed test binary left one behind "+
+			"(its containerd shims, mounts under /tmp/k8snode*, and the bridge: remove them once no test runs):\n%s", bridgeName, out)
 	}
 
 	// Short: unix socket paths are limited to 108 bytes.
