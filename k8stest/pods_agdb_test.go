@@ -15,13 +15,12 @@ import (
 
 // The agdb stand-in answers the probes' GET /api/v1/status; the image's /agdb belongs to the
 // agdb user, as the vendor's does.
-func init() {
-	standIns = append(standIns,
-		cluster.File{Path: "/agdb", Dir: true, Mode: 0o755, UID: 1000, GID: 1000},
-		script("/usr/local/bin/agdb_server", `#!/bin/sh
+var agdbStandIn = []cluster.File{
+	{Path: "/agdb", Dir: true, Mode: 0o755, UID: 1000, GID: 1000},
+	script("/usr/local/bin/agdb_server", `#!/bin/sh
 mkdir -p /tmp/www/api/v1 && echo ok >/tmp/www/api/v1/status
 exec httpd -f -p 3000 -h /tmp/www
-`))
+`),
 }
 
 // agdbClusterLine is the vendor's three-node list in agdb_server.yaml.

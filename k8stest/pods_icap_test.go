@@ -15,11 +15,9 @@ import (
 )
 
 // The MetaDefender ICAP stand-in listens on the ICAP port for the readiness probe.
-func init() {
-	standIns = append(standIns, script("/usr/sbin/mdicapsrv", `#!/bin/sh
+var icapStandIn = script("/usr/sbin/mdicapsrv", `#!/bin/sh
 exec httpd -f -p 1344 -h /tmp
-`))
-}
+`)
 
 // icap is examples/k8s/icap in a namespace, against the license double on the node's
 // address.

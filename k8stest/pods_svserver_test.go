@@ -16,8 +16,7 @@ import (
 // The SV Server stand-in appends "EVENT HOSTNAME UPTIME UID GID" to logs/events: start, term
 // (SIGTERM received), stop (exited by itself). work/stop-seconds says how long it takes to
 // stop after SIGTERM; "forever": it ignores SIGTERM.
-func init() {
-	standIns = append(standIns, script("/opt/microfocus/sv-server/bin/start-server.sh", `#!/bin/sh
+var svServerStandIn = script("/opt/microfocus/sv-server/bin/start-server.sh", `#!/bin/sh
 dir=/opt/microfocus/sv-server
 ev() { read up _ </proc/uptime; echo "$1 $(hostname) $up $(id -u) $(id -g)" >>$dir/logs/events; }
 ev start
@@ -26,8 +25,7 @@ s=$(cat $dir/work/stop-seconds 2>/dev/null || echo 0)
 if [ "$s" = forever ]; then while :; do sleep 1; done; fi
 sleep $s; ev stop; exit 0' TERM
 while :; do sleep 0.1; done
-`))
-}
+`)
 
 type svEvent struct {
 	what, pod string

@@ -39,10 +39,6 @@ func startNode(t *testing.T) (*cluster.Node, string) {
 	return n, ns
 }
 
-// standIns are the vendors' servers as the examples' args name them (shell scripts that
-// record what the tests check), and the directories their images have.
-var standIns []cluster.File
-
 // script is an executable stand-in at path.
 func script(path, text string) cluster.File {
 	return cluster.File{Path: path, Mode: 0o755, Data: []byte(text)}
@@ -71,7 +67,10 @@ func imageFiles(t *testing.T) []cluster.File {
 		{Path: "/usr/local/bin/svinit", Mode: 0o755, Data: svinit},
 		{Path: "/bin/busybox", Mode: 0o755, Data: busybox},
 	}
-	files = append(files, standIns...)
+	// The vendors' servers as the examples' args name them (shell scripts that record what
+	// the tests check), and the directories their images have.
+	files = append(files, svServerStandIn, icapStandIn, xroadStandIn)
+	files = append(files, agdbStandIn...)
 	list, err := exec.Command(busyboxPath, "--list-full").Output()
 	if err != nil {
 		t.Fatalf("busybox --list-full: %v", err)

@@ -13,13 +13,11 @@ import (
 )
 
 // The X-Road stand-in writes the environment it got to /tmp/server-env.
-func init() {
-	standIns = append(standIns, script("/root/entrypoint.sh", `#!/bin/sh
+var xroadStandIn = script("/root/entrypoint.sh", `#!/bin/sh
 env >/tmp/server-env
 trap 'exit 0' TERM
 while :; do sleep 0.1; done
-`))
-}
+`)
 
 // livenessPasses returns how many liveness probes of ns/pod passed, from the kubelet's
 // prober metrics (through the API server's node proxy).
