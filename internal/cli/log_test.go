@@ -45,3 +45,23 @@ func TestLogTimesHaveMilliseconds(t *testing.T) {
 		}
 	}
 }
+
+// A duration's field names its unit (elapsed_ms), and the value is in that unit: a reader
+// of `"grace":10000` could not tell milliseconds from seconds.
+func TestLogDurationsNameTheirUnit(t *testing.T) {
+	var buf bytes.Buffer
+	log := newLogger(config.Config{LogFormat: "json", LogLevel: "info"}, &buf)
+	log.Info().Dur("grace_ms", 1500*time.Millisecond).Msg("hello")
+	if !strings.Contains(buf.String(), `"grace_ms":1500`) {
+		t.Errorf("%q, want grace_ms in milliseconds (1500)", buf.String())
+	}
+
+	key := regexp.MustCompile(`\bDur\("([a-z_]+)"`)
+	for path, src := range productSources(t) {
+		for _, m := range key.FindAllStringSubmatch(src, -1) {
+			if !strings.HasSuffix(m[1], "_ms") {
+				t.Errorf("%s: duration field %q does not name its unit: call it %s_ms", path, m[1], m[1])
+			}
+		}
+	}
+}

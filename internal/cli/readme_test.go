@@ -22,18 +22,8 @@ func TestTroubleshootingQuotesRealMessages(t *testing.T) {
 		t.Fatal("README.md has no Troubleshooting section")
 	}
 	var source strings.Builder
-	for _, dir := range []string{"../../internal", "../../cmd"} {
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-				return err
-			}
-			b, err := os.ReadFile(path)
-			source.Write(b)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, src := range productSources(t) {
+		source.WriteString(src)
 	}
 	quoted := regexp.MustCompile("\\*\\*`([^`]+)`\\*\\*").FindAllStringSubmatch(section, -1)
 	if len(quoted) < 20 {
@@ -44,6 +34,27 @@ func TestTroubleshootingQuotesRealMessages(t *testing.T) {
 			t.Errorf("README Troubleshooting quotes %q, which no svinit source prints", q[1])
 		}
 	}
+}
+
+// productSources returns the text of every Go source file of svinit itself (no tests),
+// by path.
+func productSources(t *testing.T) map[string]string {
+	t.Helper()
+	sources := map[string]string{}
+	for _, dir := range []string{"../../internal", "../../cmd"} {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			sources[path] = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sources
 }
 
 // markdownSection returns the text under heading, up to the next heading of its level.

@@ -241,7 +241,7 @@ func (l *Lock) release() error {
 	if err := unix.Close(l.fd); err != nil {
 		errs = append(errs, fmt.Errorf("lock %s: close: %w", l.path, err))
 	}
-	l.log.Info().Dur("held", time.Since(l.rec.Started)).Msg("lock released")
+	l.log.Info().Dur("held_ms", time.Since(l.rec.Started)).Msg("lock released")
 	return combine(errs...)
 }
 

@@ -695,7 +695,7 @@ func TestProgressIsLogged(t *testing.T) {
 		if !strings.Contains(line, "still waiting for the lock") {
 			continue
 		}
-		for _, field := range []string{`"state":"live"`, `"holder_instance":"` + holder.Owner().Instance, `"holder_pid":`, `"held_for":`, `"waited":`, `"left":`} {
+		for _, field := range []string{`"state":"live"`, `"holder_instance":"` + holder.Owner().Instance, `"holder_pid":`, `"held_for_ms":`, `"waited_ms":`, `"left_ms":`} {
 			if !strings.Contains(line, field) {
 				t.Errorf("progress line lacks %s: %s", field, line)
 			}

@@ -198,7 +198,7 @@ func (w *waiter) run(ctx context.Context) (*Lock, error) {
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, combine(fmt.Errorf("lock %s: not taken: %w", w.opts.Path, cerr), l.Release())
 			}
-			w.log.Info().Str("instance", l.rec.Instance).Dur("waited", time.Since(w.start)).
+			w.log.Info().Str("instance", l.rec.Instance).Dur("waited_ms", time.Since(w.start)).
 				Str("took_over", w.tookOver).Msg("lock acquired")
 			l.watch, handedOver = dw, true
 			return l, nil
@@ -441,7 +441,7 @@ func (w *waiter) warnPastTimeout(h holding, v verdict, now time.Time) {
 		return
 	}
 	w.pastTimeout = true
-	e := w.log.Warn().Str("state", v.String()).Dur("timeout", w.opts.Timeout)
+	e := w.log.Warn().Str("state", v.String()).Dur("timeout_ms", w.opts.Timeout)
 	h.fields(e, now).Msg("lock wait timed out but the holder is alive; waiting on, a live holder is never broken")
 }
 
@@ -459,19 +459,19 @@ func (w *waiter) progress(h holding, v verdict, now time.Time) {
 		w.nextProgress = w.nextProgress.Add(progressEvery)
 	}
 	e := w.log.Info().Str("state", v.String()).
-		Dur("waited", now.Sub(w.start).Round(time.Millisecond)).
-		Dur("left", max(0, w.deadline.Sub(now)).Round(time.Millisecond))
+		Dur("waited_ms", now.Sub(w.start).Round(time.Millisecond)).
+		Dur("left_ms", max(0, w.deadline.Sub(now)).Round(time.Millisecond))
 	h.fields(e, now).Msg(msg)
 }
 
 func (h holding) fields(e *zerolog.Event, now time.Time) *zerolog.Event {
 	if !h.valid {
-		return e.Str("content", h.preview).Dur("age", now.Sub(h.mtime).Round(time.Millisecond))
+		return e.Str("content", h.preview).Dur("age_ms", now.Sub(h.mtime).Round(time.Millisecond))
 	}
 	return e.Str("holder_host", h.rec.Hostname).Int("holder_pid", h.rec.PID).
 		Str("holder_instance", h.rec.Instance).Str("holder_version", h.rec.Version).
-		Dur("held_for", now.Sub(h.rec.Started).Round(time.Millisecond)).
-		Dur("refreshed_ago", now.Sub(h.mtime).Round(time.Millisecond))
+		Dur("held_for_ms", now.Sub(h.rec.Started).Round(time.Millisecond)).
+		Dur("refreshed_ago_ms", now.Sub(h.mtime).Round(time.Millisecond))
 }
 
 // describe names the holder for an error message.

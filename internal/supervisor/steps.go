@@ -278,7 +278,7 @@ func (s *Supervisor) deactivate(deadline time.Time) {
 	defer cancel()
 	// The manager logs the deactivation itself, with its activation id.
 	if err := s.license.Stop(ctx); err != nil {
-		s.log.Error().Err(err).Dur("budget", budget).Msg("license deactivation failed; the journal keeps it for the next start")
+		s.log.Error().Err(err).Dur("budget_ms", budget).Msg("license deactivation failed; the journal keeps it for the next start")
 	}
 }
 
