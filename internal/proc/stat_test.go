@@ -19,6 +19,7 @@ func TestParseStat(t *testing.T) {
 	}{
 		{"plain", "42 (sleep) S" + tail, Stat{State: "S", PPID: 1, PGRP: 42, StartTicks: 987654}, true},
 		{"comm with spaces and parentheses", "42 (a) (b c) Z" + tail, Stat{State: "Z", PPID: 1, PGRP: 42, StartTicks: 987654}, true},
+		{"comm ending in parentheses", "42 (a b) c)) S" + tail, Stat{State: "S", PPID: 1, PGRP: 42, StartTicks: 987654}, true},
 		{"comm that looks like fields", "42 (x) R 7 7 7 (y) D" + tail, Stat{State: "D", PPID: 1, PGRP: 42, StartTicks: 987654}, true},
 		{"no parenthesis", "42 sleep S" + tail, Stat{}, false},
 		{"cut short", "42 (sleep) S 1 42 42", Stat{}, false},

@@ -11,12 +11,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // Phases, in the order a life cycle goes through them. A phase whose step is not configured
@@ -228,12 +228,8 @@ func Self(argv []string) Process {
 // Alive reports whether p is still running: its pid exists, is not a zombie, and started
 // when p did (not a later process that reused the pid).
 func (p Process) Alive() bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
-	if err != nil {
-		return false
-	}
-	state, ticks, ok := parseStat(string(stat))
-	return ok && state != "Z" && state != "X" && (p.StartTicks == 0 || ticks == p.StartTicks)
+	st, err := proc.ReadStat(p.PID)
+	return err == nil && !st.Exited() && (p.StartTicks == 0 || st.StartTicks == p.StartTicks)
 }
 
 // ProveSvinit tells whether p, the svinit of a state file, is still that svinit, before
@@ -252,26 +248,6 @@ func (p Process) ProveSvinit() error {
 
 // StartTicks returns when pid started, in clock ticks since boot; 0 when unknown.
 func StartTicks(pid int) uint64 {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	_, ticks, _ := parseStat(string(stat))
-	return ticks
-}
-
-// parseStat returns the state (field 3) and start time (field 22) of a /proc/PID/stat line.
-// The command name (field 2) may hold spaces and parentheses, so fields are counted from
-// its last ')'.
-func parseStat(line string) (state string, ticks uint64, ok bool) {
-	i := strings.LastIndexByte(line, ')')
-	if i < 0 {
-		return "", 0, false
-	}
-	f := strings.Fields(line[i+1:]) // f[0] is field 3
-	if len(f) < 20 {
-		return "", 0, false
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	return f[0], ticks, err == nil
+	st, _ := proc.ReadStat(pid)
+	return st.StartTicks
 }
