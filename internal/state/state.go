@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/proc"
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // Phases, in the order a life cycle goes through them. A phase whose step is not configured
@@ -173,13 +174,14 @@ const maxSize = 1 << 20
 // could have planted: a symlink (never followed), anything but a regular file, a file owned
 // by neither root nor the caller, or one that group or others can write.
 func Read(path string) (State, error) {
-	// O_NONBLOCK: a FIFO planted here must not hang the reader before it is refused.
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	f, err := regfile.Open(path, false)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return State{}, fmt.Errorf("%s: %w (is svinit running with this --state-file?)", path, ErrNoState)
 	case errors.Is(err, unix.ELOOP):
 		return State{}, fmt.Errorf("%s: %w: it is a symlink, which svinit does not follow (another user may have planted it): remove it", path, ErrUntrusted)
+	case errors.Is(err, regfile.ErrNotRegular):
+		return State{}, fmt.Errorf("%s: %w: not a regular file: remove it", path, ErrUntrusted)
 	case err != nil:
 		return State{}, err
 	}
@@ -204,9 +206,6 @@ func Read(path string) (State, error) {
 
 // trusted checks the opened state file fi is one only root or the caller could have written.
 func trusted(path string, fi fs.FileInfo) error {
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: %w: not a regular file: remove it", path, ErrUntrusted)
-	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("%s: %w: its owner is unknown", path, ErrUntrusted)
