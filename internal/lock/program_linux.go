@@ -1,11 +1,12 @@
 package lock
 
 import (
-	"bytes"
 	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // pidNamespace identifies this process's PID namespace ("pid:[4026531836]"): process group
@@ -42,28 +43,9 @@ func groupRuns(pgid int) bool {
 		if err != nil {
 			continue
 		}
-		if state, pgrp, ok := procGroup(pid); ok && pgrp == pgid && state != "Z" && state != "X" {
+		if st, err := proc.ReadStat(pid); err == nil && st.PGRP == pgid && !st.Exited() {
 			return true
 		}
 	}
 	return false
-}
-
-// procGroup reads the state (field 3) and process group (field 5) of /proc/PID/stat,
-// counting from the last ')' since the command name may hold spaces and parentheses.
-func procGroup(pid int) (state string, pgrp int, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", 0, false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 3 {
-		return "", 0, false
-	}
-	pgrp, err = strconv.Atoi(string(f[2]))
-	return string(f[0]), pgrp, err == nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/atomicfile"
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // Options are the settings shared by every template.
@@ -109,7 +110,7 @@ func checkDst(dst, src string) error {
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("%s: the DST %s is a directory: name the file to write, or render a directory SRC into it", src, dst)
 	case err == nil && !fi.Mode().IsRegular():
-		return fmt.Errorf("%s: the DST %s is a %s, not a file: svinit will not replace it", src, dst, fileType(fi.Mode()))
+		return fmt.Errorf("%s: the DST %s is a %s, not a file: svinit will not replace it", src, dst, regfile.Kind(fi.Mode()))
 	case err == nil:
 		if sfi, err := os.Stat(src); err == nil && os.SameFile(fi, sfi) {
 			return fmt.Errorf("%s: the DST %s is the template itself: render to another path", src, dst)
@@ -133,18 +134,6 @@ func checkDst(dst, src string) error {
 		}
 		return nil
 	}
-}
-
-func fileType(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	}
-	return "special file"
 }
 
 // Files returns the DST paths, in the order they are written.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // stopWaiterGrace bounds how long svinit as PID 1 lets `svinit stop --wait` processes read
@@ -91,8 +93,8 @@ func processes() []int {
 func descendants(root int) []int {
 	children := map[int][]int{}
 	for _, pid := range processes() {
-		if ppid, ok := parentOf(pid); ok {
-			children[ppid] = append(children[ppid], pid)
+		if st, err := proc.ReadStat(pid); err == nil {
+			children[st.PPID] = append(children[st.PPID], pid)
 		}
 	}
 	var out []int
@@ -104,23 +106,4 @@ func descendants(root int) []int {
 		queue = append(queue, children[pid]...)
 	}
 	return out
-}
-
-// parentOf reads the parent pid from /proc/PID/stat, whose second field (the command name
-// in parentheses) may itself contain spaces and parentheses.
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := bytes.Fields(b[i+1:])
-	if len(fields) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(string(fields[1]))
-	return ppid, err == nil
 }
