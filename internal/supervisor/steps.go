@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -186,9 +187,10 @@ func (s *Supervisor) activate(ctx context.Context) error {
 }
 
 // installLicense writes l's license file to --license-file and its key, if any, beside it
-// (<license-file>.key), both 0600 and the child's, unless they hold it already. Each is
-// replaced atomically, the key first, so that a program that notices the new file finds
-// its key already there. changed reports that another license replaced one written before.
+// (<license-file>.key), both 0600 and the child's, unless they hold it already. The two are
+// replaced together, all or nothing, so that the program never finds a key beside a file it
+// does not open; a license without a key removes a key file left by an earlier one. changed
+// reports that another license replaced one written before.
 func (s *Supervisor) installLicense(l license.Lease) (changed bool, err error) {
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
@@ -199,15 +201,20 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 	if bytes.Equal(l.File, s.licenseFile) && l.FileKey == s.licenseKey {
 		return false, nil
 	}
+	keyFile := s.cfg.LicenseFile + ".key"
+	// The key is put in place first: a program that notices the new file finds its key.
+	var files []atomicfile.File
 	if l.FileKey != "" {
-		keyFile := s.cfg.LicenseFile + ".key"
-		if err := atomicfile.WriteFor(keyFile, []byte(l.FileKey), 0o600, s.childOwner(), s.log); err != nil {
-			return false, fmt.Errorf("write %s: %w", keyFile, err)
-		}
+		files = append(files, atomicfile.File{Dst: keyFile, Content: []byte(l.FileKey), Mode: 0o600})
 	}
-	// Replaced atomically, as the rendered configs are: the program never reads half a license.
-	if err := atomicfile.WriteFor(s.cfg.LicenseFile, l.File, 0o600, s.childOwner(), s.log); err != nil {
-		return false, fmt.Errorf("write %s: %w", s.cfg.LicenseFile, err)
+	files = append(files, atomicfile.File{Dst: s.cfg.LicenseFile, Content: l.File, Mode: 0o600})
+	if err := atomicfile.WriteAll(files, s.childOwner(), s.log); err != nil {
+		return false, fmt.Errorf("write the license: %w", err)
+	}
+	if l.FileKey == "" {
+		if err := os.Remove(keyFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn().Err(err).Str("file", keyFile).Msg("cannot remove the key of the license replaced")
+		}
 	}
 	changed = s.licenseFile != nil
 	s.licenseFile, s.licenseKey = l.File, l.FileKey
