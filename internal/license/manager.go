@@ -27,7 +27,8 @@ type ManagerOptions struct {
 	// retry).
 	MinBackoff, MaxBackoff time.Duration
 	// OnLease, when set, is called with each lease taken or renewed (for svinit's state
-	// file), from the goroutine that took it; it must not block.
+	// file and a changed license file), from the goroutine that took it: the next heartbeat
+	// waits for it, so it writes a few small files at most and never waits on the network.
 	OnLease func(Lease)
 }
 
