@@ -14,6 +14,7 @@ import (
 
 	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/atomicfile"
+	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
 	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
@@ -130,6 +131,26 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 		}
 	}
 	return license.New(cfg)
+}
+
+// checkLicenseFiles finds what would make writing --license-file, its key or the journal
+// fail after a seat was taken, so that the start fails before it takes anything.
+func checkLicenseFiles(cfg config.Config, licensed bool) error {
+	var errs []error
+	if cfg.LicenseFile != "" {
+		for _, path := range []string{cfg.LicenseFile, cfg.LicenseFile + ".key"} {
+			if err := atomicfile.CheckDst(path); err != nil {
+				errs = append(errs, fmt.Errorf("--license-file %s: %w", cfg.LicenseFile, err))
+				break
+			}
+		}
+	}
+	if _, inSecret := k8s.SecretName(cfg.LicenseState); licensed && cfg.LicenseState != "" && !inSecret {
+		if err := atomicfile.CheckDst(cfg.LicenseState); err != nil {
+			errs = append(errs, fmt.Errorf("--license-state %s: %w", cfg.LicenseState, err))
+		}
+	}
+	return config.Join(errs...)
 }
 
 // activate takes a license seat for the child's life; a no-op without a provider.

@@ -121,6 +121,7 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--license-state %s: %w", p.Config.LicenseState, err))
 		}
 	}
+	errs = append(errs, checkLicenseFiles(p.Config, provider != nil))
 	if len(p.Config.Program) > 0 && !p.Config.DryRun {
 		// As the child will look for it: in its PATH, with its user's rights.
 		errs = append(errs, checkProgram(p.Config.Program[0], s.childEnv, s.user))
