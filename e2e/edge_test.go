@@ -101,12 +101,24 @@ func TestProgramProblemFoundBeforeAnythingIsTaken(t *testing.T) {
 	if err := os.Chmod(rootOnly, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// A program reached through a directory the user may not enter, by a symlink out of it.
+	private := filepath.Join(userDir(t, 0), "private")
+	if err := os.MkdirAll(filepath.Join(private, "bin"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/bin/true", filepath.Join(private, "bin", "prog")); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		extra []string
 		code  int
 	}{
 		{"not found", []string{"--", "no-such-program-svinit"}, 127},
+		{"behind a directory --user cannot enter", []string{"--user", "1234:1234", "--", filepath.Join(private, "bin", "prog")}, 126},
 		{"not found by path", []string{"--", "/nonexistent/program"}, 127},
 		{"not executable by --user", []string{"--user", "1234:1234", "--", rootOnly}, 126},
 	} {

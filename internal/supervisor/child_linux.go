@@ -162,33 +162,38 @@ func checkProgram(program string, env []string, user *account.Account) error {
 		}
 		return nil
 	}
+	// Every directory on the way, as given and after each symlink, must let the user in.
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return &startError{program: program, code: execFailureCode(err), err: err}
 	}
+	given, _ := filepath.Abs(path)
 	real, _ = filepath.Abs(real)
-	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
-		if di, err := os.Stat(dir); err == nil && !permits(di, user, 1) {
-			return cannot(fmt.Sprintf("uid %d cannot enter %s (--user)", user.UID, dir))
-		}
-		if dir == "/" {
-			break
+	for _, p := range []string{given, real} {
+		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+			if di, err := os.Stat(dir); err == nil && !permits(dir, di, user, 1) {
+				return cannot(fmt.Sprintf("uid %d cannot enter %s (--user)", user.UID, dir))
+			}
+			if dir == "/" {
+				break
+			}
 		}
 	}
-	if !permits(fi, user, 1) {
+	if !permits(real, fi, user, 1) {
 		return cannot(fmt.Sprintf("uid %d may not execute it (--user): chmod it, or chown it to that user", user.UID))
 	}
-	if isScript(path) && !permits(fi, user, 4) {
+	if isScript(path) && !permits(real, fi, user, 4) {
 		return cannot(fmt.Sprintf("uid %d may not read the script (--user): chmod it, or chown it to that user", user.UID))
 	}
 	return nil
 }
 
 // permits reports whether user has the permission bits (4 read, 1 execute) on fi, by its
-// owner, group and other bits, as the kernel decides for a process that is not root.
-func permits(fi os.FileInfo, user *account.Account, bits uint32) bool {
+// owner, group and other bits, as the kernel decides for a process that is not root. A
+// file with an access ACL is given the benefit of the doubt: the kernel decides at exec.
+func permits(path string, fi os.FileInfo, user *account.Account, bits uint32) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
+	if !ok || hasACL(path) {
 		return true
 	}
 	perm := uint32(fi.Mode().Perm())
@@ -199,6 +204,13 @@ func permits(fi os.FileInfo, user *account.Account, bits uint32) bool {
 		perm >>= 3
 	}
 	return perm&bits == bits
+}
+
+// hasACL reports whether path carries a POSIX access ACL, which may grant what its mode
+// bits do not.
+func hasACL(path string) bool {
+	_, err := unix.Getxattr(path, "system.posix_acl_access", nil)
+	return err == nil
 }
 
 // isScript reports whether the file at path starts with "#!": its interpreter must read it.
