@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/atomicfile"
 	"github.com/svinit/svinit/internal/regfile"
@@ -147,10 +146,8 @@ func readInstanceFile(path string) (string, error) {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return "", err
-	case errors.Is(err, unix.ELOOP):
-		return "", fmt.Errorf("instance id file %s is a symlink, which svinit does not follow: remove it (a new id is generated) or put the id in a regular file", path)
 	case errors.Is(err, regfile.ErrNotRegular):
-		return "", fmt.Errorf("instance id file %s is not a regular file: remove it (a new id is generated)", path)
+		return "", fmt.Errorf("instance id file %s: %w: remove it (a new id is generated) or put the id in a regular file", path, err)
 	case err != nil:
 		return "", fmt.Errorf("instance id: %w", err)
 	}

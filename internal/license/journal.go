@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/atomicfile"
 	"github.com/svinit/svinit/internal/regfile"
@@ -105,10 +104,8 @@ func (j *Journal) Load(context.Context) (Record, bool, error) {
 func (j *Journal) read() ([]byte, error) {
 	f, err := regfile.Open(j.path, false)
 	switch {
-	case errors.Is(err, unix.ELOOP):
-		return nil, j.symlinkError()
 	case errors.Is(err, regfile.ErrNotRegular):
-		return nil, fmt.Errorf("%s is not a regular file; remove it, or point --license-state elsewhere", j.path)
+		return nil, fmt.Errorf("%s: %w: remove it, or point --license-state at a directory only svinit's user can write", j.path, err)
 	case err != nil:
 		return nil, err
 	}

@@ -11,20 +11,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrNotRegular is what Open's error wraps when path is not a regular file.
+// ErrNotRegular is what Open's error wraps when path is not a regular file, a symlink not
+// followed included.
 var ErrNotRegular = errors.New("not a regular file")
 
 // Open opens path for reading and refuses it, with an error wrapping ErrNotRegular that
 // names what it is ("not a regular file (a named pipe)"), unless it is a regular file. That
-// error leaves naming path to the caller. Opening does not block: O_NONBLOCK lets the open
-// of a FIFO return so that it can be refused. Without followSymlinks a symlink at path is
-// not followed and fails with unix.ELOOP, for a path another user could plant a link at.
+// error leaves naming path, and the fix, to the caller. Opening does not block: O_NONBLOCK
+// lets the open of a FIFO return so that it can be refused. Without followSymlinks a
+// symlink at path is refused the same way, "(a symlink, which svinit does not follow)",
+// for a path another user could plant a link at.
 func Open(path string, followSymlinks bool) (*os.File, error) {
 	flag := os.O_RDONLY | unix.O_NONBLOCK // os.OpenFile adds O_CLOEXEC
 	if !followSymlinks {
 		flag |= unix.O_NOFOLLOW
 	}
 	f, err := os.OpenFile(path, flag, 0)
+	if errors.Is(err, unix.ELOOP) && !followSymlinks {
+		return nil, fmt.Errorf("%w (a symlink, which svinit does not follow)", ErrNotRegular)
+	}
 	if err != nil {
 		return nil, err
 	}

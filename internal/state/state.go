@@ -105,7 +105,7 @@ func usableDir(dir string) error {
 	switch {
 	case !fi.IsDir():
 		return fmt.Errorf("%s: not a directory", dir)
-	case !ok || (st.Uid != 0 && st.Uid != uint32(os.Geteuid())) || fi.Mode().Perm()&0o022 != 0:
+	case !ok || foreignOwner(st) || othersMayWrite(fi):
 		return fmt.Errorf("%s: another user could write in it", dir)
 	}
 	return unix.Access(dir, unix.W_OK)
@@ -178,10 +178,8 @@ func Read(path string) (State, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return State{}, fmt.Errorf("%s: %w (is svinit running with this --state-file?)", path, ErrNoState)
-	case errors.Is(err, unix.ELOOP):
-		return State{}, fmt.Errorf("%s: %w: it is a symlink, which svinit does not follow (another user may have planted it): remove it", path, ErrUntrusted)
 	case errors.Is(err, regfile.ErrNotRegular):
-		return State{}, fmt.Errorf("%s: %w: not a regular file: remove it", path, ErrUntrusted)
+		return State{}, fmt.Errorf("%s: %w: %w (another user may have planted it): remove it", path, ErrUntrusted, err)
 	case err != nil:
 		return State{}, err
 	}
@@ -210,14 +208,21 @@ func trusted(path string, fi fs.FileInfo) error {
 	if !ok {
 		return fmt.Errorf("%s: %w: its owner is unknown", path, ErrUntrusted)
 	}
-	if me := uint32(os.Geteuid()); st.Uid != 0 && st.Uid != me {
-		return fmt.Errorf("%s: %w: owned by uid %d, neither root nor you (uid %d), so another user may have planted it: remove it, or name svinit's own with --state-file", path, ErrUntrusted, st.Uid, me)
+	if foreignOwner(st) {
+		return fmt.Errorf("%s: %w: owned by uid %d, neither root nor you (uid %d), so another user may have planted it: remove it, or name svinit's own with --state-file", path, ErrUntrusted, st.Uid, os.Geteuid())
 	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("%s: %w: others can write it (mode %#o; svinit writes 0644): remove it", path, ErrUntrusted, uint32(perm))
+	if othersMayWrite(fi) {
+		return fmt.Errorf("%s: %w: others can write it (mode %#o; svinit writes 0644): remove it", path, ErrUntrusted, uint32(fi.Mode().Perm()))
 	}
 	return nil
 }
+
+// foreignOwner says whether a file belongs to neither root nor the caller: another user
+// may have put it there.
+func foreignOwner(st *syscall.Stat_t) bool { return st.Uid != 0 && st.Uid != uint32(os.Geteuid()) }
+
+// othersMayWrite says whether the group or others may write fi.
+func othersMayWrite(fi fs.FileInfo) bool { return fi.Mode().Perm()&0o022 != 0 }
 
 // Self describes the calling process.
 func Self(argv []string) Process {
