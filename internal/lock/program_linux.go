@@ -34,15 +34,11 @@ func groupRuns(pgid int) bool {
 	if self, err := os.Readlink("/proc/self"); err != nil || self != strconv.Itoa(os.Getpid()) {
 		return true
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
+	pids := proc.PIDs()
+	if pids == nil {
 		return true
 	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range pids {
 		if st, err := proc.ReadStat(pid); err == nil && st.PGRP == pgid && !st.Exited() {
 			return true
 		}
