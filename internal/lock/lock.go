@@ -170,16 +170,17 @@ func (l *Lock) FD() int {
 	return l.fd
 }
 
-// ProgramStarted adds the program's process group to the owner record, for a program that
-// closes the descriptor it inherited: a waiter in the same PID namespace then counts the
-// lock held while any process of that group runs. No fsync: the group means nothing after
+// ProgramStarted adds the program's process group and its leader's start time to the owner
+// record, for a program that closes the descriptor it inherited: a waiter in the same PID
+// namespace then counts the lock held while any process of that group runs. Call it before
+// the leader (the program, pgid its pid) is reaped. No fsync: the group means nothing after
 // a reboot.
 func (l *Lock) ProgramStarted(pgid int) error {
 	if l == nil {
 		return nil
 	}
 	rec := l.rec
-	rec.Group = pgid
+	rec.Group, rec.GroupStart = pgid, leaderStart(pgid)
 	data, err := encodeRecord(rec)
 	if err != nil {
 		return err

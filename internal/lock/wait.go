@@ -363,7 +363,7 @@ func (w *waiter) judge(h holding, now time.Time) verdict {
 	case h.flock == flockFree && h.rec.BootID != "" && h.rec.BootID == w.rec.BootID:
 		// Every copy of the holder's flock is closed; a program that closed its own copy
 		// may still run, and counts as long as its group is seen.
-		if h.rec.PIDNamespace != "" && h.rec.PIDNamespace == w.rec.PIDNamespace && groupRuns(h.rec.Group) {
+		if h.rec.PIDNamespace != "" && h.rec.PIDNamespace == w.rec.PIDNamespace && groupRuns(h.rec.Group, h.rec.GroupStart) {
 			return liveProgram
 		}
 		return dead
