@@ -296,6 +296,10 @@ func TestProgramStartedRecordsTheGroup(t *testing.T) {
 	if (*Lock)(nil).FD() != -1 || l.FD() < 0 {
 		t.Errorf("FD: nil lock %d, held lock %d", (*Lock)(nil).FD(), l.FD())
 	}
+	// What the program inherits cannot change the record.
+	if _, err := unix.Write(l.FD(), []byte("XXXXXXXX")); err != unix.EBADF {
+		t.Errorf("write to the program's descriptor: %v, want EBADF", err)
+	}
 }
 
 // On a file system whose flock is not shared with the holder's node, a free flock proves
