@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -55,5 +56,23 @@ func TestExited(t *testing.T) {
 		if got := (Stat{State: state}).Exited(); got != want {
 			t.Errorf("Stat{State: %q}.Exited() = %v, want %v", state, got, want)
 		}
+	}
+}
+
+func TestPIDsAndSameExecutable(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pids := PIDs()
+	if !slices.Contains(pids, os.Getpid()) || !slices.Contains(pids, cmd.Process.Pid) {
+		t.Errorf("PIDs() = %v; want this process %d and its child %d among them", pids, os.Getpid(), cmd.Process.Pid)
+	}
+	if !SameExecutable(os.Getpid()) {
+		t.Error("SameExecutable(self) = false")
+	}
+	if SameExecutable(cmd.Process.Pid) {
+		t.Error("SameExecutable(sleep) = true")
 	}
 }

@@ -33,12 +33,12 @@ func (e *startError) Unwrap() error { return e.err }
 // spawn forks and execs argv in its own process group, handing it the terminal when svinit
 // holds it. It never waits for the child: the reaper owns every exit. The child gets the
 // signal mask svinit was started with and its original RLIMIT_NOFILE (the Go runtime keeps
-// both for children), and every inherited descriptor that is not close-on-exec.
+// both for children), and the descriptors in fds (svinit's inherited ones and the lock's; -1
+// is skipped) at their numbers.
 // With user set, the child runs as that user, its supplementary groups set to the user's.
-// With lockFD not -1, the child holds a copy of the lock's descriptor, at the same number.
 // The child gets SIGKILL when svinit dies, however it dies: call spawn through
 // startOnOwnThread.
-func spawn(argv, env []string, user *account.Account, lockFD int) (int, error) {
+func spawn(argv, env []string, user *account.Account, fds []int) (int, error) {
 	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, err
@@ -56,7 +56,7 @@ func spawn(argv, env []string, user *account.Account, lockFD int) (int, error) {
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   env,
-		Files: childFiles(lockFD),
+		Files: childFiles(fds),
 		Sys:   sys,
 	})
 	if err != nil {

@@ -243,14 +243,15 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 }
 
 // spawnChild starts the program through the reaper, from a thread of its own (see
-// startOnOwnThread) and holding lockFD, and records its pid for the license reload signal,
-// under the lock the license rewrites take. Call release once the child has been reaped.
-func (s *Supervisor) spawnChild(lockFD int) (pid int, exited <-chan unix.WaitStatus, release func(), err error) {
+// startOnOwnThread) and holding fds at their numbers, and records its pid for the license
+// reload signal, under the lock the license rewrites take. Call release once the child has
+// been reaped.
+func (s *Supervisor) spawnChild(fds []int) (pid int, exited <-chan unix.WaitStatus, release func(), err error) {
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
 	release = func() {}
 	pid, exited, err = s.reaper.Start(func() (pid int, err error) {
-		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, lockFD) })
+		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, fds) })
 		return pid, err
 	})
 	if err == nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -189,7 +190,7 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
 	}
 	started := time.Now()
-	pid, exited, release, err := s.spawnChild(held.FD())
+	pid, exited, release, err := s.spawnChild(append(slices.Clip(inherited), held.FD()))
 	defer release() // after the child has been reaped: its thread may end
 	if err != nil {
 		var se *startError
