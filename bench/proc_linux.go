@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // pollEvery paces every wait on /proc: short enough to add little to a start-up, long
@@ -77,12 +78,8 @@ func waitForComm(pid int, comm string, limit time.Duration) error {
 }
 
 func isZombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.State == "Z"
 }
 
 // memStatus reads VmHWM and VmRSS of pid, in bytes.

@@ -64,11 +64,18 @@ func TestConfigErrorIsExit2BeforeAnythingIsTaken(t *testing.T) {
 		{"no instance id", nil, nil, "--instance-id"},
 		{"short license key", []string{"SVINIT_LICENSE_KEY=abc"}, []string{"--instance-id", "pod-a"}, "license key from SVINIT_LICENSE_KEY"},
 		{"suffix without names", []string{"SVINIT_ENV_FILE_SUFFIX=_FILE"}, []string{"--instance-id", "pod-a"}, "--file-env"},
+		{"license file under a file", nil, []string{"--instance-id", "pod-a", "--license-file", "{dir}/app.conf.tmpl/license"}, "--license-file"},
+		{"license file is a directory", nil, []string{"--instance-id", "pod-a", "--license-file", "{dir}"}, "--license-file"},
+		{"journal under a file", nil, []string{"--instance-id", "pod-a", "--license-state", "{dir}/app.conf.tmpl/journal"}, "--license-state"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := newTakings(t)
 			env := append([]string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey, "SVINIT_INSTANCE_ID=", "SVINIT_POD_NAME=", "SVINIT_POD_UID="}, tc.env...)
-			s := startSvinit(t, modes[1], "env", env, append(append(tk.args(), tc.extra...), "--", selfBin)...)
+			extra := make([]string, len(tc.extra))
+			for i, arg := range tc.extra {
+				extra[i] = strings.ReplaceAll(arg, "{dir}", tk.dir)
+			}
+			s := startSvinit(t, modes[1], "env", env, append(append(tk.args(), extra...), "--", selfBin)...)
 			if code := s.wait(); code != 2 {
 				t.Errorf("exit %d, want 2", code)
 			}
@@ -94,12 +101,24 @@ func TestProgramProblemFoundBeforeAnythingIsTaken(t *testing.T) {
 	if err := os.Chmod(rootOnly, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// A program reached through a directory the user may not enter, by a symlink out of it.
+	private := filepath.Join(userDir(t, 0), "private")
+	if err := os.MkdirAll(filepath.Join(private, "bin"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/bin/true", filepath.Join(private, "bin", "prog")); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		extra []string
 		code  int
 	}{
 		{"not found", []string{"--", "no-such-program-svinit"}, 127},
+		{"behind a directory --user cannot enter", []string{"--user", "1234:1234", "--", filepath.Join(private, "bin", "prog")}, 126},
 		{"not found by path", []string{"--", "/nonexistent/program"}, 127},
 		{"not executable by --user", []string{"--user", "1234:1234", "--", rootOnly}, 126},
 	} {

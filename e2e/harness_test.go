@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/logbuf"
+	"github.com/svinit/svinit/internal/proc"
 	"github.com/svinit/svinit/internal/proctest"
 )
 
@@ -213,13 +213,11 @@ func zombiesOf(ppid int) int {
 	entries, _ := os.ReadDir("/proc")
 	n := 0
 	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		i := bytes.LastIndexByte(b, ')')
-		f := bytes.Fields(b[i+1:])
-		if len(f) > 2 && string(f[0]) == "Z" && string(f[1]) == strconv.Itoa(ppid) {
+		if st, err := proc.ReadStat(pid); err == nil && st.State == "Z" && st.PPID == ppid {
 			n++
 		}
 	}
@@ -227,13 +225,8 @@ func zombiesOf(ppid int) int {
 }
 
 func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	f := bytes.Fields(b[i+1:])
-	return len(f) > 0 && string(f[0]) != "Z"
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.State != "Z"
 }
 
 // readFile returns path's content; a missing file reads as empty.

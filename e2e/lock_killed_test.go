@@ -156,6 +156,79 @@ func TestLockHeldByTheProgramNotByLicenseCommands(t *testing.T) {
 	}
 }
 
+// The promise: the program cannot change the lock's owner record, even as another user. It
+// holds the lock's flock through a read-only description; a write through it (here the
+// program's printf over the descriptor it inherited) is refused, and the release removes
+// the lock as its own.
+func TestProgramCannotWriteTheLockRecord(t *testing.T) {
+	requireRoot(t)
+	dir := userDir(t, 1234)
+	lockPath, rec := filepath.Join(t.TempDir(), "lock"), filepath.Join(dir, "rec")
+	program := filepath.Join(dir, "program")
+	writeFile(t, program, `#!/bin/sh
+for f in /proc/$$/fd/*; do
+	[ "$(readlink "$f")" = "$LOCK" ] || continue
+	if printf XXXXXXXX >&"${f##*/}" 2>/dev/null; then echo wrote >> "$REC"; else echo refused >> "$REC"; fi
+done
+echo ready >> "$REC"
+exec sleep 600
+`)
+	os.Chmod(program, 0o755)
+	s := startSvinit(t, modes[1], "", []string{"REC=" + rec, "LOCK=" + lockPath},
+		"--lock", lockPath, "--user", "1234:1234", "--", program)
+	waitLine(t, rec, "ready")
+	if !hasLine(rec, "refused") {
+		t.Errorf("the program's write to the lock's descriptor was not refused: %q", readFile(t, rec))
+	}
+	if b := readFile(t, lockPath); !strings.HasPrefix(b, `{"hostname"`) {
+		t.Errorf("lock record changed by the program: %q", b)
+	}
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	}
+	if strings.Contains(s.stderr.String(), "another holder") {
+		t.Errorf("svinit took its own lock for another's:\n%s", s.stderr.String())
+	}
+	if _, err := os.Lstat(lockPath); !os.IsNotExist(err) {
+		t.Errorf("lock file left behind: %v", err)
+	}
+}
+
+// The promise: the program gets every descriptor svinit was started with, at its number; the
+// license commands svinit runs before it get none of them (a vendor CLI's leftover daemon
+// would hold a socket or a pipe open on the program's behalf).
+func TestInheritedDescriptorsReachOnlyTheProgram(t *testing.T) {
+	dir := t.TempDir()
+	low, high := filepath.Join(dir, "inherited-7"), filepath.Join(dir, "inherited-40")
+	writeFile(t, low, "")
+	writeFile(t, high, "")
+	fds, rec := filepath.Join(dir, "fds"), filepath.Join(dir, "rec")
+	script := filepath.Join(dir, "vendor-cli")
+	writeFile(t, script, "#!/bin/sh\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done >> "+fds+"\necho \"$SVINIT_LICENSE_ACTION\" >> "+fds+"\n")
+	os.Chmod(script, 0o755)
+	// What a parent (systemd, a shell) hands svinit: descriptors below and above the lock's.
+	m := mode{name: "inherits", wrap: []string{"bash", "-c", `exec 7<"$0" 40<"$1"; shift; exec "$@"`, low, high}}
+	s := startSvinit(t, m, "sleep", []string{"REC=" + rec, "SVINIT_LICENSE_KEY=" + testKey},
+		"--lock", filepath.Join(dir, "lock"), "--license-provider", "exec", "--license-activate-cmd", script,
+		"--license-deactivate-cmd", script, "--instance-id", "pod-a", "--", selfBin)
+	waitLine(t, rec, "ready")
+	child := childOfSvinit(t, s)
+	for fd, path := range map[int]string{7: low, 40: high} {
+		if target, _ := os.Readlink("/proc/" + strconv.Itoa(child) + "/fd/" + strconv.Itoa(fd)); target != path {
+			t.Errorf("the program's descriptor %d is %q, want the inherited %s", fd, target, path)
+		}
+	}
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	}
+	waitLine(t, fds, "deactivate")
+	if hasLine(fds, low) || hasLine(fds, high) {
+		t.Errorf("a license command got svinit's inherited descriptors:\n%s", readFile(t, fds))
+	}
+}
+
 // holdsFile reports whether process pid has path open.
 func holdsFile(pid int, path string) bool {
 	entries, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")

@@ -449,7 +449,7 @@ func testSweep(t *testing.T, c *cluster.Cluster) {
 	if sum["swept"] != 4.0 || sum["alive"] != 2.0 || sum["failed"] != 0.0 {
 		t.Errorf("sweep summary %v, want 4 swept, 2 alive, 0 failed", sum)
 	}
-	t.Logf("sweep of 6 entries (4 dead) took %vms", sum["elapsed"])
+	t.Logf("sweep of 6 entries (4 dead) took %vms", sum["elapsed_ms"])
 	if sweeper.stop(t) != 143 {
 		t.Error("the sweeper did not stop cleanly")
 	}
@@ -496,7 +496,7 @@ func testSweepBounded(t *testing.T, c *cluster.Cluster) {
 	if held.Load() == 0 || sum["swept"] != 0.0 || sum["failed"] != 1.0 || !strings.Contains(fmt.Sprint(sum["error"]), "deadline exceeded") {
 		t.Fatalf("%d deactivations held; sweep %v; want one held and the sweep cut at its deadline", held.Load(), sum)
 	}
-	t.Logf("the sweep gave up after %vms", sum["elapsed"])
+	t.Logf("the sweep gave up after %vms", sum["elapsed_ms"])
 	if _, ok := e.entries(t)[zombie.key()]; !ok || !e.srv.Holds(zombie.instance()) {
 		t.Fatal("the zombie's entry or seat went although its deactivation never finished")
 	}

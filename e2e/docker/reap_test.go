@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"slices"
@@ -12,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/proc"
 	"github.com/svinit/svinit/internal/proctest"
 )
 
@@ -137,15 +137,8 @@ func zombies(pid int) []int {
 
 // state returns the state letter of pid (R, S, Z...), "" if it is gone.
 func state(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ""
-	}
-	f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
-	if len(f) == 0 {
-		return ""
-	}
-	return string(f[0])
+	st, _ := proc.ReadStat(pid)
+	return st.State
 }
 
 func fileUID(fi os.FileInfo) int {

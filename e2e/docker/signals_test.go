@@ -24,7 +24,7 @@ func TestExitCodesPassThrough(t *testing.T) {
 		{"0", []string{helperPath, "0"}, 0, `"exit_code":0`},
 		{"3", []string{helperPath, "3"}, 3, `"exit_code":3`},
 		{"42", []string{helperPath, "42"}, 42, `"exit_code":42`},
-		{"program not found", []string{"/usr/local/bin/no-such-program"}, 127, `"cannot start the child"`},
+		{"program not found", []string{"/usr/local/bin/no-such-program"}, 127, "svinit: start /usr/local/bin/no-such-program: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newContainer(t)

@@ -42,7 +42,7 @@ func TestDockerStopDefaultsLeaveTimeToDeactivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newContainer(t)
-	c.start(append(helper("ignore-term"), "-v", dir+":/data", "-e", "SVINIT_LICENSE_KEY=k"),
+	c.start(append(helper("ignore-term"), "-v", dir+":/data", "-e", "SVINIT_LICENSE_KEY=key-of-the-test"),
 		"--license-provider", "exec", "--license-activate-cmd", "/data/license", "--license-deactivate-cmd", "/data/license",
 		"--instance-id", "docker-stop", "--", helperPath)
 	c.waitLog("ready")

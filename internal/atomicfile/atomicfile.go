@@ -179,7 +179,7 @@ func (s *staged) place() error {
 		s.existed = true
 		if err = exchange(s.tmp, s.dst); err == nil {
 			s.oldKept = true
-		} else if errors.Is(err, syscall.EINVAL) { // a file system that cannot exchange
+		} else if cannotExchange(err) {
 			err = os.Rename(s.tmp, s.dst)
 		}
 	}

@@ -148,3 +148,23 @@ func TestPlantedSymlinksNotFollowed(t *testing.T) {
 		t.Errorf("the symlink under a temporary file's name is left: %v", err)
 	}
 }
+
+// Where renameat2 cannot exchange (a file system without it, a kernel or seccomp profile
+// without the call), files are still written, by a plain rename; a real failure is not
+// mistaken for that.
+func TestPlainRenameWhereExchangeIsMissing(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&os.LinkError{Op: "exchange", Err: syscall.EINVAL}, true},
+		{&os.LinkError{Op: "exchange", Err: syscall.ENOSYS}, true},
+		{&os.LinkError{Op: "exchange", Err: syscall.EPERM}, true},
+		{&os.LinkError{Op: "exchange", Err: syscall.ENOSPC}, false},
+		{&os.LinkError{Op: "exchange", Err: syscall.EROFS}, false},
+	} {
+		if got := cannotExchange(c.err); got != c.want {
+			t.Errorf("cannotExchange(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -13,4 +14,11 @@ func exchange(a, b string) error {
 		return &os.LinkError{Op: "exchange", Old: a, New: b, Err: err}
 	}
 	return nil
+}
+
+// cannotExchange says whether err means that exchange is not to be had here, so that a plain
+// rename must do: a file system without it (EINVAL), or a kernel or seccomp profile without
+// renameat2 (ENOSYS, EPERM).
+func cannotExchange(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM)
 }

@@ -157,16 +157,23 @@ func dryRun(s *supervisor.Supervisor, stdout, stderr io.Writer) int {
 const logTime = "2006-01-02T15:04:05.000Z07:00"
 
 // newLogger logs times in UTC, as a container's logs are read beside other machines' (and
-// local time would cost every start a read of /etc/localtime).
+// local time would cost every start a read of /etc/localtime). The time is added by a hook
+// of this logger's own rather than zerolog's package-level settings, which the logger of the
+// start-up checks would race.
 func newLogger(cfg config.Config, stderr io.Writer) zerolog.Logger {
-	zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
-	zerolog.TimeFieldFormat = logTime
 	w := stderr
 	if cfg.LogFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: logTime, TimeLocation: time.UTC}
 	}
 	level, _ := zerolog.ParseLevel(cfg.LogLevel) // validated by config.Parse
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	return zerolog.New(w).Level(level).Hook(utcTime{})
+}
+
+// utcTime stamps each event with the time in UTC, milliseconds included.
+type utcTime struct{}
+
+func (utcTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format(logTime))
 }
 
 // refuseSetID refuses a setuid or setgid svinit: it would run the child, and every file it

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"syscall"
+
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // maxSize bounds what one file may hold: an environment variable, not a data file.
@@ -70,18 +70,14 @@ func ReadFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("empty path")
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := regfile.Open(path, true)
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return "", fmt.Errorf("%w: mount the secret as a file", err)
+	}
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("not a regular file (%s): mount the secret as a file", fileType(fi.Mode()))
-	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
 	if err != nil {
 		return "", err
@@ -94,20 +90,6 @@ func ReadFile(path string) (string, error) {
 		return "", errors.New("contains a NUL byte, which an environment variable cannot hold")
 	}
 	return value, nil
-}
-
-func fileType(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&os.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	}
-	return m.Type().String()
 }
 
 // Lookup returns the value of name in env; the last one wins, as in getenv.

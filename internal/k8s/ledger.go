@@ -204,6 +204,6 @@ func (l *Ledger) SweepFor(ctx context.Context, d time.Duration, provider string,
 	if err != nil {
 		ev = l.log.Warn().Err(err)
 	}
-	ev.Int("swept", res.Swept).Int("alive", res.Alive).Int("failed", res.Failed).Dur("elapsed", time.Since(began)).
+	ev.Int("swept", res.Swept).Int("alive", res.Alive).Int("failed", res.Failed).Dur("elapsed_ms", time.Since(began)).
 		Msg("zombie sweep done")
 }

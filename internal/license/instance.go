@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/atomicfile"
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // Environment variables the integrator reads for InstanceID. The pod's name and UID come
@@ -142,19 +142,16 @@ func persistedInstanceID(path string) (string, error) {
 // send its first line to the license server, so none is followed, and only a regular file
 // is read (non-blocking: a FIFO would wait forever).
 func readInstanceFile(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	f, err := regfile.Open(path, false)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return "", err
-	case errors.Is(err, unix.ELOOP):
-		return "", fmt.Errorf("instance id file %s is a symlink, which svinit does not follow: remove it (a new id is generated) or put the id in a regular file", path)
+	case errors.Is(err, regfile.ErrNotRegular):
+		return "", fmt.Errorf("instance id file %s: %w: remove it (a new id is generated) or put the id in a regular file", path, err)
 	case err != nil:
 		return "", fmt.Errorf("instance id: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("instance id file %s is not a regular file: remove it (a new id is generated)", path)
-	}
 	data, err := io.ReadAll(io.LimitReader(f, maxInstanceFile))
 	if err != nil {
 		return "", fmt.Errorf("instance id: %w", err)

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/atomicfile"
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // Record states.
@@ -102,21 +102,14 @@ func (j *Journal) Load(context.Context) (Record, bool, error) {
 
 // read reads the journal without following a symlink, and without blocking on a FIFO.
 func (j *Journal) read() ([]byte, error) {
-	f, err := os.OpenFile(j.path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, j.symlinkError()
-	}
-	if err != nil {
+	f, err := regfile.Open(j.path, false)
+	switch {
+	case errors.Is(err, regfile.ErrNotRegular):
+		return nil, fmt.Errorf("%s: %w: remove it, or point --license-state at a directory only svinit's user can write", j.path, err)
+	case err != nil:
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file; remove it, or point --license-state elsewhere", j.path)
-	}
 	return io.ReadAll(f)
 }
 

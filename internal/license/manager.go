@@ -27,7 +27,8 @@ type ManagerOptions struct {
 	// retry).
 	MinBackoff, MaxBackoff time.Duration
 	// OnLease, when set, is called with each lease taken or renewed (for svinit's state
-	// file), from the goroutine that took it; it must not block.
+	// file and a changed license file), from the goroutine that took it: the next heartbeat
+	// waits for it, so it writes a few small files at most and never waits on the network.
 	OnLease func(Lease)
 }
 
@@ -140,7 +141,7 @@ func (m *Manager) Start(ctx context.Context) (Lease, error) {
 		return err
 	})
 	if err != nil {
-		m.log.Error().Err(err).Int("attempts", attempts).Dur("elapsed", time.Since(began)).Msg("activation failed")
+		m.log.Error().Err(err).Int("attempts", attempts).Dur("elapsed_ms", time.Since(began)).Msg("activation failed")
 		m.abortStart(ctx, uncertain)
 		return Lease{}, fmt.Errorf("license: %w", err)
 	}
@@ -154,8 +155,8 @@ func (m *Manager) Start(ctx context.Context) (Lease, error) {
 	m.lease, m.held = lease, true
 	m.mu.Unlock()
 	m.published(lease)
-	m.log.Info().Str("activation_id", lease.ID).Dur("ttl", lease.TTL).Int("attempts", attempts).
-		Dur("elapsed", time.Since(began)).Bool("license_file", len(lease.File) > 0).Msg("license activated")
+	m.log.Info().Str("activation_id", lease.ID).Dur("ttl_ms", lease.TTL).Int("attempts", attempts).
+		Dur("elapsed_ms", time.Since(began)).Bool("license_file", len(lease.File) > 0).Msg("license activated")
 	if lease.TTL > 0 {
 		m.startHeartbeat(ctx)
 	}
@@ -183,7 +184,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 	}
 	began := time.Now()
 	if err := m.giveBack(ctx, "deactivate", rec); err != nil {
-		m.log.Error().Err(err).Str("activation_id", lease.ID).Dur("elapsed", time.Since(began)).
+		m.log.Error().Err(err).Str("activation_id", lease.ID).Dur("elapsed_ms", time.Since(began)).
 			Msg("deactivation failed; the journal keeps the activation for the next start to reclaim")
 		return fmt.Errorf("license: %w", err)
 	}
@@ -194,7 +195,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 		m.log.Error().Err(err).Msg("deactivated, but cannot remove the journal record; the next start will deactivate again")
 		return fmt.Errorf("license: %w", err)
 	}
-	m.log.Info().Str("activation_id", lease.ID).Dur("elapsed", time.Since(began)).Msg("license deactivated")
+	m.log.Info().Str("activation_id", lease.ID).Dur("elapsed_ms", time.Since(began)).Msg("license deactivated")
 	return nil
 }
 
@@ -344,7 +345,7 @@ func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context)
 				wait, final = max(left, 0), true
 			}
 		}
-		m.log.Warn().Err(err).Str("op", op).Int("attempt", attempts).Dur("retry_in", wait).Msg("license request failed; retrying")
+		m.log.Warn().Err(err).Str("op", op).Int("attempt", attempts).Dur("retry_in_ms", wait).Msg("license request failed; retrying")
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -453,7 +454,7 @@ func (m *Manager) beat(ctx context.Context, l Lease) (ok bool, gone error) {
 	switch {
 	case err == nil:
 		m.renewed(ctx, nl, l.ID)
-		m.log.Debug().Str("activation_id", nl.ID).Dur("ttl", nl.TTL).Dur("elapsed", time.Since(began)).Msg("license heartbeat")
+		m.log.Debug().Str("activation_id", nl.ID).Dur("ttl_ms", nl.TTL).Dur("elapsed_ms", time.Since(began)).Msg("license heartbeat")
 		return true, nil
 	case ctx.Err() != nil:
 		return false, nil
@@ -495,7 +496,7 @@ func (m *Manager) reactivate(ctx context.Context, forget string) bool {
 		m.log.Error().Err(err).Str("activation_id", nl.ID).Msg("cannot journal the new activation id")
 	}
 	m.setLease(nl)
-	m.log.Warn().Str("activation_id", nl.ID).Dur("ttl", nl.TTL).Msg("license re-activated")
+	m.log.Warn().Str("activation_id", nl.ID).Dur("ttl_ms", nl.TTL).Msg("license re-activated")
 	return true
 }
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // ErrBadPath marks a lock path that can never work as given (missing or unwritable
@@ -92,20 +94,7 @@ func checkFile(path, clean string) error {
 	case mode.IsDir():
 		return badPath("lock %s: is a directory: point --lock at a file inside it, e.g. %s", path, filepath.Join(clean, "lock"))
 	default:
-		return badPath("lock %s: is a %s, not a regular file: remove it", path, fileKind(mode))
-	}
-}
-
-func fileKind(mode fs.FileMode) string {
-	switch {
-	case mode&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case mode&fs.ModeSocket != 0:
-		return "socket"
-	case mode&fs.ModeDevice != 0:
-		return "device"
-	default:
-		return "special file"
+		return badPath("lock %s: is a %s, not a regular file: remove it", path, regfile.Kind(mode))
 	}
 }
 

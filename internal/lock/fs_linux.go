@@ -24,9 +24,10 @@ func statID(st *unix.Stat_t) fileID { return fileID{dev: st.Dev, ino: st.Ino} }
 const lockFileMode = 0o644
 
 // createExclusive is the atomic take: it fails with EEXIST when anything, a symlink included,
-// is already at path.
+// is already at path. The descriptor is write-only and svinit's alone, for the record and
+// the heartbeat; its close is the IN_CLOSE_WRITE that wakes waiters when svinit dies.
 func createExclusive(path string) (int, error) {
-	fd, err := openRetrying(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, lockFileMode)
+	fd, err := openRetrying(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, lockFileMode)
 	if err != nil {
 		return -1, &os.PathError{Op: "create", Path: path, Err: err}
 	}
@@ -40,6 +41,29 @@ func openForInspection(path string) (int, error) {
 	fd, err := openRetrying(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return fd, nil
+}
+
+// openSameFile opens the file at path read-only and makes sure it is the inode id: errHeld
+// when the path names another file now (or none), which is the case of a file removed and
+// replaced since it was created or judged.
+func openSameFile(path string, id fileID) (int, error) {
+	fd, err := openForInspection(path)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) {
+		return -1, errHeld
+	}
+	if err != nil {
+		return -1, err
+	}
+	st, err := fstat(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if statID(&st) != id {
+		unix.Close(fd)
+		return -1, errHeld
 	}
 	return fd, nil
 }

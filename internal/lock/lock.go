@@ -134,7 +134,8 @@ func Acquire(ctx context.Context, opts Options) (*Lock, error) {
 // Lock is a held lock. It keeps the file's flock and refreshes its mtime until Release.
 type Lock struct {
 	path string
-	fd   int
+	fd   int // read-only: holds the flock, and is handed to the program
+	wfd  int // write-only, svinit's alone: the record and the heartbeat
 	id   fileID
 	rec  Record
 	log  zerolog.Logger
@@ -149,8 +150,8 @@ type Lock struct {
 	err  error
 }
 
-func newLock(path string, fd int, id fileID, rec Record, log zerolog.Logger) *Lock {
-	l := &Lock{path: path, fd: fd, id: id, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+func newLock(path string, fd, wfd int, id fileID, rec Record, log zerolog.Logger) *Lock {
+	l := &Lock{path: path, fd: fd, wfd: wfd, id: id, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.heartbeat()
 	return l
 }
@@ -158,11 +159,13 @@ func newLock(path string, fd int, id fileID, rec Record, log zerolog.Logger) *Lo
 // Owner is the record this instance wrote into the lock file.
 func (l *Lock) Owner() Record { return l.rec }
 
-// FD is the descriptor that holds the flock, or -1 without a lock. Hand it to the program
-// (without close-on-exec, in the program only): the flock belongs to the open file
+// FD is the read-only descriptor that holds the flock, or -1 without a lock. Hand it to the
+// program (without close-on-exec, in the program only): the flock belongs to the open file
 // description, so the kernel keeps the lock held until the last process holding a copy has
 // exited, whatever killed svinit. It stays close-on-exec here, so that no other command
-// svinit runs holds the lock.
+// svinit runs holds the lock. Being read-only, it lets the program change nothing in the
+// record; the program can still LOCK_UN it, which frees the flock for everyone holding it,
+// and then only the group in the record (ProgramStarted) keeps waiters off.
 func (l *Lock) FD() int {
 	if l == nil {
 		return -1
@@ -170,23 +173,24 @@ func (l *Lock) FD() int {
 	return l.fd
 }
 
-// ProgramStarted adds the program's process group to the owner record, for a program that
-// closes the descriptor it inherited: a waiter in the same PID namespace then counts the
-// lock held while any process of that group runs. No fsync: the group means nothing after
+// ProgramStarted adds the program's process group and its leader's start time to the owner
+// record, for a program that closes the descriptor it inherited: a waiter in the same PID
+// namespace then counts the lock held while any process of that group runs. Call it before
+// the leader (the program, pgid its pid) is reaped. No fsync: the group means nothing after
 // a reboot.
 func (l *Lock) ProgramStarted(pgid int) error {
 	if l == nil {
 		return nil
 	}
 	rec := l.rec
-	rec.Group = pgid
+	rec.Group, rec.GroupStart = pgid, leaderStart(pgid)
 	data, err := encodeRecord(rec)
 	if err != nil {
 		return err
 	}
 	// The group comes last in the record, so the new record only lengthens the old one and
 	// is written over it in one call.
-	if err := writeAt(l.fd, data, 0); err != nil {
+	if err := writeAt(l.wfd, data, 0); err != nil {
 		return fmt.Errorf("lock %s: record the program's group: %w", l.path, err)
 	}
 	return nil
@@ -238,10 +242,12 @@ func (l *Lock) release() error {
 			errs = append(errs, fmt.Errorf("lock %s: %w", l.path, unwrapPathError(err)))
 		}
 	}
-	if err := unix.Close(l.fd); err != nil {
-		errs = append(errs, fmt.Errorf("lock %s: close: %w", l.path, err))
+	for _, fd := range []int{l.wfd, l.fd} {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, fmt.Errorf("lock %s: close: %w", l.path, err))
+		}
 	}
-	l.log.Info().Dur("held", time.Since(l.rec.Started)).Msg("lock released")
+	l.log.Info().Dur("held_ms", time.Since(l.rec.Started)).Msg("lock released")
 	return combine(errs...)
 }
 
@@ -258,7 +264,7 @@ func (l *Lock) heartbeat() {
 			return
 		case <-t.C:
 		}
-		if err := touchNow(l.fd); err != nil && !touchFailed {
+		if err := touchNow(l.wfd); err != nil && !touchFailed {
 			touchFailed = true
 			l.log.Warn().Err(err).Msg("lock heartbeat failed; waiters on other nodes may take the lock as stale")
 		}

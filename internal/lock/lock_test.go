@@ -15,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -176,7 +178,96 @@ func TestHolderWhoseProgramRunsIsNotDead(t *testing.T) {
 	}
 }
 
-// ProgramStarted names the program's group in the record, which keeps every other field.
+// The promise: the live-program check counts the holder's program and nothing else. A group
+// number is the program's only while the recorded leader (by its start time) or members of
+// its group without a leader hold it; the waiter's own group, and a number re-used by an
+// unrelated leader, are not the program.
+func TestProgramGroupIsTheHoldersOnly(t *testing.T) {
+	sleeper := func(t *testing.T) int {
+		cmd := exec.Command("sleep", "60")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	// leaderGone leaves a member running in a group whose leader has exited and been reaped.
+	leaderGone := func(t *testing.T) (pgid int, start uint64) {
+		cmd := exec.Command("sh", "-c", "sleep 60 >/dev/null & echo $!; read x; exit 0")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		cmd.Stdout = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pgid = cmd.Process.Pid
+		t.Cleanup(func() { unix.Kill(-pgid, unix.SIGKILL) })
+		st, err := proc.ReadStat(pgid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat("/proc/" + strings.TrimSpace(out.String())); err != nil {
+			t.Fatalf("the member did not outlive its leader: %v", err)
+		}
+		return pgid, st.StartTicks
+	}
+	startOf := func(t *testing.T, pid int) uint64 {
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.StartTicks
+	}
+	for _, tc := range []struct {
+		name    string
+		program func(t *testing.T) (pgid int, start uint64)
+		counts  bool
+	}{
+		{"the waiter's own group", func(t *testing.T) (int, uint64) {
+			return unix.Getpgrp(), startOf(t, unix.Getpgrp())
+		}, false},
+		{"a group number re-used by another leader", func(t *testing.T) (int, uint64) {
+			pid := sleeper(t)
+			return pid, startOf(t, pid) + 1
+		}, false},
+		{"the recorded leader", func(t *testing.T) (int, uint64) {
+			pid := sleeper(t)
+			return pid, startOf(t, pid)
+		}, true},
+		{"a member whose leader has gone", leaderGone, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log, lines := testLogger(t)
+			path := lockPath(t)
+			pgid, start := tc.program(t)
+			gone := newRecord("old", time.Hour)
+			gone.Started, gone.Group, gone.GroupStart = time.Now().Add(-time.Minute), pgid, start
+			writeRecord(t, path, gone, time.Now())
+			l, err := Acquire(context.Background(), Options{Path: path, Timeout: 300 * time.Millisecond, OnTimeout: Fail, Logger: log})
+			switch {
+			case tc.counts && (!errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "live-program")):
+				t.Fatalf("Acquire over the running program: %v, want a timeout naming live-program", err)
+			case !tc.counts && err != nil:
+				t.Fatalf("Acquire over a group that is not the program's: %v, want the lock taken as dead", err)
+			case !tc.counts:
+				l.Release()
+				lines.waitFor(t, `"reason":"dead"`, 1, time.Second)
+			}
+		})
+	}
+}
+
+// ProgramStarted names the program's group and its leader's start in the record, which keeps
+// every other field.
 func TestProgramStartedRecordsTheGroup(t *testing.T) {
 	path := lockPath(t)
 	l, err := Acquire(context.Background(), Options{Path: path, Logger: zerolog.Nop()})
@@ -184,12 +275,17 @@ func TestProgramStartedRecordsTheGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	if err := l.ProgramStarted(4321); err != nil {
+	if err := l.ProgramStarted(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	rec, ok := decodeRecord([]byte(readFile(t, path)))
 	want := l.Owner()
-	want.Group = 4321
+	want.Group = os.Getpid()
+	if st, err := proc.ReadStat(os.Getpid()); err != nil || st.StartTicks == 0 {
+		t.Fatalf("ReadStat(self) = %+v, %v", st, err)
+	} else {
+		want.GroupStart = st.StartTicks
+	}
 	if !ok || !rec.Started.Equal(want.Started) {
 		t.Fatalf("record %+v (valid %v), want %+v", rec, ok, want)
 	}
@@ -199,6 +295,10 @@ func TestProgramStartedRecordsTheGroup(t *testing.T) {
 	}
 	if (*Lock)(nil).FD() != -1 || l.FD() < 0 {
 		t.Errorf("FD: nil lock %d, held lock %d", (*Lock)(nil).FD(), l.FD())
+	}
+	// What the program inherits cannot change the record.
+	if _, err := unix.Write(l.FD(), []byte("XXXXXXXX")); err != unix.EBADF {
+		t.Errorf("write to the program's descriptor: %v, want EBADF", err)
 	}
 }
 
@@ -695,7 +795,7 @@ func TestProgressIsLogged(t *testing.T) {
 		if !strings.Contains(line, "still waiting for the lock") {
 			continue
 		}
-		for _, field := range []string{`"state":"live"`, `"holder_instance":"` + holder.Owner().Instance, `"holder_pid":`, `"held_for":`, `"waited":`, `"left":`} {
+		for _, field := range []string{`"state":"live"`, `"holder_instance":"` + holder.Owner().Instance, `"holder_pid":`, `"held_for_ms":`, `"waited_ms":`, `"left_ms":`} {
 			if !strings.Contains(line, field) {
 				t.Errorf("progress line lacks %s: %s", field, line)
 			}

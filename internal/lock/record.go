@@ -25,9 +25,12 @@ type Record struct {
 	Heartbeat time.Duration
 	// PIDNamespace and Group name the holder's program once it runs: a waiter in the same
 	// PID namespace counts the lock held while a process of that group runs, even after
-	// the holder and every copy of its flock are gone (see ProgramStarted).
+	// the holder and every copy of its flock are gone (see ProgramStarted). GroupStart is
+	// when the group's leader started (clock ticks since boot, 0 when unknown): it tells
+	// the program's group from a later one that re-used the number.
 	PIDNamespace string
 	Group        int
+	GroupStart   uint64
 }
 
 // recordFile is the on-disk form: field names fixed here, the interval readable by a human.
@@ -40,7 +43,9 @@ type recordFile struct {
 	BootID    string    `json:"boot_id,omitempty"`
 	Heartbeat string    `json:"heartbeat,omitempty"`
 	PIDNS     string    `json:"pid_namespace,omitempty"`
-	Group     int       `json:"program_group,omitempty"` // last: ProgramStarted only lengthens the record
+	// Last: ProgramStarted only lengthens the record.
+	Group      int    `json:"program_group,omitempty"`
+	GroupStart uint64 `json:"program_group_start,omitempty"`
 }
 
 // maxRecordSize bounds what a waiter reads of a lock file it did not write.
@@ -66,14 +71,15 @@ func newRecord(version string, heartbeat time.Duration) Record {
 
 func encodeRecord(r Record) ([]byte, error) {
 	f := recordFile{
-		Hostname: r.Hostname,
-		PID:      r.PID,
-		Instance: r.Instance,
-		Started:  r.Started.UTC(),
-		Version:  r.Version,
-		BootID:   r.BootID,
-		PIDNS:    r.PIDNamespace,
-		Group:    r.Group,
+		Hostname:   r.Hostname,
+		PID:        r.PID,
+		Instance:   r.Instance,
+		Started:    r.Started.UTC(),
+		Version:    r.Version,
+		BootID:     r.BootID,
+		PIDNS:      r.PIDNamespace,
+		Group:      r.Group,
+		GroupStart: r.GroupStart,
 	}
 	if r.Heartbeat > 0 {
 		f.Heartbeat = r.Heartbeat.String()
@@ -101,6 +107,7 @@ func decodeRecord(b []byte) (Record, bool) {
 		BootID:       f.BootID,
 		PIDNamespace: f.PIDNS,
 		Group:        f.Group,
+		GroupStart:   f.GroupStart,
 	}
 	if d, err := time.ParseDuration(f.Heartbeat); err == nil && d > 0 {
 		r.Heartbeat = d

@@ -198,7 +198,7 @@ func (w *waiter) run(ctx context.Context) (*Lock, error) {
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, combine(fmt.Errorf("lock %s: not taken: %w", w.opts.Path, cerr), l.Release())
 			}
-			w.log.Info().Str("instance", l.rec.Instance).Dur("waited", time.Since(w.start)).
+			w.log.Info().Str("instance", l.rec.Instance).Dur("waited_ms", time.Since(w.start)).
 				Str("took_over", w.tookOver).Msg("lock acquired")
 			l.watch, handedOver = dw, true
 			return l, nil
@@ -293,30 +293,47 @@ func (w *waiter) act(h holding, v verdict, now time.Time) (freed bool, soon time
 // tryTake is the atomic take. The lock counts as taken only once the record is durable and
 // the path still names our file while we hold its flock: a waiter that removed the file in
 // the instant between our create and our flock (it saw no record yet) makes us try again.
+//
+// Two descriptions of the file are open: the flock is held on a read-only one, which the
+// program inherits (it cannot write the record through it, whatever user it runs as), and
+// the record and the heartbeat go through a write-only one that only svinit holds. The
+// flock is taken before the record is written, as waiters rely on (see inspect).
 func (w *waiter) tryTake() (*Lock, error) {
 	path := w.opts.Path
-	fd, err := createExclusive(path)
+	wfd, err := createExclusive(path)
 	if errors.Is(err, unix.EEXIST) {
 		return nil, errHeld
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, unwrapPathError(err))
 	}
-	st, err := fstat(fd)
+	st, err := fstat(wfd)
 	if err != nil {
-		unix.Close(fd)
+		unix.Close(wfd)
 		return nil, fmt.Errorf("lock %s: fstat: %w", path, err)
 	}
 	id := statID(&st)
+	fd := -1
 	// abandon undoes a take that cannot complete, removing the file only while it is ours.
 	abandon := func(step string, err error) (*Lock, error) {
 		if cur, lerr := lstatID(path); lerr == nil && cur == id {
 			unlink(path)
 		}
-		unix.Close(fd)
+		unix.Close(wfd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return nil, fmt.Errorf("lock %s: %s: %w", path, step, err)
 	}
 
+	switch fd, err = openSameFile(path, id); {
+	case errors.Is(err, errHeld):
+		unix.Close(wfd)
+		w.log.Debug().Msg("lock file was replaced while being created; trying again")
+		return nil, errHeld
+	case err != nil:
+		return abandon("open to hold", unwrapPathError(err))
+	}
 	if err := holdExclusive(fd); err != nil {
 		if !flockUnsupported(err) {
 			return abandon("flock", err)
@@ -329,21 +346,22 @@ func (w *waiter) tryTake() (*Lock, error) {
 	if err != nil {
 		return abandon("write owner record", err)
 	}
-	if err := writeAt(fd, data, 0); err != nil {
+	if err := writeAt(wfd, data, 0); err != nil {
 		return abandon("write owner record", err)
 	}
-	if err := fsync(fd); err != nil {
+	if err := fsync(wfd); err != nil {
 		return abandon("fsync", err)
 	}
 	if err := fsyncDir(w.dir); err != nil {
 		return abandon("sync directory", unwrapPathError(err))
 	}
 	if cur, err := lstatID(path); err != nil || cur != id {
+		unix.Close(wfd)
 		unix.Close(fd)
 		w.log.Debug().Msg("lock file was removed while being written; trying again")
 		return nil, errHeld
 	}
-	return newLock(path, fd, id, rec, w.log), nil
+	return newLock(path, fd, wfd, id, rec, w.log), nil
 }
 
 // judge decides what the file in h is to this waiter.
@@ -363,7 +381,7 @@ func (w *waiter) judge(h holding, now time.Time) verdict {
 	case h.flock == flockFree && h.rec.BootID != "" && h.rec.BootID == w.rec.BootID:
 		// Every copy of the holder's flock is closed; a program that closed its own copy
 		// may still run, and counts as long as its group is seen.
-		if h.rec.PIDNamespace != "" && h.rec.PIDNamespace == w.rec.PIDNamespace && groupRuns(h.rec.Group) {
+		if h.rec.PIDNamespace != "" && h.rec.PIDNamespace == w.rec.PIDNamespace && groupRuns(h.rec.Group, h.rec.GroupStart) {
 			return liveProgram
 		}
 		return dead
@@ -441,7 +459,7 @@ func (w *waiter) warnPastTimeout(h holding, v verdict, now time.Time) {
 		return
 	}
 	w.pastTimeout = true
-	e := w.log.Warn().Str("state", v.String()).Dur("timeout", w.opts.Timeout)
+	e := w.log.Warn().Str("state", v.String()).Dur("timeout_ms", w.opts.Timeout)
 	h.fields(e, now).Msg("lock wait timed out but the holder is alive; waiting on, a live holder is never broken")
 }
 
@@ -459,19 +477,19 @@ func (w *waiter) progress(h holding, v verdict, now time.Time) {
 		w.nextProgress = w.nextProgress.Add(progressEvery)
 	}
 	e := w.log.Info().Str("state", v.String()).
-		Dur("waited", now.Sub(w.start).Round(time.Millisecond)).
-		Dur("left", max(0, w.deadline.Sub(now)).Round(time.Millisecond))
+		Dur("waited_ms", now.Sub(w.start).Round(time.Millisecond)).
+		Dur("left_ms", max(0, w.deadline.Sub(now)).Round(time.Millisecond))
 	h.fields(e, now).Msg(msg)
 }
 
 func (h holding) fields(e *zerolog.Event, now time.Time) *zerolog.Event {
 	if !h.valid {
-		return e.Str("content", h.preview).Dur("age", now.Sub(h.mtime).Round(time.Millisecond))
+		return e.Str("content", h.preview).Dur("age_ms", now.Sub(h.mtime).Round(time.Millisecond))
 	}
 	return e.Str("holder_host", h.rec.Hostname).Int("holder_pid", h.rec.PID).
 		Str("holder_instance", h.rec.Instance).Str("holder_version", h.rec.Version).
-		Dur("held_for", now.Sub(h.rec.Started).Round(time.Millisecond)).
-		Dur("refreshed_ago", now.Sub(h.mtime).Round(time.Millisecond))
+		Dur("held_for_ms", now.Sub(h.rec.Started).Round(time.Millisecond)).
+		Dur("refreshed_ago_ms", now.Sub(h.mtime).Round(time.Millisecond))
 }
 
 // describe names the holder for an error message.

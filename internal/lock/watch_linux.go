@@ -12,9 +12,14 @@ import (
 // watchMask wakes a waiter when the lock file may have become free:
 //   - IN_DELETE, IN_MOVED_FROM: the holder released it (or someone removed it);
 //   - IN_MOVED_TO: a file was renamed onto the name, judge it afresh;
-//   - IN_CLOSE_WRITE: the holder's descriptor was closed, which is how a SIGKILLed holder
-//     shows up (the kernel closes its files); waiters open read-only so they never raise it.
+//   - IN_CLOSE_WRITE: the holder's write descriptor was closed, which is how a SIGKILLed
+//     holder shows up (the kernel closes its files); waiters open read-only so they never
+//     raise it.
 //
+// IN_CLOSE_NOWRITE is left out although the flock's own description is read-only: every
+// waiter's inspection raises it. When the program outlives its killed svinit, the last close
+// of that description (the program's end) raises no watched event: the quick checks after
+// svinit's own close, and then the recheck every second, find the flock free.
 // IN_ATTRIB is left out on purpose: every heartbeat raises it, and waking every waiter each
 // heartbeat for nothing is what a timer does better. The *_SELF events end the watch (the
 // directory went away), after which the waiter polls.

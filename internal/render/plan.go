@@ -7,14 +7,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/atomicfile"
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // Options are the settings shared by every template.
@@ -99,52 +98,24 @@ func prepareOne(f source, opts Options, lim limits) (output, error) {
 }
 
 // checkDst finds what would make writing dst fail, so that it fails before any file is
-// written: a directory in its place, a parent that is a file, a directory svinit may not
-// write in (a read-only mount).
+// written; a DST that is its own SRC would be read no more.
 func checkDst(dst, src string) error {
-	fi, err := os.Lstat(dst)
-	switch {
-	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-		// Replaced by the rename, never followed.
-	case err == nil && fi.IsDir():
-		return fmt.Errorf("%s: the DST %s is a directory: name the file to write, or render a directory SRC into it", src, dst)
-	case err == nil && !fi.Mode().IsRegular():
-		return fmt.Errorf("%s: the DST %s is a %s, not a file: svinit will not replace it", src, dst, fileType(fi.Mode()))
-	case err == nil:
+	if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() {
 		if sfi, err := os.Stat(src); err == nil && os.SameFile(fi, sfi) {
 			return fmt.Errorf("%s: the DST %s is the template itself: render to another path", src, dst)
 		}
-	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR): // ENOTDIR: found below
-		return fmt.Errorf("%s: DST: %w", src, err)
 	}
-	for dir := filepath.Dir(dst); ; dir = filepath.Dir(dir) {
-		fi, err := os.Stat(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // created by Write; "/" always exists, so the loop ends
-		}
-		if err != nil {
-			return fmt.Errorf("%s: DST: %w", src, err)
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("%s: cannot create %s: %s is not a directory", src, dst, dir)
-		}
-		if err := canWriteIn(dir); err != nil {
-			return fmt.Errorf("%s: cannot write %s: %s: %w", src, dst, dir, err)
-		}
-		return nil
-	}
-}
-
-func fileType(m fs.FileMode) string {
+	err := atomicfile.CheckDst(dst)
+	var nf *atomicfile.NotFileError
 	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeDevice != 0:
-		return "device"
+	case err == nil:
+		return nil
+	case errors.As(err, &nf) && nf.Mode.IsDir():
+		return fmt.Errorf("%s: the DST %s is a directory: name the file to write, or render a directory SRC into it", src, dst)
+	case errors.As(err, &nf):
+		return fmt.Errorf("%s: the DST %s is a %s, not a file: svinit will not replace it", src, dst, regfile.Kind(nf.Mode))
 	}
-	return "special file"
+	return fmt.Errorf("%s: %w", src, err)
 }
 
 // Files returns the DST paths, in the order they are written.

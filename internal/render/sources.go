@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
+
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // source is one template file and where it is rendered to.
@@ -37,7 +39,7 @@ func sources(spec Spec, log zerolog.Logger) ([]source, error) {
 	case fi.Mode().IsRegular():
 		return []source{{src: src, dst: dst, mode: fi.Mode().Perm(), goTemplate: isGoTemplate(filepath.Base(src))}}, nil
 	case !fi.IsDir():
-		return nil, fmt.Errorf("template %s: SRC is a %s, not a file or directory", spec, fileType(fi.Mode()))
+		return nil, fmt.Errorf("template %s: SRC is a %s, not a file or directory", spec, regfile.Kind(fi.Mode()))
 	case within(dst, src):
 		return nil, fmt.Errorf("template %s: DST is inside the SRC directory, so its output would be read as templates next time: render elsewhere", spec)
 	}
@@ -91,7 +93,7 @@ func (w *walker) walk(dir, rel string, ancestors []fs.FileInfo) {
 			}
 			w.files = append(w.files, source{src: path, dst: filepath.Join(w.dst, out), mode: fi.Mode().Perm(), goTemplate: goTemplate})
 		default:
-			w.log.Warn().Str("path", path).Str("type", fileType(fi.Mode())).Msg("template directory entry skipped: not a regular file")
+			w.log.Warn().Str("path", path).Str("type", regfile.Kind(fi.Mode())).Msg("template directory entry skipped: not a regular file")
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // runsSvinit tells whether pid runs an svinit: the same executable as this process (what
@@ -12,20 +14,17 @@ import (
 // that cannot be known (an upgraded binary, another copy, /proc/PID/exe not readable by
 // this user), a command name of svinit's.
 func runsSvinit(pid int) error {
-	proc := "/proc/" + strconv.Itoa(pid)
-	self, err1 := os.Stat("/proc/self/exe")
-	exe, err2 := os.Stat(proc + "/exe")
-	if err1 == nil && err2 == nil && os.SameFile(self, exe) {
+	if proc.SameExecutable(pid) {
 		return nil
 	}
-	comm := readComm(proc)
+	comm := readComm("/proc/" + strconv.Itoa(pid))
 	if comm != "" && (comm == "svinit" || comm == readComm("/proc/self")) {
 		return nil
 	}
 	return fmt.Errorf("%w: it names pid %d, which is not svinit (it runs %q)", ErrUntrusted, pid, comm)
 }
 
-func readComm(proc string) string {
-	b, _ := os.ReadFile(proc + "/comm")
+func readComm(dir string) string {
+	b, _ := os.ReadFile(dir + "/comm")
 	return strings.TrimSuffix(string(b), "\n")
 }

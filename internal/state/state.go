@@ -11,12 +11,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
+	"github.com/svinit/svinit/internal/regfile"
 )
 
 // Phases, in the order a life cycle goes through them. A phase whose step is not configured
@@ -104,7 +105,7 @@ func usableDir(dir string) error {
 	switch {
 	case !fi.IsDir():
 		return fmt.Errorf("%s: not a directory", dir)
-	case !ok || (st.Uid != 0 && st.Uid != uint32(os.Geteuid())) || fi.Mode().Perm()&0o022 != 0:
+	case !ok || foreignOwner(st) || othersMayWrite(fi):
 		return fmt.Errorf("%s: another user could write in it", dir)
 	}
 	return unix.Access(dir, unix.W_OK)
@@ -173,13 +174,12 @@ const maxSize = 1 << 20
 // could have planted: a symlink (never followed), anything but a regular file, a file owned
 // by neither root nor the caller, or one that group or others can write.
 func Read(path string) (State, error) {
-	// O_NONBLOCK: a FIFO planted here must not hang the reader before it is refused.
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	f, err := regfile.Open(path, false)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return State{}, fmt.Errorf("%s: %w (is svinit running with this --state-file?)", path, ErrNoState)
-	case errors.Is(err, unix.ELOOP):
-		return State{}, fmt.Errorf("%s: %w: it is a symlink, which svinit does not follow (another user may have planted it): remove it", path, ErrUntrusted)
+	case errors.Is(err, regfile.ErrNotRegular):
+		return State{}, fmt.Errorf("%s: %w: %w (another user may have planted it): remove it", path, ErrUntrusted, err)
 	case err != nil:
 		return State{}, err
 	}
@@ -204,21 +204,25 @@ func Read(path string) (State, error) {
 
 // trusted checks the opened state file fi is one only root or the caller could have written.
 func trusted(path string, fi fs.FileInfo) error {
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: %w: not a regular file: remove it", path, ErrUntrusted)
-	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("%s: %w: its owner is unknown", path, ErrUntrusted)
 	}
-	if me := uint32(os.Geteuid()); st.Uid != 0 && st.Uid != me {
-		return fmt.Errorf("%s: %w: owned by uid %d, neither root nor you (uid %d), so another user may have planted it: remove it, or name svinit's own with --state-file", path, ErrUntrusted, st.Uid, me)
+	if foreignOwner(st) {
+		return fmt.Errorf("%s: %w: owned by uid %d, neither root nor you (uid %d), so another user may have planted it: remove it, or name svinit's own with --state-file", path, ErrUntrusted, st.Uid, os.Geteuid())
 	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("%s: %w: others can write it (mode %#o; svinit writes 0644): remove it", path, ErrUntrusted, uint32(perm))
+	if othersMayWrite(fi) {
+		return fmt.Errorf("%s: %w: others can write it (mode %#o; svinit writes 0644): remove it", path, ErrUntrusted, uint32(fi.Mode().Perm()))
 	}
 	return nil
 }
+
+// foreignOwner says whether a file belongs to neither root nor the caller: another user
+// may have put it there.
+func foreignOwner(st *syscall.Stat_t) bool { return st.Uid != 0 && st.Uid != uint32(os.Geteuid()) }
+
+// othersMayWrite says whether the group or others may write fi.
+func othersMayWrite(fi fs.FileInfo) bool { return fi.Mode().Perm()&0o022 != 0 }
 
 // Self describes the calling process.
 func Self(argv []string) Process {
@@ -228,12 +232,8 @@ func Self(argv []string) Process {
 // Alive reports whether p is still running: its pid exists, is not a zombie, and started
 // when p did (not a later process that reused the pid).
 func (p Process) Alive() bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
-	if err != nil {
-		return false
-	}
-	state, ticks, ok := parseStat(string(stat))
-	return ok && state != "Z" && state != "X" && (p.StartTicks == 0 || ticks == p.StartTicks)
+	st, err := proc.ReadStat(p.PID)
+	return err == nil && !st.Exited() && (p.StartTicks == 0 || st.StartTicks == p.StartTicks)
 }
 
 // ProveSvinit tells whether p, the svinit of a state file, is still that svinit, before
@@ -252,26 +252,6 @@ func (p Process) ProveSvinit() error {
 
 // StartTicks returns when pid started, in clock ticks since boot; 0 when unknown.
 func StartTicks(pid int) uint64 {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	_, ticks, _ := parseStat(string(stat))
-	return ticks
-}
-
-// parseStat returns the state (field 3) and start time (field 22) of a /proc/PID/stat line.
-// The command name (field 2) may hold spaces and parentheses, so fields are counted from
-// its last ')'.
-func parseStat(line string) (state string, ticks uint64, ok bool) {
-	i := strings.LastIndexByte(line, ')')
-	if i < 0 {
-		return "", 0, false
-	}
-	f := strings.Fields(line[i+1:]) // f[0] is field 3
-	if len(f) < 20 {
-		return "", 0, false
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	return f[0], ticks, err == nil
+	st, _ := proc.ReadStat(pid)
+	return st.StartTicks
 }

@@ -13,15 +13,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-func TestParseStat(t *testing.T) {
-	// A command name with spaces and parentheses must not shift the fields.
-	line := "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10"
-	state, ticks, ok := parseStat(line)
-	if !ok || state != "S" || ticks != 987654 {
-		t.Fatalf("parseStat = %q, %d, %v", state, ticks, ok)
-	}
-}
-
 func TestAlive(t *testing.T) {
 	if !Self(nil).Alive() {
 		t.Fatal("this process is not alive")

@@ -33,12 +33,12 @@ func (e *startError) Unwrap() error { return e.err }
 // spawn forks and execs argv in its own process group, handing it the terminal when svinit
 // holds it. It never waits for the child: the reaper owns every exit. The child gets the
 // signal mask svinit was started with and its original RLIMIT_NOFILE (the Go runtime keeps
-// both for children), and every inherited descriptor that is not close-on-exec.
+// both for children), and the descriptors in fds (svinit's inherited ones and the lock's; -1
+// is skipped) at their numbers.
 // With user set, the child runs as that user, its supplementary groups set to the user's.
-// With lockFD not -1, the child holds a copy of the lock's descriptor, at the same number.
 // The child gets SIGKILL when svinit dies, however it dies: call spawn through
 // startOnOwnThread.
-func spawn(argv, env []string, user *account.Account, lockFD int) (int, error) {
+func spawn(argv, env []string, user *account.Account, fds []int) (int, error) {
 	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, err
@@ -56,7 +56,7 @@ func spawn(argv, env []string, user *account.Account, lockFD int) (int, error) {
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   env,
-		Files: childFiles(lockFD),
+		Files: childFiles(fds),
 		Sys:   sys,
 	})
 	if err != nil {
@@ -162,33 +162,38 @@ func checkProgram(program string, env []string, user *account.Account) error {
 		}
 		return nil
 	}
+	// Every directory on the way, as given and after each symlink, must let the user in.
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return &startError{program: program, code: execFailureCode(err), err: err}
 	}
+	given, _ := filepath.Abs(path)
 	real, _ = filepath.Abs(real)
-	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
-		if di, err := os.Stat(dir); err == nil && !permits(di, user, 1) {
-			return cannot(fmt.Sprintf("uid %d cannot enter %s (--user)", user.UID, dir))
-		}
-		if dir == "/" {
-			break
+	for _, p := range []string{given, real} {
+		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+			if di, err := os.Stat(dir); err == nil && !permits(dir, di, user, 1) {
+				return cannot(fmt.Sprintf("uid %d cannot enter %s (--user)", user.UID, dir))
+			}
+			if dir == "/" {
+				break
+			}
 		}
 	}
-	if !permits(fi, user, 1) {
+	if !permits(real, fi, user, 1) {
 		return cannot(fmt.Sprintf("uid %d may not execute it (--user): chmod it, or chown it to that user", user.UID))
 	}
-	if isScript(path) && !permits(fi, user, 4) {
+	if isScript(path) && !permits(real, fi, user, 4) {
 		return cannot(fmt.Sprintf("uid %d may not read the script (--user): chmod it, or chown it to that user", user.UID))
 	}
 	return nil
 }
 
 // permits reports whether user has the permission bits (4 read, 1 execute) on fi, by its
-// owner, group and other bits, as the kernel decides for a process that is not root.
-func permits(fi os.FileInfo, user *account.Account, bits uint32) bool {
+// owner, group and other bits, as the kernel decides for a process that is not root. A
+// file with an access ACL is given the benefit of the doubt: the kernel decides at exec.
+func permits(path string, fi os.FileInfo, user *account.Account, bits uint32) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
+	if !ok || hasACL(path) {
 		return true
 	}
 	perm := uint32(fi.Mode().Perm())
@@ -199,6 +204,13 @@ func permits(fi os.FileInfo, user *account.Account, bits uint32) bool {
 		perm >>= 3
 	}
 	return perm&bits == bits
+}
+
+// hasACL reports whether path carries a POSIX access ACL, which may grant what its mode
+// bits do not.
+func hasACL(path string) bool {
+	_, err := unix.Getxattr(path, "system.posix_acl_access", nil)
+	return err == nil
 }
 
 // isScript reports whether the file at path starts with "#!": its interpreter must read it.

@@ -37,7 +37,7 @@ func TestChildLivesAsLongAsItsSpawningThread(t *testing.T) {
 			go func() {
 				runtime.LockOSThread() // this thread ends with this goroutine
 				pid, release, err := startOnOwnThread(func() (int, error) {
-					return spawn([]string{"sleep", "60"}, []string{"PATH=/usr/bin:/bin"}, user, -1)
+					return spawn([]string{"sleep", "60"}, []string{"PATH=/usr/bin:/bin"}, user, nil)
 				})
 				ch <- started{pid, unix.Gettid(), release, err}
 			}()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // stopWaiterGrace bounds how long svinit as PID 1 lets `svinit stop --wait` processes read
@@ -21,7 +23,7 @@ func signalDescendants(sig unix.Signal) int {
 	self := os.Getpid()
 	var pids []int
 	if self == 1 {
-		pids = slices.DeleteFunc(processes(), func(pid int) bool { return pid == self })
+		pids = slices.DeleteFunc(proc.PIDs(), func(pid int) bool { return pid == self })
 	} else {
 		pids = descendants(self)
 	}
@@ -51,7 +53,7 @@ func letStopWaitersSee() {
 		return
 	}
 	deadline := time.Now().Add(stopWaiterGrace)
-	for slices.ContainsFunc(processes(), isStopWaiter) && time.Now().Before(deadline) {
+	for slices.ContainsFunc(proc.PIDs(), isStopWaiter) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
@@ -65,24 +67,7 @@ func isStopWaiter(pid int) bool {
 	if err != nil || len(args) < 2 || string(args[1]) != "stop" {
 		return false
 	}
-	exe, err := os.Stat(dir + "/exe")
-	self, err2 := os.Stat("/proc/self/exe")
-	return err == nil && err2 == nil && os.SameFile(exe, self)
-}
-
-// processes lists the pids in /proc.
-func processes() []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return proc.SameExecutable(pid)
 }
 
 // descendants lists the pids whose parent chain leads to root. A pid read here cannot be
@@ -90,9 +75,9 @@ func processes() []int {
 // the one that would reap it.
 func descendants(root int) []int {
 	children := map[int][]int{}
-	for _, pid := range processes() {
-		if ppid, ok := parentOf(pid); ok {
-			children[ppid] = append(children[ppid], pid)
+	for _, pid := range proc.PIDs() {
+		if st, err := proc.ReadStat(pid); err == nil {
+			children[st.PPID] = append(children[st.PPID], pid)
 		}
 	}
 	var out []int
@@ -104,23 +89,4 @@ func descendants(root int) []int {
 		queue = append(queue, children[pid]...)
 	}
 	return out
-}
-
-// parentOf reads the parent pid from /proc/PID/stat, whose second field (the command name
-// in parentheses) may itself contain spaces and parentheses.
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := bytes.Fields(b[i+1:])
-	if len(fields) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(string(fields[1]))
-	return ppid, err == nil
 }

@@ -2,14 +2,17 @@ package supervisor
 
 import (
 	"os"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
-// inheritedFDs lists the descriptors above stderr that svinit was started with. The child
-// inherits them (systemd-style socket passing); svinit closes its own copies once the
-// child runs, so that it never holds a pipe open or a mount busy on the child's behalf.
+// inheritedFDs lists the descriptors above stderr that svinit was started with, and makes
+// them close-on-exec: the child gets them at their numbers (childFiles, systemd-style
+// socket passing), and no other command svinit runs (the license commands) gets any.
+// svinit closes its own copies once the child runs, so that it never holds a pipe open or
+// a mount busy on the child's behalf.
 func inheritedFDs() []int {
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
@@ -27,6 +30,7 @@ func inheritedFDs() []int {
 			continue
 		}
 		if inheritable(fd) {
+			unix.CloseOnExec(fd)
 			fds = append(fds, fd)
 		}
 	}
@@ -39,13 +43,14 @@ func inheritable(fd int) bool {
 	return err == nil && flags&unix.FD_CLOEXEC == 0
 }
 
-// childFiles is the child's descriptor table: stdio, the inherited descriptors at their
-// numbers, and keep (none when -1) at its number, in the child only without close-on-exec.
-// The other numbers below keep are closed in the child, as exec would close them.
-func childFiles(keep int) []uintptr {
+// childFiles is the child's descriptor table: stdio, and each of keep (-1 is skipped) at its
+// own number, where the child clears its close-on-exec. The other numbers below the highest
+// kept are closed in the child, as exec would close them.
+func childFiles(keep []int) []uintptr {
 	files := []uintptr{0, 1, 2}
-	for fd := 3; fd <= keep; fd++ {
-		if fd == keep || inheritable(fd) {
+	top := slices.Max(append([]int{2}, keep...))
+	for fd := 3; fd <= top; fd++ {
+		if slices.Contains(keep, fd) {
 			files = append(files, uintptr(fd))
 		} else {
 			files = append(files, ^uintptr(0))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/atomicfile"
+	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
 	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
@@ -131,6 +133,26 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 	return license.New(cfg)
 }
 
+// checkLicenseFiles finds what would make writing --license-file, its key or the journal
+// fail after a seat was taken, so that the start fails before it takes anything.
+func checkLicenseFiles(cfg config.Config, licensed bool) error {
+	var errs []error
+	if cfg.LicenseFile != "" {
+		for _, path := range []string{cfg.LicenseFile, cfg.LicenseFile + ".key"} {
+			if err := atomicfile.CheckDst(path); err != nil {
+				errs = append(errs, fmt.Errorf("--license-file %s: %w", cfg.LicenseFile, err))
+				break
+			}
+		}
+	}
+	if _, inSecret := k8s.SecretName(cfg.LicenseState); licensed && cfg.LicenseState != "" && !inSecret {
+		if err := atomicfile.CheckDst(cfg.LicenseState); err != nil {
+			errs = append(errs, fmt.Errorf("--license-state %s: %w", cfg.LicenseState, err))
+		}
+	}
+	return config.Join(errs...)
+}
+
 // activate takes a license seat for the child's life; a no-op without a provider.
 func (s *Supervisor) activate(ctx context.Context) error {
 	if s.provider == nil {
@@ -186,9 +208,10 @@ func (s *Supervisor) activate(ctx context.Context) error {
 }
 
 // installLicense writes l's license file to --license-file and its key, if any, beside it
-// (<license-file>.key), both 0600 and the child's, unless they hold it already. Each is
-// replaced atomically, the key first, so that a program that notices the new file finds
-// its key already there. changed reports that another license replaced one written before.
+// (<license-file>.key), both 0600 and the child's, unless they hold it already. The two are
+// replaced together, all or nothing, so that the program never finds a key beside a file it
+// does not open; a license without a key removes a key file left by an earlier one. changed
+// reports that another license replaced one written before.
 func (s *Supervisor) installLicense(l license.Lease) (changed bool, err error) {
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
@@ -199,15 +222,20 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 	if bytes.Equal(l.File, s.licenseFile) && l.FileKey == s.licenseKey {
 		return false, nil
 	}
+	keyFile := s.cfg.LicenseFile + ".key"
+	// The key is put in place first: a program that notices the new file finds its key.
+	var files []atomicfile.File
 	if l.FileKey != "" {
-		keyFile := s.cfg.LicenseFile + ".key"
-		if err := atomicfile.WriteFor(keyFile, []byte(l.FileKey), 0o600, s.childOwner(), s.log); err != nil {
-			return false, fmt.Errorf("write %s: %w", keyFile, err)
-		}
+		files = append(files, atomicfile.File{Dst: keyFile, Content: []byte(l.FileKey), Mode: 0o600})
 	}
-	// Replaced atomically, as the rendered configs are: the program never reads half a license.
-	if err := atomicfile.WriteFor(s.cfg.LicenseFile, l.File, 0o600, s.childOwner(), s.log); err != nil {
-		return false, fmt.Errorf("write %s: %w", s.cfg.LicenseFile, err)
+	files = append(files, atomicfile.File{Dst: s.cfg.LicenseFile, Content: l.File, Mode: 0o600})
+	if err := atomicfile.WriteAll(files, s.childOwner(), s.log); err != nil {
+		return false, fmt.Errorf("write the license: %w", err)
+	}
+	if l.FileKey == "" {
+		if err := os.Remove(keyFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn().Err(err).Str("file", keyFile).Msg("cannot remove the key of the license replaced")
+		}
 	}
 	changed = s.licenseFile != nil
 	s.licenseFile, s.licenseKey = l.File, l.FileKey
@@ -215,14 +243,15 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 }
 
 // spawnChild starts the program through the reaper, from a thread of its own (see
-// startOnOwnThread) and holding lockFD, and records its pid for the license reload signal,
-// under the lock the license rewrites take. Call release once the child has been reaped.
-func (s *Supervisor) spawnChild(lockFD int) (pid int, exited <-chan unix.WaitStatus, release func(), err error) {
+// startOnOwnThread) and holding fds at their numbers, and records its pid for the license
+// reload signal, under the lock the license rewrites take. Call release once the child has
+// been reaped.
+func (s *Supervisor) spawnChild(fds []int) (pid int, exited <-chan unix.WaitStatus, release func(), err error) {
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
 	release = func() {}
 	pid, exited, err = s.reaper.Start(func() (pid int, err error) {
-		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, lockFD) })
+		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, fds) })
 		return pid, err
 	})
 	if err == nil {
@@ -278,7 +307,7 @@ func (s *Supervisor) deactivate(deadline time.Time) {
 	defer cancel()
 	// The manager logs the deactivation itself, with its activation id.
 	if err := s.license.Stop(ctx); err != nil {
-		s.log.Error().Err(err).Dur("budget", budget).Msg("license deactivation failed; the journal keeps it for the next start")
+		s.log.Error().Err(err).Dur("budget_ms", budget).Msg("license deactivation failed; the journal keeps it for the next start")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,6 +122,7 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--license-state %s: %w", p.Config.LicenseState, err))
 		}
 	}
+	errs = append(errs, checkLicenseFiles(p.Config, provider != nil))
 	if len(p.Config.Program) > 0 && !p.Config.DryRun {
 		// As the child will look for it: in its PATH, with its user's rights.
 		errs = append(errs, checkProgram(p.Config.Program[0], s.childEnv, s.user))
@@ -188,7 +190,7 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
 	}
 	started := time.Now()
-	pid, exited, release, err := s.spawnChild(held.FD())
+	pid, exited, release, err := s.spawnChild(append(slices.Clip(inherited), held.FD()))
 	defer release() // after the child has been reaped: its thread may end
 	if err != nil {
 		var se *startError
@@ -218,7 +220,7 @@ func (s *Supervisor) Run(ctx context.Context) (code int) {
 	var ws unix.WaitStatus
 	ws, stopDeadline = s.supervise(pid, exited)
 	code = statusCode(ws)
-	ev := s.log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed", time.Since(started))
+	ev := s.log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed_ms", time.Since(started))
 	if ws.Signaled() {
 		ev = ev.Str("signal", signals.Name(ws.Signal()))
 	}
@@ -281,7 +283,7 @@ func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.Wai
 			}
 			if firstStop {
 				// After the forward: the child's stop waits for no log line and no file.
-				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace", s.cfg.Grace).Dur("delay", s.cfg.StopDelay).Msg("stopping the child")
+				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace_ms", s.cfg.Grace).Dur("delay_ms", s.cfg.StopDelay).Msg("stopping the child")
 				stopping = time.After(stoppingShown)
 			}
 		case <-stopping:
@@ -292,7 +294,7 @@ func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.Wai
 			s.forward(pid, unix.SIGTERM)
 		case <-kill:
 			kill = nil
-			s.log.Warn().Int("pid", pid).Dur("grace", s.cfg.Grace).Msg("child outlived the grace period, sending SIGKILL to its process group")
+			s.log.Warn().Int("pid", pid).Dur("grace_ms", s.cfg.Grace).Msg("child outlived the grace period, sending SIGKILL to its process group")
 			if err := unix.Kill(-pid, unix.SIGKILL); err != nil {
 				unix.Kill(pid, unix.SIGKILL)
 			}
@@ -335,14 +337,14 @@ func (s *Supervisor) cleanUp(deadline time.Time) {
 	if !deadline.IsZero() {
 		wait = min(wait, max(time.Until(deadline), 0))
 	}
-	s.log.Info().Dur("wait", wait).Msg("terminating the processes the child left")
+	s.log.Info().Dur("wait_ms", wait).Msg("terminating the processes the child left")
 	if s.awaitReaped(wait) {
 		return
 	}
 	n := signalDescendants(unix.SIGKILL)
 	s.log.Warn().Int("count", n).Msg("processes left after SIGTERM, sent SIGKILL")
 	if !s.awaitReaped(reapTimeout) {
-		s.log.Error().Dur("waited", reapTimeout).Msg("processes left that cannot be reaped (uninterruptible sleep?)")
+		s.log.Error().Dur("waited_ms", reapTimeout).Msg("processes left that cannot be reaped (uninterruptible sleep?)")
 	}
 }
 

@@ -1,4 +1,4 @@
-package render
+package atomicfile
 
 import "golang.org/x/sys/unix"
 
