@@ -15,7 +15,8 @@ import (
 
 // The SV Server stand-in appends "EVENT HOSTNAME UPTIME UID GID" to logs/events: start, term
 // (SIGTERM received), stop (exited by itself). work/stop-seconds says how long it takes to
-// stop after SIGTERM; "forever": it ignores SIGTERM.
+// stop after SIGTERM; "forever": it ignores SIGTERM; "release": it stops once the test
+// creates work/release.
 var svServerStandIn = script("/opt/microfocus/sv-server/bin/start-server.sh", `#!/bin/sh
 dir=/opt/microfocus/sv-server
 ev() { read up _ </proc/uptime; echo "$1 $(hostname) $up $(id -u) $(id -g)" >>$dir/logs/events; }
@@ -23,6 +24,7 @@ ev start
 trap 'ev term
 s=$(cat $dir/work/stop-seconds 2>/dev/null || echo 0)
 if [ "$s" = forever ]; then while :; do sleep 1; done; fi
+if [ "$s" = release ]; then while [ ! -e $dir/work/release ]; do sleep 0.05; done; s=0; fi
 sleep $s; ev stop; exit 0' TERM
 while :; do sleep 0.1; done
 `)
@@ -155,10 +157,28 @@ spec:
 	}
 
 	t.Run("rolling update hands the lock over", func(t *testing.T) {
-		s.stopSeconds(t, "3")
+		// The old server stops only once the new pod's svinit waits on its lock.
+		s.stopSeconds(t, "release")
 		out, err := n.Kubectl("-n", ns, "rollout", "restart", "deployment/sv-server")
 		if err != nil {
 			t.Fatalf("kubectl rollout restart: %v: %s", err, out)
+		}
+		proctest.Poll(t, podTimeout, "the new pod's svinit waiting on the lock", throttled(func() bool {
+			for _, p := range listPods(t, n, ns, "app=sv-server") {
+				if p.Metadata.Name != first {
+					logs, _ := n.Kubectl("-n", ns, "logs", p.Metadata.Name)
+					if strings.Contains(string(logs), "lock is held; waiting") {
+						return true
+					}
+				}
+			}
+			return false
+		}))
+		if _, ok := s.event(t, "stop", first); ok {
+			t.Fatal("the old server stopped before it was released")
+		}
+		if err := os.WriteFile(filepath.Join(s.work, "release"), nil, 0o644); err != nil {
+			t.Fatal(err)
 		}
 		proctest.Poll(t, podTimeout, "the old pod gone", throttled(func() bool {
 			_, exists := getPod(t, n, ns, first)
@@ -174,10 +194,6 @@ spec:
 		t.Logf("old server stopped at %.2f, new one started at %.2f: %.2f s later", stop.at, next.at, gap)
 		if gap < 0 || gap > 1 {
 			t.Errorf("the new server started %.2f s after the old one stopped, want within [0, 1] s: %v", gap, s.events(t))
-		}
-		logs, _ := n.Kubectl("-n", ns, "logs", second)
-		if !strings.Contains(string(logs), "lock is held; waiting") {
-			t.Errorf("the new pod's svinit did not wait on the lock (no rollout overlap?):\n%s", logs)
 		}
 		first = second
 	})
