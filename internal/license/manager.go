@@ -381,9 +381,11 @@ func (m *Manager) deactivate(ctx context.Context, op, instance string, l Lease) 
 // retry calls fn, each call bounded by the request timeout, until it succeeds, fails with
 // anything but ErrRetryable, or ctx ends. Waits between calls double from MinBackoff up to
 // MaxBackoff, with jitter so that a fleet restarted together does not retry in step. No wait
-// runs past ctx's deadline: the last call starts early enough to take twice as long as the
-// one before (at least MinBackoff), and gets whatever time is left. It reports whether a
-// failed call may have taken effect anyway.
+// runs past ctx's deadline: the last call starts as late as leaves it twice the time the one
+// before took (at least finalCallRoom), and gets whatever time is left. The room is there
+// because a call the deadline cuts short counts as uncertain, and an uncertain activation
+// costs a give-back after the deadline. It reports whether a failed call may have taken
+// effect anyway.
 func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context) error) (attempts int, uncertain bool, err error) {
 	began := time.Now()
 	backoff := m.opts.MinBackoff
@@ -408,7 +410,7 @@ func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		if deadline, ok := ctx.Deadline(); ok {
-			if left := time.Until(deadline) - max(m.opts.MinBackoff, min(2*took, m.opts.RequestTimeout)); wait >= left {
+			if left := time.Until(deadline) - min(max(2*took, finalCallRoom), m.opts.RequestTimeout); wait >= left {
 				wait, final = max(left, 0), true
 			}
 		}
@@ -430,6 +432,10 @@ func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context)
 		return attempts, uncertain, fmt.Errorf("%s: gave up after %s and %d attempt(s): %w", op, time.Since(began).Round(time.Millisecond), attempts, last)
 	}
 }
+
+// finalCallRoom is the least time retry leaves the last call: enough for a call that fails
+// fast (connection refused) to fail on its own, with scheduling noise, rather than be cut.
+const finalCallRoom = 100 * time.Millisecond
 
 // startHeartbeat renews the lease in the background until Stop. Its context keeps ctx's
 // values but not its cancellation: the start-up context ends long before the child does.
