@@ -443,7 +443,8 @@ func TestReKeyingHeartbeatKilledLeaksNoSeat(t *testing.T) {
 	}
 }
 
-// refusing fails every deactivation of the ids in refused with err.
+// refusing fails every deactivation of the ids in refused with err. It hides the wrapped
+// provider's mayReKey: its seats are given back by id only, the order under test.
 type refusing struct {
 	Provider
 	mu      sync.Mutex
