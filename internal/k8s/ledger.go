@@ -122,10 +122,10 @@ func (l *Ledger) remove(ctx context.Context, key string) error {
 	return err
 }
 
-// Releaser gives back every activation another instance's record names:
-// license.Manager.Release.
+// Releaser gives back every activation another instance's record names, and returns what
+// it could not give back: license.Manager.Release.
 type Releaser interface {
-	Release(ctx context.Context, rec license.Record) error
+	Release(ctx context.Context, rec license.Record) (left license.Record, err error)
 }
 
 // SweepResult counts what a sweep did.
@@ -163,7 +163,8 @@ func (l *Ledger) Sweep(ctx context.Context, provider string, r Releaser) (SweepR
 			continue
 		}
 		log := l.log.With().Str("pod", e.Pod).Str("pod_uid", e.PodUID).Str("activation_id", e.ActivationID).
-			Strs("earlier_activation_ids", e.Earlier).Str("state", e.State).Logger()
+			Strs("earlier_activation_ids", e.Earlier).Bool("by_instance", e.ByInstance).Int("pending", len(e.Pending)).
+			Str("state", e.State).Logger()
 		uid, err := l.c.PodUID(ctx, e.Pod)
 		switch {
 		case err == nil && uid == e.PodUID:
@@ -177,11 +178,18 @@ func (l *Ledger) Sweep(ctx context.Context, provider string, r Releaser) (SweepR
 			res.Failed++
 			continue
 		}
-		if err := r.Release(ctx, e.Record); err != nil {
+		if left, err := r.Release(ctx, e.Record); err != nil {
 			log.Error().Err(err).Msg("cannot deactivate a dead pod's activation; the next start tries again")
 			res.Failed++
 			if ctx.Err() != nil {
 				return res, ctx.Err()
+			}
+			// The entry keeps exactly what is left; should the patch fail, all of it.
+			e.Record = left
+			if value, err := json.Marshal(e); err == nil {
+				if err := l.c.PatchSecretKey(ctx, l.secret, key, value); err != nil {
+					log.Warn().Err(err).Msg("cannot narrow the entry to what is left; it keeps naming everything")
+				}
 			}
 			continue
 		}

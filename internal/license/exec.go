@@ -100,6 +100,11 @@ func (e *execProvider) Heartbeat(ctx context.Context, instance string, l Lease) 
 	return e.parse("heartbeat", instance, out, l)
 }
 
+// mayReKey: a heartbeat (or Activate run again in its place) may print a new id, and the
+// contract lets a command give back every seat of an instance, so the Manager journals that
+// it gives back by instance too.
+func (e *execProvider) mayReKey() bool { return true }
+
 func (e *execProvider) Deactivate(ctx context.Context, instance string, l Lease) error {
 	_, err := e.run(ctx, "deactivate", e.cfg.Deactivate, instance, l.ID)
 	return err

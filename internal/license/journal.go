@@ -23,13 +23,13 @@ const (
 	// known; the server may hold a seat for the instance under an id svinit never learned,
 	// so giving back means deactivating by instance too.
 	StateActivating = "activating"
-	// StateActive: every seat that may be held is named by ActivationID and Earlier.
+	// StateActive: every seat that may be held is named by ActivationID, Earlier,
+	// ByInstance and Pending.
 	StateActive = "active"
 )
 
 // Record is what the journal keeps of an instance's activations: ids only, never the key.
-// Giving back what it names (Manager.Release) deactivates every id and, in StateActivating,
-// the instance.
+// Giving back what it names (Manager.Release) deactivates every seat Record.seats lists.
 type Record struct {
 	Instance string `json:"instance"`
 	Provider string `json:"provider"`
@@ -38,19 +38,82 @@ type Record struct {
 	ActivationID string `json:"activation_id,omitempty"`
 	// Earlier are ids of activations taken before ActivationID that may still hold a seat
 	// (a heartbeat answered with a new id): they are given back with it.
-	Earlier []string  `json:"earlier_activation_ids,omitempty"`
+	Earlier []string `json:"earlier_activation_ids,omitempty"`
+	// ByInstance gives back by instance too, in StateActive: an attempt whose answer was
+	// lost may hold a seat under an id never learned, or a heartbeat may move the lease to
+	// a new id before the journal learns it.
+	ByInstance bool `json:"by_instance,omitempty"`
+	// Pending are seats an earlier give-back could not give back, perhaps of another
+	// instance id (a previous run's): tried again at every stop and start until they go.
+	Pending []Seat    `json:"pending,omitempty"`
 	Updated time.Time `json:"updated"`
 }
 
-// ids returns every activation id the record names, each once.
+// Seat is one thing to give back: activation ID of Instance, or every seat of Instance when
+// ID is empty.
+type Seat struct {
+	Instance string `json:"instance"`
+	ID       string `json:"activation_id,omitempty"`
+}
+
+func (s Seat) String() string {
+	if s.ID == "" {
+		return "every seat of " + s.Instance
+	}
+	return s.ID
+}
+
+// ids returns every activation id the record names, the one held now first, each once.
 func (r Record) ids() []string {
 	var ids []string
-	for _, id := range append(slices.Clone(r.Earlier), r.ActivationID) {
+	for _, id := range append([]string{r.ActivationID}, r.Earlier...) {
 		if id != "" && !slices.Contains(ids, id) {
 			ids = append(ids, id)
 		}
 	}
 	return ids
+}
+
+// seats returns what giving back r deactivates, each once: the seat held now first, as the
+// one most surely taken, then the earlier ids, the instance (when an id may be unknown) and
+// the pending seats.
+func (r Record) seats() []Seat {
+	var seats []Seat
+	add := func(s Seat) {
+		if !slices.Contains(seats, s) {
+			seats = append(seats, s)
+		}
+	}
+	ids := r.ids()
+	for _, id := range ids {
+		add(Seat{Instance: r.Instance, ID: id})
+	}
+	if r.State != StateActive || r.ByInstance || len(ids) == 0 && len(r.Pending) == 0 {
+		add(Seat{Instance: r.Instance})
+	}
+	for _, s := range r.Pending {
+		add(s)
+	}
+	return seats
+}
+
+// only returns the record that names just seats, each where r named it (seats of another
+// instance in Pending).
+func (r Record) only(seats []Seat) Record {
+	o := Record{Instance: r.Instance, Provider: r.Provider, State: StateActive, Updated: time.Now().UTC()}
+	for _, s := range seats {
+		switch {
+		case s.Instance != r.Instance:
+			o.Pending = append(o.Pending, s)
+		case s.ID == "":
+			o.ByInstance = true
+		case s.ID == r.ActivationID:
+			o.ActivationID = s.ID
+		default:
+			o.Earlier = append(o.Earlier, s.ID)
+		}
+	}
+	return o
 }
 
 // Store keeps at most one Record across restarts of svinit. Journal keeps it in a file;
@@ -76,15 +139,16 @@ type Journal struct {
 func NewJournal(path string) *Journal { return &Journal{path: path} }
 
 // journalVersion lets a later svinit recognise the format it reads. Version 2 added
-// Earlier; an older svinit refuses it rather than give back less than it names.
-const journalVersion = 2
+// Earlier, version 3 ByInstance and Pending; an older svinit refuses a newer version rather
+// than give back less than it names.
+const journalVersion = 3
 
 type journalFile struct {
 	Version int `json:"version"`
 	Record
 }
 
-// Load implements Store. It reads version 1 journals too.
+// Load implements Store. It reads journals of every earlier version too.
 func (j *Journal) Load(context.Context) (Record, bool, error) {
 	data, err := j.read()
 	if errors.Is(err, os.ErrNotExist) {

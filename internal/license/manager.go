@@ -63,6 +63,8 @@ type Manager struct {
 	held     bool // an activation is held: Start succeeded and Stop has not released it
 	lease    Lease
 	rec      Record // what the server may hold for us, as journaled (or being journaled)
+	pending  []Seat // what reclaim could not give back, kept in every record until it goes
+	reKeys   bool   // the provider's heartbeat may answer with a new activation id
 	stopBeat context.CancelFunc
 	beatDone chan struct{}
 }
@@ -74,8 +76,9 @@ func NewManager(p Provider, store Store, instance string, log zerolog.Logger, op
 		store = noStore{}
 	}
 	opts = opts.withDefaults()
+	rk, ok := p.(reKeyer)
 	return &Manager{
-		p: p, store: store, instance: instance, opts: opts,
+		p: p, store: store, instance: instance, opts: opts, reKeys: ok && rk.mayReKey(),
 		log: log.With().Str("component", "license").Str("provider", opts.Provider).Str("instance", instance).Logger(),
 	}
 }
@@ -90,10 +93,14 @@ func (m *Manager) Lease() Lease {
 
 // Release gives back what another instance recorded and left behind: the zombie sweeper's
 // call, for a pod that died without deactivating. An activation the server no longer knows
-// counts as released.
-func (m *Manager) Release(ctx context.Context, rec Record) error {
+// counts as released. When some seat could not be given back, left names exactly those.
+func (m *Manager) Release(ctx context.Context, rec Record) (left Record, err error) {
 	return m.giveBack(ctx, "sweep", rec)
 }
+
+// reKeyer is a Provider whose heartbeat may answer with a new activation id: the server
+// then holds the lease under an id the journal learns only afterwards.
+type reKeyer interface{ mayReKey() bool }
 
 // Held reports whether an activation is held: Start succeeded and Stop has not given it
 // back (a failed deactivation keeps it, and the journal with it).
@@ -128,7 +135,7 @@ func (m *Manager) Start(ctx context.Context) (Lease, error) {
 	if err := m.reclaim(sctx); err != nil {
 		return Lease{}, err
 	}
-	if err := m.journal(sctx, m.record(StateActivating, "", nil)); err != nil {
+	if err := m.journal(sctx, m.activating()); err != nil {
 		return Lease{}, fmt.Errorf("license: journal the activation before making it: %w", err)
 	}
 
@@ -145,7 +152,7 @@ func (m *Manager) Start(ctx context.Context) (Lease, error) {
 		m.abortStart(ctx, uncertain)
 		return Lease{}, fmt.Errorf("license: %w", err)
 	}
-	if err := m.journal(sctx, m.record(StateActive, lease.ID, nil)); err != nil {
+	if err := m.journal(sctx, m.activated(m.holding(), lease, uncertain)); err != nil {
 		// The journal may still say "activating" only: give the seat back while we know it.
 		m.log.Error().Err(err).Str("activation_id", lease.ID).Msg("cannot journal the activation; deactivating it")
 		m.abortStart(ctx, true)
@@ -183,9 +190,10 @@ func (m *Manager) Stop(ctx context.Context) error {
 		return nil
 	}
 	began := time.Now()
-	if err := m.giveBack(ctx, "deactivate", rec); err != nil {
-		m.log.Error().Err(err).Str("activation_id", lease.ID).Dur("elapsed_ms", time.Since(began)).
-			Msg("deactivation failed; the journal keeps the activation for the next start to reclaim")
+	if left, err := m.giveBack(ctx, "deactivate", rec); err != nil {
+		m.log.Error().Err(err).Str("activation_id", lease.ID).Stringers("pending", seatList(left.seats())).
+			Dur("elapsed_ms", time.Since(began)).Msg("deactivation failed; the journal keeps the activation for the next start to reclaim")
+		m.keep(ctx, left)
 		return fmt.Errorf("license: %w", err)
 	}
 	m.mu.Lock()
@@ -199,9 +207,21 @@ func (m *Manager) Stop(ctx context.Context) error {
 	return nil
 }
 
-func (m *Manager) record(state, id string, earlier []string) Record {
-	earlier = slices.DeleteFunc(earlier, func(e string) bool { return e == id })
-	return Record{Instance: m.instance, Provider: m.opts.Provider, State: state, ActivationID: id, Earlier: earlier, Updated: time.Now().UTC()}
+// activating returns the record of an activation about to be requested.
+func (m *Manager) activating() Record {
+	return Record{Instance: m.instance, Provider: m.opts.Provider, State: StateActivating, Pending: m.pending, Updated: time.Now().UTC()}
+}
+
+// activated returns rec once l is held: l's id, the ids rec named kept as earlier ones (the
+// server may hold them too), and the by-instance mark kept, or set when an attempt's answer
+// was lost (uncertain) or a heartbeat may move l to a new id. The mark is journaled here,
+// with the id, so that it is on disk before any heartbeat is sent; it costs one more
+// deactivation, by instance, at every give-back.
+func (m *Manager) activated(rec Record, l Lease, uncertain bool) Record {
+	rec.Earlier = slices.DeleteFunc(rec.ids(), func(id string) bool { return id == l.ID })
+	rec.State, rec.ActivationID, rec.Updated = StateActive, l.ID, time.Now().UTC()
+	rec.ByInstance = rec.ByInstance || uncertain || l.TTL > 0 && m.reKeys
+	return rec
 }
 
 // journal makes rec what the server may hold for us: in memory first, so that Stop gives
@@ -219,20 +239,54 @@ func (m *Manager) holding() Record {
 	return m.rec
 }
 
-// giveBack deactivates everything rec says the server may hold: every id, and the instance
-// when an activation's id was never learned. It stops at the first failure; the record stays
-// and the next try gives it all back again, an id already gone counting as given back.
-func (m *Manager) giveBack(ctx context.Context, op string, rec Record) error {
-	ids := rec.ids()
-	for _, id := range ids {
-		if err := m.deactivate(ctx, op, rec.Instance, Lease{ID: id}); err != nil {
-			return err
+// keep journals left, what a give-back could not give back, in place of the record it
+// started from. Should that fail, the whole record stays, which names more but nothing less.
+func (m *Manager) keep(ctx context.Context, left Record) {
+	if err := m.journal(ctx, left); err != nil {
+		m.log.Warn().Err(err).Msg("cannot narrow the journal record to what is left; it keeps naming everything")
+	}
+}
+
+// giveBack deactivates every seat rec names (Record.seats), the one held now first, and goes
+// on past failures. Each seat gets an equal share of the time ctx has left, unused time
+// passing to the next, so that a dead id cannot eat the others' budget. left names exactly
+// the seats that failed, for the next try.
+func (m *Manager) giveBack(ctx context.Context, op string, rec Record) (left Record, err error) {
+	seats := rec.seats()
+	var failed []Seat
+	var errs []error
+	for i, s := range seats {
+		if ctx.Err() != nil {
+			failed = append(failed, seats[i:]...)
+			errs = append(errs, fmt.Errorf("%s: %d not attempted: %w", op, len(seats)-i, ctx.Err()))
+			break
+		}
+		sctx, cancel := share(ctx, len(seats)-i)
+		err := m.deactivate(sctx, op, s.Instance, Lease{ID: s.ID})
+		cancel()
+		if err != nil {
+			failed = append(failed, s)
+			errs = append(errs, err)
 		}
 	}
-	if rec.State == StateActive && len(ids) > 0 {
-		return nil
+	return rec.only(failed), errors.Join(errs...)
+}
+
+// share bounds ctx to an n-th of the time it has left.
+func share(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok || n <= 1 {
+		return context.WithCancel(ctx)
 	}
-	return m.deactivate(ctx, op, rec.Instance, Lease{})
+	return context.WithTimeout(ctx, time.Until(deadline)/time.Duration(n))
+}
+
+func seatList(seats []Seat) []fmt.Stringer {
+	list := make([]fmt.Stringer, len(seats))
+	for i, s := range seats {
+		list[i] = s
+	}
+	return list
 }
 
 // reclaim deactivates what the journal says a previous run left behind: that run was
@@ -248,7 +302,8 @@ func (m *Manager) reclaim(ctx context.Context) error {
 		return nil
 	}
 	log := m.log.With().Str("stale_instance", rec.Instance).Str("activation_id", rec.ActivationID).
-		Strs("earlier_activation_ids", rec.Earlier).Str("state", rec.State).Time("recorded", rec.Updated).Logger()
+		Strs("earlier_activation_ids", rec.Earlier).Bool("by_instance", rec.ByInstance).Stringers("pending", seatList(rec.Pending)).
+		Str("state", rec.State).Time("recorded", rec.Updated).Logger()
 	if rec.Provider != m.opts.Provider {
 		log.Error().Str("stale_provider", rec.Provider).
 			Msg("the journal names an activation made with another license provider; deactivate it by hand")
@@ -258,15 +313,21 @@ func (m *Manager) reclaim(ctx context.Context) error {
 		return nil
 	}
 	log.Warn().Msg("reclaiming the activation a previous run left behind")
-	err = m.giveBack(ctx, "reclaim", rec)
+	left, err := m.giveBack(ctx, "reclaim", rec)
 	switch {
 	case err == nil:
 		log.Info().Msg("reclaimed the activation a previous run left behind")
 	case errors.Is(err, ErrRetryable) || ctx.Err() != nil:
+		m.keep(ctx, left)
 		return fmt.Errorf("license: reclaim the activation a previous run left for %s: %w", rec.Instance, err)
 	default:
-		// Retrying cannot help and must not keep the program from starting forever.
-		log.Error().Err(err).Msg("cannot deactivate the activation a previous run left behind; it may hold a seat until removed by hand")
+		// Retrying now cannot help and must not keep the program from starting forever; the
+		// seats stay in every record of this run, so that the stop and the next start try
+		// again, until the server lets them go or a person frees them.
+		log.Error().Err(err).Stringers("pending", seatList(left.seats())).
+			Msg("cannot deactivate the activation a previous run left behind; it may hold a seat until removed by hand")
+		m.pending = left.seats()
+		return nil // the activation's record, journaled next, replaces this one
 	}
 	if err := m.store.Delete(ctx); err != nil {
 		return fmt.Errorf("license: %w", err)
@@ -280,6 +341,11 @@ func (m *Manager) reclaim(ctx context.Context) error {
 // during activation must still give the seat back. The record stays when that fails.
 func (m *Manager) abortStart(ctx context.Context, uncertain bool) {
 	if !uncertain {
+		if len(m.pending) > 0 {
+			// Nothing was taken, but what reclaim could not give back stays for the next try.
+			m.keep(ctx, Record{Instance: m.instance, Provider: m.opts.Provider, State: StateActive, Pending: m.pending, Updated: time.Now().UTC()})
+			return
+		}
 		if err := m.store.Delete(ctx); err != nil {
 			m.log.Error().Err(err).Msg("cannot remove the journal record")
 		}
@@ -288,8 +354,10 @@ func (m *Manager) abortStart(ctx context.Context, uncertain bool) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.RequestTimeout)
 	defer cancel()
 	m.log.Warn().Msg("an activation attempt may have taken a seat; deactivating")
-	if err := m.giveBack(cctx, "deactivate", m.holding()); err != nil {
-		m.log.Error().Err(err).Msg("cannot deactivate; the journal keeps the activation for the next start to reclaim")
+	if left, err := m.giveBack(cctx, "deactivate", m.holding()); err != nil {
+		m.log.Error().Err(err).Stringers("pending", seatList(left.seats())).
+			Msg("cannot deactivate; the journal keeps the activation for the next start to reclaim")
+		m.keep(cctx, left)
 		return
 	}
 	if err := m.store.Delete(cctx); err != nil {
@@ -314,9 +382,11 @@ func (m *Manager) deactivate(ctx context.Context, op, instance string, l Lease) 
 // retry calls fn, each call bounded by the request timeout, until it succeeds, fails with
 // anything but ErrRetryable, or ctx ends. Waits between calls double from MinBackoff up to
 // MaxBackoff, with jitter so that a fleet restarted together does not retry in step. No wait
-// runs past ctx's deadline: the last call starts early enough to take twice as long as the
-// one before (at least MinBackoff), and gets whatever time is left. It reports whether a
-// failed call may have taken effect anyway.
+// runs past ctx's deadline: the last call starts as late as leaves it twice the time the one
+// before took (at least finalCallRoom), and gets whatever time is left. The room is there
+// because a call the deadline cuts short counts as uncertain, and an uncertain activation
+// costs a give-back after the deadline. It reports whether a failed call may have taken
+// effect anyway.
 func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context) error) (attempts int, uncertain bool, err error) {
 	began := time.Now()
 	backoff := m.opts.MinBackoff
@@ -341,7 +411,7 @@ func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		if deadline, ok := ctx.Deadline(); ok {
-			if left := time.Until(deadline) - max(m.opts.MinBackoff, min(2*took, m.opts.RequestTimeout)); wait >= left {
+			if left := time.Until(deadline) - min(max(2*took, finalCallRoom), m.opts.RequestTimeout); wait >= left {
 				wait, final = max(left, 0), true
 			}
 		}
@@ -363,6 +433,10 @@ func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context)
 		return attempts, uncertain, fmt.Errorf("%s: gave up after %s and %d attempt(s): %w", op, time.Since(began).Round(time.Millisecond), attempts, last)
 	}
 }
+
+// finalCallRoom is the least time retry leaves the last call: enough for a call that fails
+// fast (connection refused) to fail on its own, with scheduling noise, rather than be cut.
+const finalCallRoom = 100 * time.Millisecond
 
 // startHeartbeat renews the lease in the background until Stop. Its context keeps ctx's
 // values but not its cancellation: the start-up context ends long before the child does.
@@ -487,12 +561,18 @@ func (m *Manager) reactivate(ctx context.Context, forget string) bool {
 	defer cancel()
 	nl, err := m.p.Activate(rctx, m.instance)
 	if err != nil {
+		if errors.Is(err, errUncertain) {
+			// The journal says "activating" until a retry succeeds; that record keeps the mark.
+			m.mu.Lock()
+			m.rec.ByInstance = true
+			m.mu.Unlock()
+		}
 		if ctx.Err() == nil {
 			m.log.Error().Err(err).Msg("re-activation failed; trying again")
 		}
 		return false
 	}
-	if err := m.journal(ctx, m.record(StateActive, nl.ID, rec.ids())); err != nil {
+	if err := m.journal(ctx, m.activated(m.holding(), nl, false)); err != nil {
 		m.log.Error().Err(err).Str("activation_id", nl.ID).Msg("cannot journal the new activation id")
 	}
 	m.setLease(nl)
@@ -501,11 +581,11 @@ func (m *Manager) reactivate(ctx context.Context, forget string) bool {
 }
 
 // renewed makes the lease a heartbeat returned the one held. A new id is journaled with the
-// old one kept: the server may hold both.
+// old one kept: the server may hold both. Until it is, the by-instance mark (see activated)
+// covers it.
 func (m *Manager) renewed(ctx context.Context, l Lease, oldID string) {
 	if l.ID != oldID {
-		rec := m.holding()
-		if err := m.journal(ctx, m.record(StateActive, l.ID, rec.ids())); err != nil {
+		if err := m.journal(ctx, m.activated(m.holding(), l, false)); err != nil {
 			m.log.Error().Err(err).Str("activation_id", l.ID).Msg("cannot journal the new activation id")
 		}
 	}

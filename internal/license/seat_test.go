@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,7 +208,7 @@ func TestStartRetriesUntilTheDeadline(t *testing.T) {
 	log, _ := testLog(t)
 	_, journal := journalIn(t)
 	opts := ManagerOptions{Provider: "fake", Timeout: 2 * time.Second, RequestTimeout: 10 * time.Second,
-		MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}
+		MinBackoff: 400 * time.Millisecond, MaxBackoff: time.Second}
 	m := NewManager(unreachable{}, journal, "web-0", log, opts)
 	began := time.Now()
 	_, err := m.Start(context.Background())
@@ -215,9 +216,10 @@ func TestStartRetriesUntilTheDeadline(t *testing.T) {
 	if code := ExitCode(err); code != ExitTempFail {
 		t.Fatalf("Start = %v (exit %d); want exit 75", err, code)
 	}
-	// The last attempt starts at most MinBackoff before the deadline (or twice the previous
-	// attempt's time, nothing here); a slow machine can only make it later.
-	if earliest := opts.Timeout - opts.MinBackoff; elapsed < earliest {
+	// The last attempt starts as late as the one before allows (twice the time it took, here
+	// next to nothing); only a call that took longer than the slack can make it earlier.
+	// No upper bound: a slow machine can only make it later.
+	if earliest := opts.Timeout - opts.MinBackoff/2; elapsed < earliest {
 		t.Errorf("gave up after %s; want not before %s (--license-timeout %s)", elapsed, earliest, opts.Timeout)
 	}
 }
@@ -318,5 +320,225 @@ func TestExecByInstanceLeavesActivationIDUnset(t *testing.T) {
 	}
 	if strings.Contains(string(data), EnvActivationID) {
 		t.Errorf("the command got %s: %s", EnvActivationID, data)
+	}
+}
+
+// answerLost takes a seat on its first activation and then reports the answer lost, as a
+// request timeout does after the server acted: the seat is held under an id svinit never
+// learns.
+type answerLost struct {
+	Provider
+	once sync.Once
+}
+
+func (p *answerLost) Activate(ctx context.Context, instance string) (Lease, error) {
+	l, err := p.Provider.Activate(ctx, instance)
+	lost := false
+	p.once.Do(func() { lost = true })
+	if lost && err == nil {
+		return Lease{}, fmt.Errorf("%w: %w: killed after the request timeout", ErrRetryable, errUncertain)
+	}
+	return l, err
+}
+
+// An activation attempt that timed out may have taken a seat: when a retry succeeds with
+// another id, the stop (or, after a SIGKILL, the next start) gives that seat back too.
+func TestTimedOutActivationSeatIsGivenBack(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stop", true: "killed"}[kill], func(t *testing.T) {
+			dir := t.TempDir()
+			log, _ := testLog(t)
+			_, journal := journalIn(t)
+			m := NewManager(&answerLost{Provider: execSeats(t, dir, 0)}, journal, "web-0", log, fastOptions(ProviderExec))
+			if _, err := m.Start(context.Background()); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			if live := licensetest.ExecSeatsLive(dir); len(live) != 2 {
+				t.Fatalf("seats held after Start: %v; want the lost attempt's and the retry's", live)
+			}
+			if kill {
+				m.abandon()
+				m = NewManager(execSeats(t, dir, 0), journal, "web-0", log, fastOptions(ProviderExec))
+				if _, err := m.Start(context.Background()); err != nil {
+					t.Fatalf("Start after the kill: %v", err)
+				}
+			}
+			if err := m.Stop(context.Background()); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
+				t.Errorf("seats leaked: %v", live)
+			}
+		})
+	}
+}
+
+// reKeying answers its first heartbeat with a new activation; the old one ends with it
+// unless keepOld. hook runs once the server has switched, before svinit hears of it.
+type reKeying struct {
+	Provider
+	dir     string
+	keepOld bool
+	hook    func()
+	once    sync.Once
+}
+
+func (p *reKeying) Heartbeat(ctx context.Context, instance string, l Lease) (Lease, error) {
+	first := false
+	p.once.Do(func() { first = true })
+	if !first {
+		return p.Provider.Heartbeat(ctx, instance, l)
+	}
+	nl, err := p.Provider.Activate(ctx, instance)
+	if err == nil && !p.keepOld {
+		err = licensetest.ExecSeatsLapse(p.dir, l.ID)
+	}
+	if p.hook != nil {
+		p.hook()
+	}
+	return nl, err
+}
+
+// mayReKey is the wrapped provider's: the exec provider's own declaration is under test.
+func (p *reKeying) mayReKey() bool {
+	rk, ok := p.Provider.(reKeyer)
+	return ok && rk.mayReKey()
+}
+
+// svinit SIGKILLed after a heartbeat moved the lease to a new id on the server and before the
+// journal learned it: the next start still gives the new seat back (by instance), though the
+// old id is gone.
+func TestReKeyingHeartbeatKilledLeaksNoSeat(t *testing.T) {
+	dir := t.TempDir()
+	log, _ := testLog(t)
+	_, journal := journalIn(t)
+	store := &frozenStore{Store: journal}
+	killed := make(chan struct{})
+	p := &reKeying{Provider: execSeats(t, dir, 300*time.Millisecond), dir: dir, hook: func() {
+		store.freeze()
+		close(killed)
+	}}
+	m := NewManager(p, store, "web-0", log, fastOptions(ProviderExec))
+	if _, err := m.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	select {
+	case <-killed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no heartbeat")
+	}
+	m.abandon()
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 1 {
+		t.Fatalf("seats held by the killed run: %v; want the heartbeat's new one", live)
+	}
+	m2 := NewManager(execSeats(t, dir, 0), journal, "web-0", log, fastOptions(ProviderExec))
+	if _, err := m2.Start(context.Background()); err != nil {
+		t.Fatalf("Start after the kill: %v", err)
+	}
+	if err := m2.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
+		t.Errorf("seats leaked: %v", live)
+	}
+}
+
+// refusing fails every deactivation of the ids in refused with err. It hides the wrapped
+// provider's mayReKey: its seats are given back by id only, the order under test.
+type refusing struct {
+	Provider
+	mu      sync.Mutex
+	refused map[string]error
+}
+
+func (p *refusing) refuse(id string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		delete(p.refused, id)
+		return
+	}
+	p.refused[id] = err
+}
+
+func (p *refusing) Deactivate(ctx context.Context, instance string, l Lease) error {
+	p.mu.Lock()
+	err := p.refused[l.ID]
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("deactivate %s: %w", l.ID, err)
+	}
+	return p.Provider.Deactivate(ctx, instance, l)
+}
+
+// A server that refuses to give back an old id (a heartbeat moved the lease from A to B)
+// does not keep the current seat B: the stop gives B back and keeps A alone in the journal;
+// the next start cannot give A back either, starts anyway and keeps A in the journal, and a
+// later stop gives it back once the server lets it go.
+func TestRefusedOldIDDoesNotBlockTheCurrentSeat(t *testing.T) {
+	dir := t.TempDir()
+	log, logs := testLog(t)
+	_, journal := journalIn(t)
+	refuse := &refusing{refused: map[string]error{}}
+	refuse.Provider = &reKeying{Provider: execSeats(t, dir, 300*time.Millisecond), dir: dir, keepOld: true}
+	m := NewManager(refuse, journal, "web-0", log, fastOptions(ProviderExec))
+	first, err := m.Start(context.Background())
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	refuse.refuse(first.ID, fmt.Errorf("%w: exit 1", ErrPermanent))
+	waitFor(t, "a heartbeat with a new id", 10*time.Second, func() bool { return m.Lease().ID != first.ID })
+	current := m.Lease().ID
+	if err := m.Stop(context.Background()); err == nil {
+		t.Error("Stop succeeded although the server refused to give back an id")
+	}
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 1 || live[0] != first.ID {
+		t.Fatalf("seats held after Stop: %v; want only the refused %s (the current %s given back)", live, first.ID, current)
+	}
+	rec, found := loadRecord(t, journal)
+	if names := rec.seats(); !found || len(names) != 1 || names[0].ID != first.ID {
+		t.Fatalf("journal after Stop = %+v; want exactly the refused %s", rec, first.ID)
+	}
+
+	m2 := NewManager(refuse, journal, "web-0", log, fastOptions(ProviderExec))
+	if _, err := m2.Start(context.Background()); err != nil {
+		t.Fatalf("Start with a refused id in the journal: %v", err)
+	}
+	if !strings.Contains(logs.String(), "cannot deactivate the activation a previous run left behind") {
+		t.Error("the refused id was not logged")
+	}
+	rec, _ = loadRecord(t, journal)
+	if !slices.ContainsFunc(rec.seats(), func(s Seat) bool { return s.ID == first.ID }) {
+		t.Fatalf("journal after the next Start = %+v; want the refused %s kept", rec, first.ID)
+	}
+	refuse.refuse(first.ID, nil)
+	if err := m2.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop once the server lets the id go: %v", err)
+	}
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
+		t.Errorf("seats leaked: %v", live)
+	}
+	if _, found := loadRecord(t, journal); found {
+		t.Error("journal record left after everything was given back")
+	}
+}
+
+// An id whose deactivation never succeeds (the server keeps answering 503 for it) gets its
+// share of the stop budget and no more: the ids after it are given back too.
+func TestDeadIDDoesNotEatTheStopBudget(t *testing.T) {
+	f := &fakeProvider{live: map[string]bool{"act-a": true, "act-b": true, "act-c": true}}
+	p := &refusing{Provider: f, refused: map[string]error{"act-a": fmt.Errorf("%w: 503", ErrRetryable)}}
+	log, _ := testLog(t)
+	m := NewManager(p, nil, "web-0", log, fastOptions("fake"))
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	rec := Record{Instance: "web-0", Provider: "fake", State: StateActive, ActivationID: "act-b", Earlier: []string{"act-a", "act-c"}}
+	if _, err := m.Release(ctx, rec); !errors.Is(err, ErrRetryable) {
+		t.Errorf("Release = %v; want the dead id's ErrRetryable", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.live) != 1 || !f.live["act-a"] {
+		t.Errorf("live after Release: %v; want only the dead act-a", f.live)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func TestJournal(t *testing.T) {
 	if err := j.Delete(ctx); err != nil {
 		t.Errorf("Delete of nothing: %v", err)
 	}
-	rec := Record{Instance: "web-0", Provider: ProviderOPSWAT, State: StateActive, ActivationID: "act-1", Earlier: []string{"act-0"}, Updated: time.Now().UTC().Truncate(time.Second)}
+	rec := Record{Instance: "web-0", Provider: ProviderOPSWAT, State: StateActive, ActivationID: "act-1", Earlier: []string{"act-0"},
+		ByInstance: true, Pending: []Seat{{Instance: "web-0-old", ID: "act-x"}, {Instance: "web-0-old"}}, Updated: time.Now().UTC().Truncate(time.Second)}
 	if err := j.Save(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +65,13 @@ func TestJournal(t *testing.T) {
 	}
 	if got, found := loadRecord(t, j); !found || got.ActivationID != "act-1" || got.State != StateActive {
 		t.Errorf("Load of a version 1 journal = %+v, %v", got, found)
+	}
+	v2 := `{"version": 2, "instance": "web-0", "provider": "exec", "state": "active", "activation_id": "act-2", "earlier_activation_ids": ["act-1"]}`
+	if err := os.WriteFile(path, []byte(v2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, found := loadRecord(t, j); !found || !slices.Equal(got.ids(), []string{"act-2", "act-1"}) || got.ByInstance || got.Pending != nil {
+		t.Errorf("Load of a version 2 journal = %+v, %v", got, found)
 	}
 }
 
