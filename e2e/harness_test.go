@@ -229,6 +229,12 @@ func alive(pid int) bool {
 	return err == nil && st.State != "Z"
 }
 
+// procState is pid's state letter (R, S, T, Z...), or "" once it is gone.
+func procState(pid int) string {
+	st, _ := proc.ReadStat(pid)
+	return st.State
+}
+
 // readFile returns path's content; a missing file reads as empty.
 func readFile(t *testing.T, path string) string {
 	t.Helper()

@@ -141,6 +141,37 @@ func TestStatusWhileStoppingAndStale(t *testing.T) {
 	}
 }
 
+// A program or an svinit stopped by a signal (SIGSTOP, a debugger) is hung as far as a
+// liveness probe is concerned: status fails while it is frozen, so that the probe restarts
+// the container, and passes again once it runs on.
+func TestStatusFailsWhileFrozen(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "rec")
+	s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec}, "--", selfBin)
+	waitLine(t, rec, "ready")
+	for _, who := range []struct {
+		name string
+		pid  int
+	}{{"the program", s.childPid()}, {"svinit", s.pid}} {
+		if err := unix.Kill(who.pid, unix.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, who.name+" stopped", func() bool { return procState(who.pid) == "T" })
+		code, out := s.command("status")
+		if code != 3 || !strings.Contains(out, "frozen") {
+			t.Errorf("%s stopped: status %d, want 3 saying it is frozen:\n%s", who.name, code, out)
+		}
+		if err := unix.Kill(who.pid, unix.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, who.name+" running on", func() bool { return procState(who.pid) != "T" })
+		if code, out := s.command("status"); code != 0 {
+			t.Errorf("%s continued: status %d, want 0:\n%s", who.name, code, out)
+		}
+	}
+	s.signal(unix.SIGTERM)
+	s.wait()
+}
+
 func TestStatusWithoutStateFile(t *testing.T) {
 	cmd := exec.Command(svinitBin, "status", "--state-file", filepath.Join(t.TempDir(), "none.json"))
 	out, _ := cmd.CombinedOutput()
@@ -444,5 +475,23 @@ func TestSetuidBinaryRefused(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "refusing to run setuid") {
 			t.Errorf("uid %d: exit %d:\n%s", uid, code, out)
 		}
+	}
+}
+
+// A program frozen by SIGSTOP (a liveness probe's "hung", a debugger's break) still stops at
+// once when asked: svinit continues it after forwarding the stop signal, as systemd does,
+// rather than leaving the signal pending until --grace ends in SIGKILL.
+func TestStopReachesAFrozenProgram(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "rec")
+	s := startSvinit(t, modes[1], "slow-stop", []string{"REC=" + rec, "STOP_TIME=0s"}, "--grace", "60s", "--", selfBin)
+	waitLine(t, rec, "ready")
+	child := s.childPid()
+	if err := unix.Kill(child, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the program stopped", func() bool { return procState(child) == "T" })
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 0 || !hasLine(rec, "stopped") {
+		t.Errorf("exit %d, want the program's own 0 after it handled SIGTERM (a SIGKILL at --grace gives 137):\n%s", code, s.stderr.String())
 	}
 }

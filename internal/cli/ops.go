@@ -69,23 +69,42 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		stale = err != nil
 	}
 	code := statusNotRunning
+	frozen := frozenOf(st)
 	switch {
 	case stale:
 		code = statusDead
-	case st.Phase == state.Running && st.Child != nil && st.Child.Alive():
+	case st.Phase == state.Running && st.Child != nil && st.Child.Alive() && frozen == "":
 		code = statusRunning
 	}
 	if *asJSON {
 		out, _ := json.MarshalIndent(struct {
 			state.State
-			Stale bool   `json:"stale"`
-			Path  string `json:"state_file"`
-		}{st, stale, p}, "", "  ")
+			Stale  bool   `json:"stale"`
+			Frozen string `json:"frozen,omitempty"`
+			Path   string `json:"state_file"`
+		}{st, stale, frozen, p}, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", out)
 		return code
 	}
 	printStatus(stdout, st, stale, p)
+	if frozen != "" {
+		fmt.Fprintf(stdout, "  frozen: %s is stopped by a signal (SIGSTOP) or a debugger, so status fails until it is continued (SIGCONT)\n", frozen)
+	}
 	return code
+}
+
+// frozenOf names who of a running svinit and its child is stopped by a signal or a tracer:
+// hung as far as a liveness probe is concerned. "" when neither is.
+func frozenOf(st state.State) string {
+	switch {
+	case st.Phase != state.Running || st.Child == nil:
+		return ""
+	case st.Svinit.Frozen():
+		return "svinit"
+	case st.Child.Frozen():
+		return "the child"
+	}
+	return ""
 }
 
 func printStatus(w io.Writer, st state.State, stale bool, path string) {

@@ -236,6 +236,12 @@ func (p Process) Alive() bool {
 	return err == nil && !st.Exited() && (p.StartTicks == 0 || st.StartTicks == p.StartTicks)
 }
 
+// Frozen reports whether p, still the process it was, is stopped by a signal or a tracer.
+func (p Process) Frozen() bool {
+	st, err := proc.ReadStat(p.PID)
+	return err == nil && st.Frozen() && (p.StartTicks == 0 || st.StartTicks == p.StartTicks)
+}
+
 // ProveSvinit tells whether p, the svinit of a state file, is still that svinit, before
 // anyone signals it or trusts what the file says of it: nil when it is, ErrGone when it has
 // exited, ErrUntrusted when the file cannot be its (no start time recorded, or a process

@@ -317,6 +317,11 @@ func (s *Supervisor) forward(pid int, sig unix.Signal) {
 		s.log.Debug().Err(err).Str("signal", signals.Name(to)).Int("target", target).Msg("forward failed")
 		return
 	}
+	if signals.IsStop(sig) {
+		// A program frozen by SIGSTOP (or a debugger) would leave the stop pending until
+		// --grace ends in SIGKILL: continue it, as systemd does, so that it acts on it now.
+		unix.Kill(target, unix.SIGCONT)
+	}
 	// Guarded: the names would be worked out for a disabled line, on every signal.
 	if e := s.log.Debug(); e.Enabled() {
 		e.Str("signal", signals.Name(to)).Str("received", signals.Name(sig)).Int("target", target).Msg("signal forwarded")
