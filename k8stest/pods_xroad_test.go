@@ -15,6 +15,7 @@ import (
 // The X-Road stand-in writes the environment it got to /tmp/server-env.
 var xroadStandIn = script("/root/entrypoint.sh", `#!/bin/sh
 env >/tmp/server-env
+echo $$ >/tmp/server-pid
 trap 'exit 0' TERM
 while :; do sleep 0.1; done
 `)
@@ -41,7 +42,8 @@ func livenessPasses(t *testing.T, n *cluster.Node, ns, pod string) int {
 // --file-env (and no NAME_FILE), the values are nowhere in the pod's spec; the startup and
 // liveness probes (`svinit status`) keep the pod Ready and unrestarted while the server
 // runs; `svinit stop` makes the probe fail while svinit stops (the stop delay) and the
-// container is restarted and Ready again.
+// container is restarted and Ready again; a server frozen by SIGSTOP (hung, as far as the
+// probe can tell) fails the liveness probe and is restarted.
 func TestPodsXRoad(t *testing.T) {
 	n, ns := startNode(t)
 	// The example's placeholders, replaced by test values.
@@ -114,6 +116,20 @@ func TestPodsXRoad(t *testing.T) {
 		}
 		waitPod(t, n, ns, name, "restarted and Ready", func(p realPod) bool {
 			return p.Status.ContainerStatuses[0].RestartCount == 1 && p.ready()
+		})
+	})
+
+	t.Run("a frozen server: the liveness probe restarts it", func(t *testing.T) {
+		if out, code := execIn(t, n, ns, name, "sh", "-c", "kill -STOP $(cat /tmp/server-pid)"); code != 0 {
+			t.Fatalf("kill -STOP the server: exit %d: %s", code, out)
+		}
+		if out, code := execIn(t, n, ns, name, "svinit", "status"); code != 3 || !strings.Contains(out, "frozen") {
+			t.Errorf("svinit status of a frozen server: exit %d, want 3 saying frozen:\n%s", code, out)
+		}
+		// Three failed probes 10 s apart, then the stop delay: the kubelet's SIGTERM reaches
+		// the frozen server, continued by svinit, well within the pod's grace.
+		waitPod(t, n, ns, name, "restarted by its liveness probe and Ready", func(p realPod) bool {
+			return p.Status.ContainerStatuses[0].RestartCount == 2 && p.ready()
 		})
 	})
 }
