@@ -43,6 +43,9 @@ func helperSlowStop([]string) int {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, unix.SIGTERM)
 	proctest.AppendLine(os.Getenv("REC"), "ready")
+	if os.Getenv("FREEZE") != "" {
+		unix.Kill(os.Getpid(), unix.SIGSTOP) // hung, until someone continues it
+	}
 	<-ch
 	proctest.AppendLine(os.Getenv("REC"), "term")
 	d, _ := time.ParseDuration(os.Getenv("STOP_TIME"))
@@ -227,6 +230,9 @@ func helperDaemon([]string) int {
 	}
 	if !waitFile(os.Getenv("REC"), "ready\n", 20*time.Second) {
 		return 110
+	}
+	for os.Getenv("FREEZE") != "" && procState(cmd.Process.Pid) != "T" {
+		time.Sleep(5 * time.Millisecond) // the test's deadline bounds this
 	}
 	return 0
 }

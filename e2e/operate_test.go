@@ -495,3 +495,16 @@ func TestStopReachesAFrozenProgram(t *testing.T) {
 		t.Errorf("exit %d, want the program's own 0 after it handled SIGTERM (a SIGKILL at --grace gives 137):\n%s", code, s.stderr.String())
 	}
 }
+
+// A process the program left behind, frozen by SIGSTOP, still gets to act on the clean-up's
+// SIGTERM: svinit continues it, rather than leaving it to the SIGKILL.
+func TestCleanUpReachesAFrozenLeftover(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "rec")
+	s := startSvinit(t, modes[1], "daemon", []string{"REC=" + rec, "DAEMON=slow-stop", "STOP_TIME=0s", "FREEZE=1"}, "--", selfBin)
+	if code := s.wait(); code != 0 {
+		t.Errorf("exit %d, want the program's 0", code)
+	}
+	if !hasLine(rec, "stopped") || strings.Contains(s.stderr.String(), "sent SIGKILL") {
+		t.Errorf("the frozen leftover did not stop on SIGTERM (SIGKILLed instead):\n%s\n%s", readFile(t, rec), s.stderr.String())
+	}
+}

@@ -88,12 +88,12 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	printStatus(stdout, st, stale, p)
 	if frozen != "" {
-		fmt.Fprintf(stdout, "  frozen: %s is stopped by a signal (SIGSTOP) or a debugger, so status fails until it is continued (SIGCONT)\n", frozen)
+		fmt.Fprintf(stdout, "  frozen: %s is stopped by a signal (SIGSTOP), so status fails until it is continued (SIGCONT)\n", frozen)
 	}
 	return code
 }
 
-// frozenOf names who of a running svinit and its child is stopped by a signal or a tracer:
+// frozenOf names who of a running svinit and its child is stopped by a signal:
 // hung as far as a liveness probe is concerned. "" when neither is.
 func frozenOf(st state.State) string {
 	switch {

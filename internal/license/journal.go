@@ -174,8 +174,16 @@ func (j *Journal) read() ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(f)
+	data, err := io.ReadAll(io.LimitReader(f, maxJournal+1))
+	if err == nil && len(data) > maxJournal {
+		err = fmt.Errorf("%s: larger than %d bytes, which no journal svinit writes is: remove it, or point --license-state elsewhere", j.path, maxJournal)
+	}
+	return data, err
 }
+
+// maxJournal bounds what is read of a journal: a record with every id a run can take is a
+// few KiB; a planted or runaway file must not fill svinit's memory.
+const maxJournal = 1 << 20
 
 // refuseSymlink fails when a symlink stands where the journal goes. Replacing it would not
 // follow it; refusing says that someone planted it.

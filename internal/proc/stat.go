@@ -20,9 +20,10 @@ type Stat struct {
 // Exited reports whether the process has ended (a zombie, or dead) and so holds nothing.
 func (s Stat) Exited() bool { return s.State == "Z" || s.State == "X" }
 
-// Frozen reports whether the process is stopped by a signal (SIGSTOP, SIGTSTP) or by a
-// tracer: alive, but doing nothing until it is continued.
-func (s Stat) Frozen() bool { return s.State == "T" || s.State == "t" }
+// Frozen reports whether the process is stopped by a signal (SIGSTOP, SIGTSTP): alive, but
+// doing nothing until it is continued. A tracer's stop ("t") is not counted: strace or gdb
+// on a program being debugged must not make a probe restart it.
+func (s Stat) Frozen() bool { return s.State == "T" }
 
 // ReadStat reads /proc/PID/stat. A process that is gone gives an error wrapping
 // fs.ErrNotExist (or ESRCH, when it went while being read).

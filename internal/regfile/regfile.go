@@ -22,7 +22,8 @@ var ErrNotRegular = errors.New("not a regular file")
 // symlink at path is refused the same way, "(a symlink, which svinit does not follow)",
 // for a path another user could plant a link at.
 func Open(path string, followSymlinks bool) (*os.File, error) {
-	flag := os.O_RDONLY | unix.O_NONBLOCK // os.OpenFile adds O_CLOEXEC
+	// O_NOCTTY: a terminal planted at the path must not become svinit's controlling one.
+	flag := os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY // os.OpenFile adds O_CLOEXEC
 	if !followSymlinks {
 		flag |= unix.O_NOFOLLOW
 	}

@@ -236,7 +236,7 @@ func (p Process) Alive() bool {
 	return err == nil && !st.Exited() && (p.StartTicks == 0 || st.StartTicks == p.StartTicks)
 }
 
-// Frozen reports whether p, still the process it was, is stopped by a signal or a tracer.
+// Frozen reports whether p, still the process it was, is stopped by a signal.
 func (p Process) Frozen() bool {
 	st, err := proc.ReadStat(p.PID)
 	return err == nil && st.Frozen() && (p.StartTicks == 0 || st.StartTicks == p.StartTicks)

@@ -206,11 +206,15 @@ func permits(path string, fi os.FileInfo, user *account.Account, bits uint32) bo
 	return perm&bits == bits
 }
 
-// hasACL reports whether path carries a POSIX access ACL, which may grant what its mode
-// bits do not.
+// hasACL reports whether path carries an access ACL (POSIX, or NFSv4 on an NFS mount),
+// which may grant what its mode bits do not.
 func hasACL(path string) bool {
-	_, err := unix.Getxattr(path, "system.posix_acl_access", nil)
-	return err == nil
+	for _, name := range []string{"system.posix_acl_access", "system.nfs4_acl"} {
+		if _, err := unix.Getxattr(path, name, nil); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // isScript reports whether the file at path starts with "#!": its interpreter must read it.

@@ -29,12 +29,23 @@ func signalDescendants(sig unix.Signal) int {
 	}
 	found := len(pids)
 	pids = slices.DeleteFunc(pids, isStopWaiter)
-	if self == 1 && len(pids) == found {
-		// Nobody to spare: kill(-1) also reaches what forks while this runs.
-		if found == 0 || unix.Kill(-1, sig) != nil {
+	everyone := self == 1 && len(pids) == found // nobody to spare
+	n := deliver(pids, everyone, sig)
+	if sig == unix.SIGTERM {
+		// A process frozen by SIGSTOP would sit on the SIGTERM until the SIGKILL: continue it.
+		deliver(pids, everyone, unix.SIGCONT)
+	}
+	return n
+}
+
+// deliver sends sig to pids, or with everyone to every process but svinit, through kill(-1),
+// which also reaches what forks while this runs; it returns how many were signalled.
+func deliver(pids []int, everyone bool, sig unix.Signal) int {
+	if everyone {
+		if len(pids) == 0 || unix.Kill(-1, sig) != nil {
 			return 0 // ESRCH: nobody left
 		}
-		return found
+		return len(pids)
 	}
 	n := 0
 	for _, pid := range pids {

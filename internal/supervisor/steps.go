@@ -232,7 +232,7 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 	if err := atomicfile.WriteAll(files, s.childOwner(), s.log); err != nil {
 		return false, fmt.Errorf("write the license: %w", err)
 	}
-	if l.FileKey == "" {
+	if l.FileKey == "" && s.licenseKey != "" { // only a key file svinit wrote
 		if err := os.Remove(keyFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn().Err(err).Str("file", keyFile).Msg("cannot remove the key of the license replaced")
 		}

@@ -318,8 +318,8 @@ func (s *Supervisor) forward(pid int, sig unix.Signal) {
 		return
 	}
 	if signals.IsStop(sig) {
-		// A program frozen by SIGSTOP (or a debugger) would leave the stop pending until
-		// --grace ends in SIGKILL: continue it, as systemd does, so that it acts on it now.
+		// A program frozen by SIGSTOP would leave the stop pending until --grace ends in
+		// SIGKILL: continue it, as systemd does, so that it acts on it now.
 		unix.Kill(target, unix.SIGCONT)
 	}
 	// Guarded: the names would be worked out for a disabled line, on every signal.
