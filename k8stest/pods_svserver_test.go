@@ -122,8 +122,11 @@ func (s *svServer) deleteDeployment(t *testing.T) time.Duration {
 // terminationGracePeriodSeconds lets the kubelet's SIGKILL win (the lock stays, and the next
 // pod takes it at once).
 func TestPodsSVServer(t *testing.T) {
+	// Made before the node, so that they are removed after its teardown (cleanups run last
+	// first): the pods mount them until then.
+	work, log := t.TempDir(), t.TempDir()
 	n, ns := startNode(t)
-	s := &svServer{n: n, ns: ns, work: t.TempDir(), log: t.TempDir()}
+	s := &svServer{n: n, ns: ns, work: work, log: log}
 	for _, dir := range []string{s.work, s.log} {
 		if err := os.Chown(dir, 1234, 1234); err != nil {
 			t.Fatal(err)

@@ -3,6 +3,9 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -48,16 +51,23 @@ type Node struct {
 	Dir        string // everything the node writes, removed when the test ends
 	Kubeconfig string // admin kubeconfig for Kubectl
 	kubectl    string
-	sock       string // containerd's socket
+	sock       string          // containerd's socket
+	cgroupRoot string          // the kubelet's cgroup root, "svk8s-" and random hex, in every v1 hierarchy
+	netns      map[string]bool // the pods' network namespaces (paths) seen at the teardown
+	sandboxes  map[string]bool // the containers' IDs seen at the teardown
 	before     hostSnapshot
 	kept       bool // Dir left for a failed test's post-mortem
 }
 
-// StartNode starts a node for the test (root only) and tears it down completely when the
-// test ends: the recorded processes, then the containers' processes and cgroups, every mount
-// under Dir, the pods' network namespaces, the bridge and the iptables rules. Nothing it
-// changes on the host outlives it. The kubelet runs in a mount namespace of its own that
-// shows it the sysctl values it would otherwise set on the host, and without iptables.
+// StartNode starts a node for the test (root only; cgroup v1 hosts only) and tears it down
+// when the test ends: the recorded processes, then the processes and cgroups under the
+// kubelet's own cgroup root, the shims of this containerd's socket, every mount under Dir,
+// the network namespaces and CNI results of this node's pods, the bridge, the iptables
+// rules, and net.ipv4.ip_forward (the bridge plugin sets it) back to its value before. The
+// kubelet runs in a mount namespace of its own that shows it the sysctl values it would
+// otherwise set on the host, and without iptables. It refuses to start beside another
+// kubelet: what a kubelet writes to /var/lib/kubelet, /var/log/pods and
+// /usr/libexec/kubernetes during the test is taken to be this node's and removed.
 func StartNode(t testing.TB) *Node {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -83,6 +93,15 @@ func StartNode(t testing.TB) *Node {
 	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
 		missing(t, "no bridge CNI plugin in /usr/lib/cni", NodeBuildCommand)
 	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &fs); err != nil || fs.Type == unix.CGROUP2_SUPER_MAGIC {
+		t.Fatalf("cluster: /sys/fs/cgroup is cgroup v2 (unified) or unreadable (%v): the node handles cgroup v1 "+
+			"hierarchies only (its kubelet cgroup root, the teardown and ContainerPIDs); run it on a cgroup v1 host", err)
+	}
+	if pids := processesNamed("kubelet"); len(pids) > 0 {
+		t.Fatalf("cluster: a kubelet already runs (PIDs %v): the node's teardown would take what it writes to "+
+			"/var/lib/kubelet, /var/log/pods and /usr/libexec/kubernetes for its own; stop it first", pids)
+	}
 	if out, err := exec.Command("ip", "link", "show", bridgeName).CombinedOutput(); err == nil {
 		t.Fatalf("cluster: bridge %s exists: another node runs, or a killed test binary left one behind "+
 			"(its containerd shims, mounts under /tmp/k8snode*, and the bridge: remove them once no test runs):\n%s", bridgeName, out)
@@ -93,7 +112,12 @@ func StartNode(t testing.TB) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{Dir: dir, kubectl: bins["kubectl"], sock: filepath.Join(dir, "containerd.sock"), before: takeSnapshot()}
+	random := make([]byte, 6)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{Dir: dir, kubectl: bins["kubectl"], sock: filepath.Join(dir, "containerd.sock"),
+		cgroupRoot: "svk8s-" + hex.EncodeToString(random), netns: map[string]bool{}, sandboxes: map[string]bool{}, before: takeSnapshot()}
 	// Registered first, so it runs last: after every process is stopped.
 	t.Cleanup(func() {
 		if err := n.sweep(); err != nil {
@@ -152,6 +176,7 @@ current-context: k8stest
 		"--leader-elect=false",
 		"--root-ca-file="+c.CAFile,
 		"--service-account-private-key-file="+pki.saKeyFile,
+		"--flex-volume-plugin-dir="+filepath.Join(dir, "volume-plugins"),
 		"--use-service-account-credentials=false",
 		"--controllers=*,-bootstrapsigner,-tokencleaner,-csrsigning,-csrapproving,-nodeipam,-service,-route,-cloud-node-lifecycle",
 		"--concurrent-deployment-syncs=2",
@@ -281,7 +306,8 @@ func (n *Node) Ctr(args ...string) ([]byte, error) {
 // removeContainers deletes every container the CRI made while containerd still runs, so
 // that the shims exit and unmount the root file systems themselves.
 func (n *Node) removeContainers(t testing.TB) {
-	killCgroups()
+	n.recordNetns()
+	n.killCgroups()
 	out, err := n.Ctr("tasks", "ls", "-q")
 	if err != nil {
 		t.Errorf("cluster: ctr tasks ls: %v: %s", err, out)
@@ -300,12 +326,112 @@ func (n *Node) removeContainers(t testing.TB) {
 	}
 }
 
-// kubepodsCgroups lists the kubelet's cgroup directories (cgroupfs driver), deepest first.
-func kubepodsCgroups() []string {
+// recordNetns adds to n.netns the network namespaces of the sandboxes this containerd has
+// (their OCI specs name them) and those of recordCNINetns.
+func (n *Node) recordNetns() {
+	n.recordCNINetns()
+	out, err := n.Ctr("containers", "ls", "-q")
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(string(out)) {
+		n.sandboxes[id] = true
+		spec, err := n.Ctr("containers", "info", "--spec", id)
+		if err != nil {
+			continue
+		}
+		var s struct {
+			Linux struct {
+				Namespaces []struct{ Type, Path string }
+			}
+		}
+		if json.Unmarshal(spec, &s) == nil {
+			for _, ns := range s.Linux.Namespaces {
+				if ns.Type == "network" && strings.HasPrefix(ns.Path, netnsDir+"/") {
+					n.netns[ns.Path] = true
+				}
+			}
+		}
+	}
+}
+
+// recordCNINetns adds to n.netns the network namespaces the CNI results of this node's
+// network name.
+func (n *Node) recordCNINetns() {
+	for _, file := range n.cniResults() {
+		data, _ := os.ReadFile(file)
+		var r struct {
+			ContainerID string
+			Result      struct {
+				Interfaces []struct{ Sandbox string }
+			}
+		}
+		if json.Unmarshal(data, &r) == nil {
+			if r.ContainerID != "" {
+				n.sandboxes[r.ContainerID] = true
+			}
+			for _, i := range r.Result.Interfaces {
+				if strings.HasPrefix(i.Sandbox, netnsDir+"/") {
+					n.netns[i.Sandbox] = true
+				}
+			}
+		}
+	}
+}
+
+// cniResults are the files libcni cached for this node's network ("NETWORK-ID-IFNAME"),
+// and for the loopback network containerd sets up in the sandboxes n.sandboxes lists.
+func (n *Node) cniResults() []string {
+	files, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", cniNetwork+"-*"))
+	for id := range n.sandboxes {
+		lo, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", "cni-loopback-"+id+"-*"))
+		files = append(files, lo...)
+	}
+	return files
+}
+
+// cgroupMounts are the host's cgroup v1 hierarchies (one mount point each), and the cgroup2
+// one a hybrid host mounts beside them (/sys/fs/cgroup/unified), where runc also creates
+// the containers' cgroups.
+func cgroupMounts() []string {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	var mounts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		pre, post, ok := strings.Cut(line, " - ")
+		f := strings.Fields(pre)
+		if ok && len(f) >= 5 && (strings.HasPrefix(post, "cgroup ") || strings.HasPrefix(post, "cgroup2 ")) {
+			mounts = append(mounts, unescapeMountPath(f[4]))
+		}
+	}
+	return mounts
+}
+
+// makeCgroupRoot creates the kubelet's cgroup root in every hierarchy (the kubelet requires
+// it to exist), with the cpuset hierarchy's cpus and mems copied from the top.
+func (n *Node) makeCgroupRoot(t testing.TB) {
+	t.Helper()
+	for _, m := range cgroupMounts() {
+		dir := filepath.Join(m, n.cgroupRoot)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatalf("cluster: kubelet cgroup root: %v", err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if data, err := os.ReadFile(filepath.Join(m, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+					t.Fatalf("cluster: %v", err)
+				}
+			}
+		}
+	}
+}
+
+// nodeCgroups lists the cgroup directories under the kubelet's cgroup root, the root
+// included, in every hierarchy, deepest first.
+func (n *Node) nodeCgroups() []string {
 	var dirs []string
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
-	for _, root := range roots {
-		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+	for _, m := range cgroupMounts() {
+		_ = filepath.WalkDir(filepath.Join(m, n.cgroupRoot), func(path string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
 				dirs = append(dirs, path)
 			}
@@ -316,9 +442,9 @@ func kubepodsCgroups() []string {
 	return dirs
 }
 
-// killCgroups SIGKILLs every process in the kubelet's cgroups: the containers.
-func killCgroups() {
-	for _, dir := range kubepodsCgroups() {
+// killCgroups SIGKILLs every process in the cgroups under the kubelet's root: the containers.
+func (n *Node) killCgroups() {
+	for _, dir := range n.nodeCgroups() {
 		data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		for _, f := range strings.Fields(string(data)) {
 			if pid, err := strconv.Atoi(f); err == nil {
@@ -328,17 +454,41 @@ func killCgroups() {
 	}
 }
 
+// processesNamed returns the PIDs of the processes whose command name is comm.
+func processesNamed(comm string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.TrimSpace(string(data)) == comm {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // hostDirs are the host's directories the kubelet, containerd's CRI and the CNI plugins
 // write to whatever their configuration says, deepest first.
 var hostDirs = []string{"/var/run/netns", "/var/lib/cni/results", "/var/lib/cni", "/var/lib/kubelet",
 	"/usr/libexec/kubernetes", "/var/log/containers", "/var/log/pods"}
+
+// kubeletDirs are those of hostDirs whose new entries the teardown takes for this node's
+// without looking at them: only a kubelet writes there, and StartNode refuses to start beside
+// another one.
+var kubeletDirs = []string{"/var/lib/kubelet", "/usr/libexec/kubernetes", "/var/log/pods"}
+
+// ipForward is set to 1 by the bridge plugin ("isGateway"); the teardown restores it.
+const ipForward = "net/ipv4/ip_forward"
 
 // hostSnapshot is what the host had before the node started, so that the teardown removes
 // only what the node added.
 type hostSnapshot struct {
 	entries map[string]map[string]bool // hostDirs: the names each held
 	absent  map[string]bool            // hostDirs that did not exist
-	sysctls map[string]string          // kubeletSysctls' host values
+	sysctls map[string]string          // kubeletSysctls' and ipForward's host values
 }
 
 func takeSnapshot() hostSnapshot {
@@ -350,6 +500,8 @@ func takeSnapshot() hostSnapshot {
 		data, _ := os.ReadFile("/proc/sys/" + key)
 		h.sysctls[key] = string(data)
 	}
+	data, _ := os.ReadFile("/proc/sys/" + ipForward)
+	h.sysctls[ipForward] = string(data)
 	return h
 }
 
@@ -362,20 +514,21 @@ func listDir(dir string) (names map[string]bool, absent bool) {
 	return names, errors.Is(err, os.ErrNotExist)
 }
 
-// sweep removes what the stopped node left: container processes and the kubelet's cgroups,
-// shims started for this containerd, mounts under Dir, what it added to hostDirs (the pods'
-// network namespaces, CNI results, the kubelet's device-plugin directory), and the bridge.
+// sweep removes what the stopped node left: the processes and cgroups under the kubelet's
+// cgroup root, shims started for this containerd, mounts under Dir, this node's network
+// namespaces, CNI results and log symlinks, what was added to kubeletDirs, the host
+// directories it created once empty, and the bridge; and it restores ip_forward.
 func (n *Node) sweep() error {
 	var errs []error
 	deadline := time.Now().Add(stopTimeout)
 	for {
-		killCgroups()
+		n.killCgroups()
 		shims := n.shims()
 		for _, pid := range shims {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		left := 0
-		for _, dir := range kubepodsCgroups() {
+		for _, dir := range n.nodeCgroups() {
 			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 				left++
 			}
@@ -384,7 +537,7 @@ func (n *Node) sweep() error {
 			break
 		}
 		if time.Now().After(deadline) {
-			errs = append(errs, fmt.Errorf("%d kubepods cgroups and shims %v still there after %v", left, shims, stopTimeout))
+			errs = append(errs, fmt.Errorf("%d cgroups under %s and shims %v still there after %v", left, n.cgroupRoot, shims, stopTimeout))
 			break
 		}
 		time.Sleep(pollInterval)
@@ -392,7 +545,31 @@ func (n *Node) sweep() error {
 	if err := unmountUnder(n.Dir); err != nil {
 		errs = append(errs, err)
 	}
-	for _, dir := range hostDirs {
+	n.recordCNINetns()
+	for path := range n.netns {
+		if err := unmountUnder(path); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	for _, file := range n.cniResults() {
+		if err := os.Remove(file); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The kubelet links each container's log, in Dir, from /var/log/containers.
+	links, _ := os.ReadDir("/var/log/containers")
+	for _, e := range links {
+		path := filepath.Join("/var/log/containers", e.Name())
+		if target, err := os.Readlink(path); err == nil && strings.HasPrefix(target, n.Dir+"/") {
+			if err := os.Remove(path); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, dir := range kubeletDirs {
 		if n.before.absent[dir] {
 			if err := unmountUnder(dir); err != nil {
 				errs = append(errs, err)
@@ -415,15 +592,30 @@ func (n *Node) sweep() error {
 			}
 		}
 	}
+	// The host directories the node created, if nothing else is in them (deepest first).
+	for _, dir := range hostDirs {
+		if n.before.absent[dir] {
+			_ = os.Remove(dir)
+		}
+	}
 	if out, err := exec.Command("ip", "link", "del", bridgeName).CombinedOutput(); err != nil && !bytes.Contains(out, []byte("Cannot find")) {
 		errs = append(errs, fmt.Errorf("ip link del %s: %v: %s", bridgeName, err, out))
+	}
+	if was := n.before.sysctls[ipForward]; was != "" {
+		if now, _ := os.ReadFile("/proc/sys/" + ipForward); string(now) != was {
+			if err := os.WriteFile("/proc/sys/"+ipForward, []byte(was), 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s to %q: %w", ipForward, strings.TrimSpace(was), err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
 
 // Leftovers lists what the node left on the host once its test (or subtest) has ended: a
-// process, mount, cgroup, network namespace, file, bridge, iptables rule or sysctl value.
-// Empty after a complete teardown.
+// shim of its socket, a process naming Dir, a mount under Dir, a cgroup under its kubelet's
+// cgroup root, anything new in hostDirs (whoever added it), the bridge, an iptables rule
+// naming the bridge or svinit-k8stest, or a sysctl (kubeletSysctls, ip_forward) not at its
+// value before. Empty after a complete teardown.
 func (n *Node) Leftovers() []string {
 	var left []string
 	if pids := n.shims(); len(pids) > 0 {
@@ -442,7 +634,7 @@ func (n *Node) Leftovers() []string {
 			left = append(left, "mount "+line)
 		}
 	}
-	if dirs := kubepodsCgroups(); len(dirs) > 0 {
+	if dirs := n.nodeCgroups(); len(dirs) > 0 {
 		left = append(left, fmt.Sprintf("cgroups %v", dirs))
 	}
 	if _, err := os.Stat(n.Dir); err == nil && !n.kept {
@@ -583,6 +775,7 @@ port: 10250
 readOnlyPort: 0
 healthzPort: 0
 cgroupDriver: cgroupfs
+cgroupRoot: /%s
 failCgroupV1: false
 failSwapOn: false
 containerRuntimeEndpoint: unix://%s
@@ -601,7 +794,8 @@ syncFrequency: 5s
 fileCheckFrequency: 5s
 nodeStatusUpdateFrequency: 2s
 serializeImagePulls: false
-`, NodeIP, n.sock, filepath.Join(d, "pod-logs"), filepath.Join(d, "volume-plugins"), pki.caFile)
+`, NodeIP, n.cgroupRoot, n.sock, filepath.Join(d, "pod-logs"), filepath.Join(d, "volume-plugins"), pki.caFile)
+	n.makeCgroupRoot(t)
 	configFile := filepath.Join(d, "kubelet.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
@@ -658,13 +852,14 @@ func (n *Node) Kubectl(args ...string) ([]byte, error) {
 }
 
 // ContainerPIDs returns the host PIDs of the processes of a pod's container (containerID as
-// the pod's status gives it, "containerd://ID"), read from the kubelet's cgroups: what a
-// test SIGKILLs to kill a container on the node behind the kubelet's back.
+// the pod's status gives it, "containerd://ID"), read from the kubelet's cgroups (the v1
+// pids hierarchy): what a test SIGKILLs to kill a container on the node behind the kubelet's
+// back.
 func (n *Node) ContainerPIDs(podUID, containerID string) []int {
 	id := strings.TrimPrefix(containerID, "containerd://")
 	var pids []int
-	for _, pattern := range []string{"/sys/fs/cgroup/pids/kubepods/pod%s/%s", "/sys/fs/cgroup/pids/kubepods/*/pod%s/%s"} {
-		dirs, _ := filepath.Glob(fmt.Sprintf(pattern, podUID, id))
+	for _, pattern := range []string{"/sys/fs/cgroup/pids/%s/kubepods/pod%s/%s", "/sys/fs/cgroup/pids/%s/kubepods/*/pod%s/%s"} {
+		dirs, _ := filepath.Glob(fmt.Sprintf(pattern, n.cgroupRoot, podUID, id))
 		for _, dir := range dirs {
 			data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 			for _, f := range strings.Fields(string(data)) {
