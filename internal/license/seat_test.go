@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/svinit/svinit/internal/license/licensetest"
 )
 
@@ -115,16 +117,7 @@ func TestReactivationKilledLeaksNoSeat(t *testing.T) {
 		t.Fatalf("seats held by the killed run: %v; want the re-activation's one", live)
 	}
 
-	m2 := NewManager(execSeats(t, dir, 300*time.Millisecond), journal, "web-0", log, fastOptions(ProviderExec))
-	if _, err := m2.Start(context.Background()); err != nil {
-		t.Fatalf("Start after the kill: %v", err)
-	}
-	if err := m2.Stop(context.Background()); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
-		t.Errorf("seats leaked: %v", live)
-	}
+	stopLeavesNoSeat(t, startAgain(t, execSeats(t, dir, 300*time.Millisecond), journal, log), dir)
 	if b, _ := os.ReadFile(filepath.Join(dir, "by-instance")); !strings.Contains(string(b), "web-0") {
 		t.Error("the seat whose id was never learned was not given back by instance")
 	}
@@ -151,12 +144,7 @@ func TestReactivationStoppedLeaksNoSeat(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(dir, "held"))
 		return strings.Contains(string(b), "activate")
 	})
-	if err := m.Stop(context.Background()); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
-		t.Errorf("seats leaked: %v", live)
-	}
+	stopLeavesNoSeat(t, m, dir)
 	if _, found := loadRecord(t, journal); found {
 		t.Error("journal record left after a successful Stop")
 	}
@@ -358,17 +346,9 @@ func TestTimedOutActivationSeatIsGivenBack(t *testing.T) {
 			}
 			if kill {
 				m.abandon()
-				m = NewManager(execSeats(t, dir, 0), journal, "web-0", log, fastOptions(ProviderExec))
-				if _, err := m.Start(context.Background()); err != nil {
-					t.Fatalf("Start after the kill: %v", err)
-				}
+				m = startAgain(t, execSeats(t, dir, 0), journal, log)
 			}
-			if err := m.Stop(context.Background()); err != nil {
-				t.Fatalf("Stop: %v", err)
-			}
-			if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
-				t.Errorf("seats leaked: %v", live)
-			}
+			stopLeavesNoSeat(t, m, dir)
 		})
 	}
 }
@@ -431,16 +411,7 @@ func TestReKeyingHeartbeatKilledLeaksNoSeat(t *testing.T) {
 	if live := licensetest.ExecSeatsLive(dir); len(live) != 1 {
 		t.Fatalf("seats held by the killed run: %v; want the heartbeat's new one", live)
 	}
-	m2 := NewManager(execSeats(t, dir, 0), journal, "web-0", log, fastOptions(ProviderExec))
-	if _, err := m2.Start(context.Background()); err != nil {
-		t.Fatalf("Start after the kill: %v", err)
-	}
-	if err := m2.Stop(context.Background()); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
-		t.Errorf("seats leaked: %v", live)
-	}
+	stopLeavesNoSeat(t, startAgain(t, execSeats(t, dir, 0), journal, log), dir)
 }
 
 // refusing fails every deactivation of the ids in refused with err. It hides the wrapped
@@ -540,5 +511,27 @@ func TestDeadIDDoesNotEatTheStopBudget(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.live) != 1 || !f.live["act-a"] {
 		t.Errorf("live after Release: %v; want only the dead act-a", f.live)
+	}
+}
+
+// startAgain is the start after a kill: a Manager for web-0 on the same journal, which gives
+// back what the killed run left before it activates.
+func startAgain(t *testing.T, p Provider, journal Store, log zerolog.Logger) *Manager {
+	t.Helper()
+	m := NewManager(p, journal, "web-0", log, fastOptions(ProviderExec))
+	if _, err := m.Start(context.Background()); err != nil {
+		t.Fatalf("Start after the kill: %v", err)
+	}
+	return m
+}
+
+// stopLeavesNoSeat stops m and fails unless the exec double in dir holds no seat after it.
+func stopLeavesNoSeat(t *testing.T, m *Manager, dir string) {
+	t.Helper()
+	if err := m.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if live := licensetest.ExecSeatsLive(dir); len(live) != 0 {
+		t.Errorf("seats leaked: %v", live)
 	}
 }
