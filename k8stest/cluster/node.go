@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // The node's network: a bridge the test creates is the node IP, the API server's address,
@@ -456,14 +458,14 @@ func (n *Node) killCgroups() {
 
 // processesNamed returns the PIDs of the processes whose command name is comm.
 func processesNamed(comm string) []int {
+	return processesWhere("comm", func(b []byte) bool { return strings.TrimSpace(string(b)) == comm })
+}
+
+// processesWhere returns the PIDs of the processes whose /proc/PID/<file> satisfies match.
+func processesWhere(file string, match func([]byte) bool) []int {
 	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.TrimSpace(string(data)) == comm {
+	for _, pid := range proc.PIDs() {
+		if data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), file)); err == nil && match(data) {
 			pids = append(pids, pid)
 		}
 	}
@@ -621,12 +623,9 @@ func (n *Node) Leftovers() []string {
 	if pids := n.shims(); len(pids) > 0 {
 		left = append(left, fmt.Sprintf("shims %v", pids))
 	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(n.Dir)) {
-			left = append(left, fmt.Sprintf("process %s: %s", e.Name(), bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
-		}
+	for _, pid := range processesWhere("cmdline", func(b []byte) bool { return bytes.Contains(b, []byte(n.Dir)) }) {
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		left = append(left, fmt.Sprintf("process %d: %s", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
 	}
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range strings.Split(string(mountinfo), "\n") {
@@ -673,19 +672,9 @@ func (n *Node) Leftovers() []string {
 
 // shims returns the PIDs of the containerd shims started with this node's socket.
 func (n *Node) shims() []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte("containerd-shim")) && bytes.Contains(cmdline, []byte(n.sock)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return processesWhere("cmdline", func(b []byte) bool {
+		return bytes.Contains(b, []byte("containerd-shim")) && bytes.Contains(b, []byte(n.sock))
+	})
 }
 
 // unmountUnder detaches every mount at or under dir, deepest first.
