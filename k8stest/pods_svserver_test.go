@@ -215,41 +215,42 @@ spec:
 		}
 	})
 
-	t.Run("--grace shorter than the pod's grace: svinit's SIGKILL", func(t *testing.T) {
-		s.stopSeconds(t, "forever")
-		n.Apply(t, ns, example(t, "sv-server/sv-server.yaml", "value: 110s", "value: 2s"))
-		pod := s.runningPod(t)
-		took := s.deleteDeployment(t)
-		t.Logf("pod gone %v after its deletion (svinit --grace 2s, terminationGracePeriodSeconds 120)", took.Round(time.Millisecond))
-		if took > 60*time.Second {
-			t.Errorf("the pod took %v to go: svinit's --grace did not end it", took)
-		}
-		if _, ok := s.event(t, "stop", pod); ok {
-			t.Error("the server stopped by itself; it should have ignored SIGTERM")
-		}
-		if s.lockExists() {
-			t.Error("svinit did not remove the lock after its SIGKILL")
-		}
-	})
-
-	t.Run("the pod's grace shorter than --grace: the kubelet's SIGKILL", func(t *testing.T) {
-		s.stopSeconds(t, "forever")
-		n.Apply(t, ns, example(t, "sv-server/sv-server.yaml", "terminationGracePeriodSeconds: 120", "terminationGracePeriodSeconds: 2"))
-		pod := s.runningPod(t)
-		took := s.deleteDeployment(t)
-		t.Logf("pod gone %v after its deletion (svinit --grace 110s, terminationGracePeriodSeconds 2)", took.Round(time.Millisecond))
-		if took > 60*time.Second {
-			t.Errorf("the pod took %v to go: the kubelet's SIGKILL did not end it", took)
-		}
-		if !s.lockExists() {
-			t.Error("the lock file is gone, yet svinit was SIGKILLed before its clean-up")
-		}
-		// The next pod takes the dead holder's lock at once.
-		s.stopSeconds(t, "0")
-		n.Apply(t, ns, example(t, "sv-server/sv-server.yaml"))
-		next := s.runningPod(t)
-		if _, ok := s.event(t, "start", next); !ok || next == pod {
-			t.Errorf("the next pod's server did not start: %v", s.events(t))
-		}
-	})
+	// A server that ignores SIGTERM, under two budgets: whichever grace is shorter ends it.
+	for _, tc := range []struct {
+		name, from, to, budgets, killer string
+		lockKept                        bool // svinit was SIGKILLed before its clean-up
+	}{
+		{"--grace shorter than the pod's grace: svinit's SIGKILL", "value: 110s", "value: 2s",
+			"svinit --grace 2s, terminationGracePeriodSeconds 120", "svinit's --grace", false},
+		{"the pod's grace shorter than --grace: the kubelet's SIGKILL", "terminationGracePeriodSeconds: 120", "terminationGracePeriodSeconds: 2",
+			"svinit --grace 110s, terminationGracePeriodSeconds 2", "the kubelet's SIGKILL", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.stopSeconds(t, "forever")
+			n.Apply(t, ns, example(t, "sv-server/sv-server.yaml", tc.from, tc.to))
+			pod := s.runningPod(t)
+			took := s.deleteDeployment(t)
+			t.Logf("pod gone %v after its deletion (%s)", took.Round(time.Millisecond), tc.budgets)
+			if took > 60*time.Second {
+				t.Errorf("the pod took %v to go: %s did not end it", took, tc.killer)
+			}
+			if _, ok := s.event(t, "stop", pod); ok {
+				t.Error("the server stopped by itself; it should have ignored SIGTERM")
+			}
+			switch kept := s.lockExists(); {
+			case kept && !tc.lockKept:
+				t.Error("svinit did not remove the lock after its SIGKILL")
+			case !kept && tc.lockKept:
+				t.Error("the lock file is gone, yet svinit was SIGKILLed before its clean-up")
+			case kept:
+				// The next pod takes the dead holder's lock at once.
+				s.stopSeconds(t, "0")
+				n.Apply(t, ns, example(t, "sv-server/sv-server.yaml"))
+				next := s.runningPod(t)
+				if _, ok := s.event(t, "start", next); !ok || next == pod {
+					t.Errorf("the next pod's server did not start: %v", s.events(t))
+				}
+			}
+		})
+	}
 }
