@@ -4,10 +4,11 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: build demo test bench
 
-# A static, stripped, reproducible binary with the version stamped in.
+# Static, stripped, reproducible binaries with the version stamped in: svinit, and beside it
+# svinit-net, which makes its network calls (the two ship together).
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/svinit ./cmd/svinit
-	@stat -c 'bin/svinit: %s bytes, static and stripped' bin/svinit
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/svinit ./cmd/svinit-net
+	@stat -c '%n: %s bytes, static and stripped' bin/svinit bin/svinit-net
 
 # svinit running a real program: a shell that leaves an orphan behind and exits 3.
 demo: build

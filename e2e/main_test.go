@@ -46,11 +46,11 @@ func buildAndRun(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755) // other users run it too
 	svinitBin = filepath.Join(dir, "svinit")
-	args := []string{"build", "-o", svinitBin}
+	args := []string{"build", "-o", dir} // svinit and svinit-net, side by side as they ship
 	if raceBuild() {
 		args = append(args, "-race") // the supervisor's goroutines, under the race detector
 	}
-	build := exec.Command("go", append(args, "github.com/svinit/svinit/cmd/svinit")...)
+	build := exec.Command("go", append(args, "github.com/svinit/svinit/cmd/svinit", "github.com/svinit/svinit/cmd/svinit-net")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: cannot build svinit:", err)

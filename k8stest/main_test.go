@@ -22,8 +22,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	svinitBin = filepath.Join(dir, "svinit")
-	build := exec.Command("go", "build", "-o", svinitBin, "./cmd/svinit")
-	build.Dir = ".." // in svinit's own module, with its own go.mod
+	build := exec.Command("go", "build", "-o", dir, "./cmd/svinit", "./cmd/svinit-net") // side by side, as they ship
+	build.Dir = ".."                                                                    // in svinit's own module, with its own go.mod
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

@@ -63,8 +63,13 @@ func imageFiles(t *testing.T) []cluster.File {
 	if out, err := exec.Command("file", "-L", busyboxPath).Output(); err == nil && !strings.Contains(string(out), "statically linked") {
 		t.Fatalf("%s is not static (apt-get install busybox-static): %s", busyboxPath, out)
 	}
+	net, err := os.ReadFile(filepath.Join(filepath.Dir(svinitBin), "svinit-net"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	files := []cluster.File{
 		{Path: "/usr/local/bin/svinit", Mode: 0o755, Data: svinit},
+		{Path: "/usr/local/bin/svinit-net", Mode: 0o755, Data: net},
 		{Path: "/bin/busybox", Mode: 0o755, Data: busybox},
 	}
 	// The vendors' servers as the examples' args name them (shell scripts that record what

@@ -39,6 +39,9 @@ var (
 	dockerDown string                      // why the engine or the images are unusable, if they are
 )
 
+// netBin is the svinit-net built beside svinitBin.
+func netBin() string { return filepath.Join(filepath.Dir(svinitBin), "svinit-net") }
+
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(helpers.Run(mode, os.Args[1:]))
@@ -75,7 +78,7 @@ func setUpAndRun(m *testing.M) int {
 	}()
 	defer os.RemoveAll(dir)
 	svinitBin = filepath.Join(dir, "svinit")
-	build := exec.Command("go", "build", "-trimpath", "-o", svinitBin, "github.com/svinit/svinit/cmd/svinit")
+	build := exec.Command("go", "build", "-trimpath", "-o", dir, "github.com/svinit/svinit/cmd/svinit", "github.com/svinit/svinit/cmd/svinit-net")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -151,7 +154,7 @@ func buildTestImage(dir, self string) error {
 	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
 		return err
 	}
-	for src, dst := range map[string]string{busybox: "bin/busybox", svinitBin: "usr/local/bin/svinit", self: "usr/local/bin/helper"} {
+	for src, dst := range map[string]string{busybox: "bin/busybox", svinitBin: "usr/local/bin/svinit", netBin(): "usr/local/bin/svinit-net", self: "usr/local/bin/helper"} {
 		if err := copyFile(src, filepath.Join(root, dst)); err != nil {
 			return err
 		}

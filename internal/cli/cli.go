@@ -61,7 +61,9 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	early := newLogger(cfg, stderr)
 	stopped, stopWatch := supervisor.WatchStartup(sigs, early)
 	ready := make(chan prepared, 1)
-	go func() { ready <- prepare(cfg, cfgErr, stderr, version, sigs, subscribed) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { ready <- prepare(ctx, cfg, cfgErr, stderr, version, sigs, subscribed, sigchld) }()
 	var p prepared
 	select {
 	case p = <-ready:
@@ -80,20 +82,17 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 		fmt.Fprintf(p.stderr, "svinit: invalid configuration:\n%s\n", indent(p.err.Error()))
 		return supervisor.ExitUsage
 	}
-	s, log, r := p.s, p.log, p.reaper
+	s, log := p.s, p.log
 	if cfg.DryRun {
 		return dryRun(s, stdout, p.stderr)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	if reaper.NeedsSubreaper() {
 		if err := reaper.SetSubreaper(); err != nil {
 			log.Error().Err(err).Msg("cannot become a child subreaper")
 			return supervisor.ExitInternal
 		}
 	}
-	go r.Run(ctx, sigchld)
 
 	log.Debug().Str("version", version).Int("pid", os.Getpid()).Msg("svinit starting")
 	code := s.Run(ctx)
@@ -114,7 +113,7 @@ type prepared struct {
 // prepare checks everything that can be known from the options, the environment and the
 // file system, and reports every problem together (cfgErr, the configuration's, among
 // them). It takes nothing: no lock, no file written, no license request.
-func prepare(cfg config.Config, cfgErr error, stderr io.Writer, version string, sigs <-chan os.Signal, subscribed <-chan struct{}) prepared {
+func prepare(ctx context.Context, cfg config.Config, cfgErr error, stderr io.Writer, version string, sigs <-chan os.Signal, subscribed <-chan struct{}, sigchld <-chan os.Signal) prepared {
 	errs := []error{cfgErr, refuseSetID()}
 	env, read, err := environ.ExpandFiles(os.Environ(), cfg.FileEnv, cfg.FileEnvSuffix())
 	if err != nil {
@@ -132,6 +131,7 @@ func prepare(cfg config.Config, cfgErr error, stderr io.Writer, version string, 
 	p := prepared{stderr: redactor.Writer(stderr)}
 	p.log = newLogger(cfg, p.stderr)
 	p.reaper = reaper.New(p.log)
+	go p.reaper.Run(ctx, sigchld) // from now on: the checks run svinit-net through it
 	p.s, err = supervisor.New(supervisor.Params{
 		Config: cfg, Log: p.log, Version: version, Env: env, LicenseKey: key, Redactor: redactor, Signals: sigs, Subscribed: subscribed, Reaper: p.reaper,
 	})

@@ -18,8 +18,6 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
-	"github.com/svinit/svinit/internal/k8s"
-	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
 	"github.com/svinit/svinit/internal/signals"
@@ -57,10 +55,11 @@ type Config struct {
 	DryRun       bool         `flag:"dry-run" desc:"render the templates to stdout and exit, starting nothing"`
 
 	LicenseProvider       string        `flag:"license-provider" envconfig:"LICENSE_PROVIDER" default:"none" desc:"license provider: none, exec, http, opswat or keygen-relay"`
+	NetHelper             string        `flag:"net-helper" envconfig:"NET_HELPER" desc:"svinit-net, which makes svinit's network calls (the opswat, keygen-relay and http providers, k8s-secret:); unset: beside svinit's own executable"`
 	LicenseURL            string        `flag:"license-url" envconfig:"LICENSE_URL" desc:"base URL of the license server"`
 	LicenseKeyFile        string        `flag:"license-key-file" envconfig:"LICENSE_KEY_FILE" desc:"file holding the license key (a mounted Secret); unset: SVINIT_LICENSE_KEY, else LICENSE_KEY"`
 	LicenseKeepKey        bool          `flag:"license-keep-key" envconfig:"LICENSE_KEEP_KEY" default:"false" desc:"leave the license key variables in the child's environment"`
-	LicenseState          string        `flag:"license-state" envconfig:"LICENSE_STATE" desc:"journal of the activation, so that a seat a crash leaked is reclaimed on the next start: a file on the persistent volume, or k8s-secret:NAME for a ledger of every pod in the Secret NAME of the pod's namespace"`
+	LicenseState          LicenseState  `flag:"license-state" envconfig:"LICENSE_STATE" desc:"journal of the activation, so that a seat a crash leaked is reclaimed on the next start: a file on the persistent volume, or k8s-secret:NAME for a ledger of every pod in the Secret NAME of the pod's namespace"`
 	LicenseSweepTimeout   time.Duration `flag:"license-sweep-timeout" envconfig:"LICENSE_SWEEP_TIMEOUT" default:"10s" desc:"with k8s-secret: the most the start waits for the zombie sweep, which gives back the activations of pods that died without deactivating"`
 	LicenseFile           string        `flag:"license-file" envconfig:"LICENSE_FILE" desc:"where to write the license file the server hands out, if any"`
 	LicensePool           string        `flag:"license-pool" envconfig:"LICENSE_POOL" desc:"keygen-relay: the pool to claim from, sent as the Relay-Pool header; unset: the relay's default"`
@@ -260,21 +259,11 @@ func (c *Config) validate() error {
 	if c.Replicas < 0 {
 		errs = multierror.Append(errs, fmt.Errorf("--replicas %d: must be 0 (unknown) or more", c.Replicas))
 	}
-	if secret, ok := k8s.SecretName(c.LicenseState); ok {
-		if err := k8s.CheckSecretName(secret); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("--license-state %s: %w", c.LicenseState, err))
-		}
-		if c.PodName == "" || c.PodUID == "" {
-			errs = multierror.Append(errs, fmt.Errorf("--license-state %s: the ledger keys entries by pod: set SVINIT_POD_NAME and SVINIT_POD_UID from the downward API (metadata.name, metadata.uid)", c.LicenseState))
-		}
-	} else {
-		c.LicenseState = absPath(c.LicenseState)
+	if c.LicenseState.Secret != "" && (c.PodName == "" || c.PodUID == "") {
+		errs = multierror.Append(errs, fmt.Errorf("--license-state %s: the ledger keys entries by pod: set SVINIT_POD_NAME and SVINIT_POD_UID from the downward API (metadata.name, metadata.uid)", &c.LicenseState))
 	}
 	c.StateFile = absPath(c.StateFile)
-	c.LicenseKeyFile, c.LicenseFile, c.LicenseHTTPConfig = absPath(c.LicenseKeyFile), absPath(c.LicenseFile), absPath(c.LicenseHTTPConfig)
-	if err := c.checkInstanceID(); err != nil {
-		errs = multierror.Append(errs, err)
-	}
+	c.LicenseKeyFile, c.LicenseFile, c.LicenseHTTPConfig, c.NetHelper = absPath(c.LicenseKeyFile), absPath(c.LicenseFile), absPath(c.LicenseHTTPConfig), absPath(c.NetHelper)
 	if c.EnvFile != "" && len(c.FileEnv) == 0 {
 		errs = multierror.Append(errs, fmt.Errorf("--env-file-suffix %s: every variable ending in %s is no longer read (SSL_CERT_FILE would become SSL_CERT): name the ones to read, --file-env DB_PASSWORD or SVINIT_FILE_ENV=DB_PASSWORD,API_TOKEN, and drop the suffix unless it is not _FILE", c.EnvFile, c.EnvFile))
 	}
@@ -287,22 +276,6 @@ func (c *Config) FileEnvSuffix() string {
 		return "_FILE"
 	}
 	return c.EnvFile
-}
-
-// checkInstanceID reports a license instance id that the license server would refuse or
-// that cannot be found, before any seat is asked for.
-func (c *Config) checkInstanceID() error {
-	if c.LicenseProvider == "" || c.LicenseProvider == license.ProviderNone {
-		return nil
-	}
-	journal := c.LicenseState
-	if _, ok := k8s.SecretName(c.LicenseState); ok {
-		if c.InstanceID == "" && (c.PodName == "" || c.PodUID == "") {
-			return nil // the ledger's own check asks for the pod's name and UID
-		}
-		journal = ""
-	}
-	return license.CheckInstanceSource(c.InstanceID, c.PodName, c.PodUID, journal)
 }
 
 // absPath makes p absolute, so that svinit can chdir("/") after starting the child and

@@ -226,9 +226,8 @@ func TestStartUpProblemsAreFoundInTheConfiguration(t *testing.T) {
 		want string
 	}{
 		{[]string{"--lock-heartbeat", "5ms"}, "--lock-heartbeat 5ms: too short, use 10ms or more"},
-		{[]string{"--license-provider", "opswat", "--instance-id", "ns/pod"}, `--instance-id "ns/pod"`},
-		{[]string{"--license-provider", "opswat"}, "instance id: set --instance-id"},
-		{[]string{"--license-provider", "opswat", "--pod-name", "web-0"}, "only one of"},
+		{[]string{"--license-state", "k8s-secret:Licenses"}, `"Licenses" is not a Secret name`},
+		{[]string{"--license-state", "k8s-secret:licenses"}, "set SVINIT_POD_NAME and SVINIT_POD_UID"},
 	} {
 		if _, err := Parse(append(tc.args, "prog")); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
@@ -236,6 +235,37 @@ func TestStartUpProblemsAreFoundInTheConfiguration(t *testing.T) {
 	}
 	if _, err := Parse([]string{"--license-provider", "opswat", "--pod-name", "web-0", "--pod-uid", "3f2c", "prog"}); err != nil {
 		t.Errorf("an id from the pod: %v", err)
+	}
+}
+
+// --license-state is parsed once: a journal made absolute, or a Secret with a valid name.
+func TestLicenseStateParsedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		in           string
+		path, secret string
+		ok           bool
+	}{
+		{"k8s-secret:metadefender-icap-licenses", "", "metadefender-icap-licenses", true},
+		{"k8s-secret:a.b-c0", "", "a.b-c0", true},
+		{"k8s-secret:0", "", "0", true},
+		{"k8s-secret:" + strings.Repeat("a", 253), "", strings.Repeat("a", 253), true},
+		{"/var/lib/svinit/license.json", "/var/lib/svinit/license.json", "", true},
+		{"k8s-secret:", "", "", false},
+		{"k8s-secret:Licenses", "", "", false},
+		{"k8s-secret:-licenses", "", "", false},
+		{"k8s-secret:licenses.", "", "", false},
+		{"k8s-secret:li_censes", "", "", false},
+		{"k8s-secret:" + strings.Repeat("a", 254), "", "", false},
+	} {
+		var s LicenseState
+		err := s.Set(tc.in)
+		if (err == nil) != tc.ok || err == nil && (s.Path != tc.path || s.Secret != tc.secret) {
+			t.Errorf("Set(%.40q) = %+v, %v; want path %q secret %q ok %v", tc.in, s, err, tc.path, tc.secret, tc.ok)
+		}
+	}
+	var rel LicenseState
+	if err := rel.Set("license.json"); err != nil || !filepath.IsAbs(rel.Path) {
+		t.Errorf("a relative journal stays %q (%v): svinit chdirs to / after the start", rel.Path, err)
 	}
 }
 

@@ -20,34 +20,6 @@ import (
 // The calls themselves are tested against a real API server in k8stest; these are the parts
 // that need none.
 
-func TestCheckSecretName(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"metadefender-icap-licenses", true},
-		{"a.b-c0", true},
-		{"0", true},
-		{"", false},
-		{"Licenses", false},
-		{"-licenses", false},
-		{"licenses.", false},
-		{"li_censes", false},
-		{strings.Repeat("a", 253), true},
-		{strings.Repeat("a", 254), false},
-	} {
-		if err := CheckSecretName(tc.name); (err == nil) != tc.ok {
-			t.Errorf("CheckSecretName(%q) = %v, want ok %v", tc.name, err, tc.ok)
-		}
-	}
-	if name, ok := SecretName("k8s-secret:licenses"); !ok || name != "licenses" {
-		t.Errorf("SecretName(k8s-secret:licenses) = %q, %v", name, ok)
-	}
-	if _, ok := SecretName("/var/lib/svinit/license.json"); ok {
-		t.Error("a journal file was taken for a Secret")
-	}
-}
-
 // TestEntryKey: every pod name the API allows gives a valid Secret key, unique by UID.
 func TestEntryKey(t *testing.T) {
 	const uid = "0b3c9a4e-6f6d-4a55-9d0e-2f1a6c1e9b77"

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/license"
 )
@@ -47,13 +44,11 @@ type Ledger struct {
 	secret string
 	pod    string
 	uid    string
-	log    zerolog.Logger
 }
 
 // NewLedger returns the ledger in the Secret name for the pod (name, UID).
-func NewLedger(c *Client, secret, pod, uid string, log zerolog.Logger) *Ledger {
-	return &Ledger{c: c, secret: secret, pod: pod, uid: uid,
-		log: log.With().Str("component", "ledger").Str("secret", c.Namespace()+"/"+secret).Logger()}
+func NewLedger(c *Client, secret, pod, uid string) *Ledger {
+	return &Ledger{c: c, secret: secret, pod: pod, uid: uid}
 }
 
 // maxKey is the longest key a Secret's data allows.
@@ -122,96 +117,49 @@ func (l *Ledger) remove(ctx context.Context, key string) error {
 	return err
 }
 
-// Releaser gives back every activation another instance's record names, and returns what
-// it could not give back: license.Manager.Release.
-type Releaser interface {
-	Release(ctx context.Context, rec license.Record) (left license.Record, err error)
-}
-
-// SweepResult counts what a sweep did.
-type SweepResult struct {
-	Swept, Alive, Failed int
-}
-
-// Sweep is the zombie sweeper. For every entry of another pod it asks the API server
-// whether that pod still exists with the recorded UID. When it does not (404, or a
-// StatefulSet reused the name under another UID) the pod died without deactivating:
-// Sweep gives its activation back with r and deletes its entry. Entries of pods that exist,
-// Terminating ones included, are left alone, as are entries of another provider. Sweep
-// stops when ctx ends; what is left waits for the next start.
-func (l *Ledger) Sweep(ctx context.Context, provider string, r Releaser) (SweepResult, error) {
-	var res SweepResult
+// Others returns the entries of every other pod, sorted by key, each with whether its pod
+// still exists with the recorded UID (Terminating included). When it does not (404, or a
+// StatefulSet reused the name under another UID) the pod died without deactivating, and
+// svinit's sweep gives its activation back. Entries that are not svinit's come back Foreign.
+func (l *Ledger) Others(ctx context.Context) ([]license.LedgerEntry, error) {
 	s, err := l.c.GetSecret(ctx, l.secret)
 	if errors.Is(err, ErrNotFound) {
-		return res, nil
+		return nil, nil
 	}
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	keys := make([]string, 0, len(s.Data))
 	for k := range s.Data {
-		keys = append(keys, k)
+		if k != entryKey(l.pod, l.uid) { // ours: the Manager's reclaim handles it
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
+	var others []license.LedgerEntry
 	for _, key := range keys {
-		if key == entryKey(l.pod, l.uid) {
-			continue // ours: the Manager's reclaim handles it
-		}
 		var e Entry
 		if err := json.Unmarshal(s.Data[key], &e); err != nil || e.Pod == "" {
-			l.log.Warn().Str("entry", key).Msg("ledger entry is not svinit's; left alone")
+			others = append(others, license.LedgerEntry{Key: key, Foreign: true})
 			continue
 		}
-		log := l.log.With().Str("pod", e.Pod).Str("pod_uid", e.PodUID).Str("activation_id", e.ActivationID).
-			Strs("earlier_activation_ids", e.Earlier).Bool("by_instance", e.ByInstance).Int("pending", len(e.Pending)).
-			Str("state", e.State).Logger()
 		uid, err := l.c.PodUID(ctx, e.Pod)
-		switch {
-		case err == nil && uid == e.PodUID:
-			res.Alive++
-			continue
-		case err != nil && !errors.Is(err, ErrNotFound):
-			return res, err
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
 		}
-		if e.Provider != provider {
-			log.Warn().Str("entry_provider", e.Provider).Msg("a dead pod's activation was made with another license provider; left for a person to deactivate")
-			res.Failed++
-			continue
-		}
-		if left, err := r.Release(ctx, e.Record); err != nil {
-			log.Error().Err(err).Msg("cannot deactivate a dead pod's activation; the next start tries again")
-			res.Failed++
-			if ctx.Err() != nil {
-				return res, ctx.Err()
-			}
-			// The entry keeps exactly what is left; should the patch fail, all of it.
-			e.Record = left
-			if value, err := json.Marshal(e); err == nil {
-				if err := l.c.PatchSecretKey(ctx, l.secret, key, value); err != nil {
-					log.Warn().Err(err).Msg("cannot narrow the entry to what is left; it keeps naming everything")
-				}
-			}
-			continue
-		}
-		if err := l.remove(ctx, key); err != nil {
-			return res, err
-		}
-		res.Swept++
-		log.Info().Msg("deactivated the activation of a pod that died without giving it back")
+		others = append(others, license.LedgerEntry{Key: key, Pod: e.Pod, PodUID: e.PodUID, Alive: err == nil && uid == e.PodUID, Record: e.Record})
 	}
-	return res, nil
+	return others, nil
 }
 
-// SweepFor runs Sweep bounded by d, logging the outcome; it never fails the start.
-func (l *Ledger) SweepFor(ctx context.Context, d time.Duration, provider string, r Releaser) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	began := time.Now()
-	res, err := l.Sweep(ctx, provider, r)
-	ev := l.log.Info()
+// Put makes another pod's entry e: what a sweep could not give back of it.
+func (l *Ledger) Put(ctx context.Context, e license.LedgerEntry) error {
+	value, err := json.Marshal(Entry{Pod: e.Pod, PodUID: e.PodUID, Record: e.Record})
 	if err != nil {
-		ev = l.log.Warn().Err(err)
+		return err
 	}
-	ev.Int("swept", res.Swept).Int("alive", res.Alive).Int("failed", res.Failed).Dur("elapsed_ms", time.Since(began)).
-		Msg("zombie sweep done")
+	return l.c.PatchSecretKey(ctx, l.secret, e.Key, value)
 }
+
+// Remove deletes another pod's entry, once its activation is given back.
+func (l *Ledger) Remove(ctx context.Context, key string) error { return l.remove(ctx, key) }

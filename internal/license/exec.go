@@ -131,7 +131,7 @@ func (e *execProvider) run(ctx context.Context, action string, argv []string, in
 	if e.key != "" {
 		env = append(env, EnvKey+"="+e.key)
 	}
-	stdout := &cappedBuffer{max: maxResponse}
+	stdout := &cappedBuffer{max: MaxResponse}
 	stderr := &cappedBuffer{max: maxExecStderr}
 	started := time.Now()
 	code, err := e.cfg.Runner.Run(ctx, argv, env, stdout, stderr)
@@ -143,25 +143,16 @@ func (e *execProvider) run(ctx context.Context, action string, argv []string, in
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			cause = fmt.Sprintf("killed after %s", time.Since(started).Round(time.Millisecond))
 		}
-		return nil, fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, errUncertain, cause)
+		return nil, fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, ErrUncertain, cause)
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w: cannot run it: %s", what, ErrPermanent, e.redact.Redact(err.Error()))
 	case stdout.overflow:
-		return nil, fmt.Errorf("%s: %w: more than %d bytes on stdout", what, ErrPermanent, maxResponse)
+		return nil, fmt.Errorf("%s: %w: more than %d bytes on stdout", what, ErrPermanent, MaxResponse)
 	}
-	var class error
-	switch code {
-	case 0:
+	if code == 0 {
 		return stdout.Bytes(), nil
-	case execTempFail:
-		class = ErrRetryable
-	case execNoSeats:
-		class = ErrNoSeats
-	case execNotFound:
-		class = ErrNotFound
-	default:
-		class = ErrPermanent
 	}
+	class := exitClass(code)
 	if tail != "" {
 		return nil, fmt.Errorf("%s: %w: exit %d: %s", what, class, code, tail)
 	}
@@ -186,12 +177,17 @@ func (e *execProvider) logStderr(action, instance string, data []byte, failed bo
 		last = line
 		e.log.WithLevel(level).Str("action", action).Str("instance", instance).Str("stderr", line).Msg("license command output")
 	}
-	return e.redact.excerpt([]byte(last))
+	return e.redact.Excerpt([]byte(last))
 }
 
 // parse reads the lease a command printed, starting from prev for what it leaves out.
 func (e *execProvider) parse(action, instance string, out []byte, prev Lease) (Lease, error) {
-	what := fmt.Sprintf("exec %s %s", action, instance)
+	return parseLease(fmt.Sprintf("exec %s %s", action, instance), out, prev, e.redact)
+}
+
+// parseLease reads the exec contract's lease JSON, starting from prev for what it leaves
+// out. A file key is a secret from here on.
+func parseLease(what string, out []byte, prev Lease, redact *Redactor) (Lease, error) {
 	if len(bytes.TrimSpace(out)) == 0 {
 		return prev, nil
 	}
@@ -199,21 +195,22 @@ func (e *execProvider) parse(action, instance string, out []byte, prev Lease) (L
 	dec := json.NewDecoder(bytes.NewReader(out))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&j); err != nil {
-		return Lease{}, fmt.Errorf("%s: %w: stdout is not the lease JSON ({\"id\", \"ttl\", \"expires\", \"file\", \"file_base64\", \"file_key\"}): %s", what, ErrPermanent, e.redact.Redact(err.Error()))
+		return Lease{}, fmt.Errorf("%s: %w: stdout is not the lease JSON ({\"id\", \"ttl\", \"expires\", \"file\", \"file_base64\", \"file_key\"}): %s", what, ErrPermanent, redact.Redact(err.Error()))
 	}
+	redact.Add(j.FileKey)
 	l := prev
 	if j.ID != "" {
 		l.ID = j.ID
 	}
 	if s, ok := rawScalar(j.TTL); ok {
-		ttl, err := parseTTL(s)
+		ttl, err := ParseTTL(s)
 		if err != nil {
 			return Lease{}, fmt.Errorf("%s: %w: ttl: %v", what, ErrPermanent, err)
 		}
 		l.TTL = ttl
 	}
 	if s, ok := rawScalar(j.Expires); ok && s != "" {
-		t, err := parseExpires(s)
+		t, err := ParseExpires(s)
 		if err != nil {
 			return Lease{}, fmt.Errorf("%s: %w: expires: %v", what, ErrPermanent, err)
 		}

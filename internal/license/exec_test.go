@@ -63,7 +63,7 @@ func TestExecExitCodeContract(t *testing.T) {
 		began := time.Now()
 		_, err := p.Activate(ctx, "web-0")
 		t.Logf("killed after %s: %v", time.Since(began), err)
-		if !errors.Is(err, ErrRetryable) || !errors.Is(err, errUncertain) {
+		if !errors.Is(err, ErrRetryable) || !errors.Is(err, ErrUncertain) {
 			t.Errorf("Activate = %v; want ErrRetryable, outcome unknown", err)
 		}
 	})

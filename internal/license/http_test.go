@@ -128,7 +128,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		{"http without requests", Config{Provider: ProviderHTTP, URL: "https://l.example.com"}, []string{"activate request needs a URL", "deactivate request needs a URL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := New(tc.cfg)
+			p, err := New(withHelper(tc.cfg))
 			if err == nil {
 				t.Fatalf("New = %v, nil; want an error", p)
 			}

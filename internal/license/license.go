@@ -7,13 +7,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
-// Provider names, as given to --license-provider.
+// Provider names, as given to --license-provider. ProviderOPSWAT, ProviderKeygenRelay and
+// ProviderHTTP run in svinit-net (Networked).
 const (
 	ProviderNone        = "none"
 	ProviderExec        = "exec"
@@ -21,6 +21,11 @@ const (
 	ProviderOPSWAT      = "opswat"
 	ProviderKeygenRelay = "keygen-relay"
 )
+
+// Networked reports whether provider's requests go through svinit-net.
+func Networked(provider string) bool {
+	return provider == ProviderOPSWAT || provider == ProviderKeygenRelay || provider == ProviderHTTP
+}
 
 // Error classes. Every error a Provider returns wraps exactly one of them; callers branch
 // with errors.Is.
@@ -38,10 +43,10 @@ var (
 	ErrNotFound = errors.New("activation not found")
 )
 
-// errUncertain marks a failed attempt that may nevertheless have taken effect on the server:
+// ErrUncertain marks a failed attempt that may nevertheless have taken effect on the server:
 // the request went out and no answer came back (timeout, reset, cancelled, command killed).
 // After such an activation attempt the Manager deactivates, in case a seat was taken.
-var errUncertain = errors.New("outcome unknown")
+var ErrUncertain = errors.New("outcome unknown")
 
 // Exit codes for a failed activation, from sysexits.h, so that the orchestrator restarts
 // svinit and an operator can tell the causes apart.
@@ -126,9 +131,9 @@ type Config struct {
 	// provider learns later (Keygen Relay's license_key) are added to it. Nil: a Redactor
 	// of the providers' own.
 	Redactor *Redactor
-	// Client sends the HTTP requests; nil uses a client of its own. Requests are bounded by
-	// the context the Manager passes, not by Client.Timeout.
-	Client *http.Client
+	// Helper runs svinit-net, which sends the requests of the opswat, keygen-relay and http
+	// providers.
+	Helper HelperConfig
 	// Log receives what the providers have to say (a command's stderr).
 	Log zerolog.Logger
 }

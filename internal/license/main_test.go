@@ -29,11 +29,34 @@ const helperEnv = "SVINIT_LICENSE_TEST_HELPER"
 // any encoding shows.
 const testKey = "K3Y sec/ret+&=?\"é-0123456789"
 
+// netHelper is svinit-net, built for the tests: the opswat, keygen-relay and http providers
+// send their requests through it, as in production.
+var netHelper string
+
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(runHelper(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "svinit-net-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	netHelper = filepath.Join(dir, HelperName)
+	build := exec.Command("go", "build", "-o", netHelper, "github.com/svinit/svinit/cmd/svinit-net")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build svinit-net:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testHelper runs the svinit-net built for the tests.
+func testHelper() HelperConfig {
+	return HelperConfig{Path: netHelper, Version: "dev", Runner: cmdRunner{}}
 }
 
 // runHelper is the helper programs the exec provider runs in the tests.
@@ -211,11 +234,19 @@ func setups() []setup {
 
 func newProvider(t *testing.T, cfg Config) Provider {
 	t.Helper()
-	p, err := New(cfg)
+	p, err := New(withHelper(cfg))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	return p
+}
+
+// withHelper gives cfg the svinit-net built for the tests, unless it names one.
+func withHelper(cfg Config) Config {
+	if cfg.Helper.Path == "" {
+		cfg.Helper = testHelper()
+	}
+	return cfg
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -402,7 +402,7 @@ func (m *Manager) retry(ctx context.Context, op string, fn func(context.Context)
 			return attempts, uncertain, nil
 		}
 		last = err
-		uncertain = uncertain || errors.Is(err, errUncertain)
+		uncertain = uncertain || errors.Is(err, ErrUncertain)
 		if !errors.Is(err, ErrRetryable) {
 			return attempts, uncertain, fmt.Errorf("%s: %w", op, err)
 		}
@@ -561,7 +561,7 @@ func (m *Manager) reactivate(ctx context.Context, forget string) bool {
 	defer cancel()
 	nl, err := m.p.Activate(rctx, m.instance)
 	if err != nil {
-		if errors.Is(err, errUncertain) {
+		if errors.Is(err, ErrUncertain) {
 			// The journal says "activating" until a retry succeeds; that record keeps the mark.
 			m.mu.Lock()
 			m.rec.ByInstance = true

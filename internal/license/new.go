@@ -2,7 +2,6 @@ package license
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
@@ -14,21 +13,16 @@ import (
 func New(cfg Config) (Provider, error) {
 	var errs *multierror.Error
 	fail := func(format string, args ...any) { errs = multierror.Append(errs, fmt.Errorf(format, args...)) }
-	client := cfg.Client
-	if client == nil {
-		client = &http.Client{}
-	}
 	redact := cfg.Redactor
 	if redact == nil {
 		redact = NewRedactor()
 	}
 	redact.Add(cfg.Key)
-	caller := httpCaller{client: client, redact: redact}
 	base := ""
 	if cfg.URL != "" {
 		var err error
-		if base, err = parseBaseURL(cfg.URL); err != nil {
-			fail("license URL %s: %v", caller.show(cfg.URL), err)
+		if base, err = ParseBaseURL(cfg.URL); err != nil {
+			fail("license URL %s: %v", redact.Redact(RedactURL(cfg.URL)), err)
 		}
 	}
 	needKey := func() {
@@ -55,20 +49,10 @@ func New(cfg Config) (Provider, error) {
 		return nil, nil
 	case ProviderOPSWAT:
 		needKey()
-		if cfg.URL == "" {
-			base = OPSWATActivationURL
-		}
-		p = &opswat{http: caller, base: base, key: cfg.Key}
 	case ProviderKeygenRelay:
 		needURL("http://relay.example.internal:6349")
-		p = &keygenRelay{http: caller, base: base, pool: cfg.Pool}
 	case ProviderHTTP:
 		needURL("https://licenses.example.com")
-		g, err := newGenericHTTP(cfg.HTTP, base, cfg.Key, caller)
-		if err != nil {
-			errs = multierror.Append(errs, err)
-		}
-		p = g
 	case ProviderExec:
 		if len(cfg.Exec.Activate) == 0 || cfg.Exec.Activate[0] == "" {
 			fail("license provider exec needs --license-activate-cmd")
@@ -82,13 +66,16 @@ func New(cfg Config) (Provider, error) {
 		if cfg.Exec.Runner == nil {
 			fail("license provider exec needs a Runner")
 		}
-		p = &execProvider{cfg: cfg.Exec, key: cfg.Key, url: base, log: cfg.Log, redact: caller.redact}
+		p = &execProvider{cfg: cfg.Exec, key: cfg.Key, url: base, log: cfg.Log, redact: redact}
 	default:
 		fail("license provider %q unknown: want %s, %s, %s, %s or %s", cfg.Provider,
 			ProviderNone, ProviderExec, ProviderHTTP, ProviderOPSWAT, ProviderKeygenRelay)
 	}
 	if err := errs.ErrorOrNil(); err != nil {
 		return nil, err
+	}
+	if Networked(cfg.Provider) {
+		return newNetProvider(cfg, base, redact)
 	}
 	return p, nil
 }

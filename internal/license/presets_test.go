@@ -65,22 +65,6 @@ func TestOPSWATWireFormat(t *testing.T) {
 	}
 }
 
-func TestOPSWATErrorBody(t *testing.T) {
-	for _, tc := range []struct{ body, want string }{
-		{`{"error":"Could not activate"}`, "Could not activate"},
-		{"error: 'Could not activate your product'\n", "Could not activate your product"},
-		{"\n# comment\nerror: \"quoted\"\n", "quoted"},
-		{"deployment: abc\nexpiration: 2030-01-01\nerror_budget: 3\n", ""},
-		{`{"deployment":"abc"}`, ""},
-		{`{"error":""}`, "(empty error message)"},
-		{"", ""},
-	} {
-		if got := opswatError([]byte(tc.body)); got != tc.want {
-			t.Errorf("opswatError(%q) = %q; want %q", tc.body, got, tc.want)
-		}
-	}
-}
-
 func TestKeygenRelayWireFormat(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Seats: 1, TTL: 90 * time.Second})
 	p := newProvider(t, Config{Provider: ProviderKeygenRelay, URL: srv.URL})
@@ -147,12 +131,12 @@ func TestRequestTimeoutIsRetryable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, err := p.Activate(ctx, "web-0")
-	if !errors.Is(err, ErrRetryable) || !errors.Is(err, errUncertain) {
+	if !errors.Is(err, ErrRetryable) || !errors.Is(err, ErrUncertain) {
 		t.Errorf("Activate that timed out = %v; want ErrRetryable, outcome unknown", err)
 	}
 	srv.Down()
 	_, err = p.Activate(context.Background(), "web-0")
-	if !errors.Is(err, ErrRetryable) || errors.Is(err, errUncertain) {
+	if !errors.Is(err, ErrRetryable) || errors.Is(err, ErrUncertain) {
 		t.Errorf("Activate refused = %v; want ErrRetryable, known not sent", err)
 	}
 }

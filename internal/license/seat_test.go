@@ -324,7 +324,7 @@ func (p *answerLost) Activate(ctx context.Context, instance string) (Lease, erro
 	lost := false
 	p.once.Do(func() { lost = true })
 	if lost && err == nil {
-		return Lease{}, fmt.Errorf("%w: %w: killed after the request timeout", ErrRetryable, errUncertain)
+		return Lease{}, fmt.Errorf("%w: %w: killed after the request timeout", ErrRetryable, ErrUncertain)
 	}
 	return l, err
 }

@@ -100,7 +100,7 @@ func (r *Redactor) Add(secrets ...string) {
 		if s == "" {
 			continue
 		}
-		forms := []string{s, url.QueryEscape(s), url.PathEscape(s), strings.ReplaceAll(url.QueryEscape(s), "+", "%20"), jsonString(s, true), jsonString(s, false)}
+		forms := []string{s, url.QueryEscape(s), url.PathEscape(s), strings.ReplaceAll(url.QueryEscape(s), "+", "%20"), JSONString(s, true), JSONString(s, false)}
 		for _, f := range forms {
 			if !seen[f] {
 				seen[f] = true
@@ -122,9 +122,9 @@ func (r *Redactor) Add(secrets ...string) {
 	r.r.Store(strings.NewReplacer(pairs...))
 }
 
-// jsonString is s as it appears inside a JSON string, with or without the HTML escaping of
+// JSONString is s as it appears inside a JSON string, with or without the HTML escaping of
 // encoding/json (zerolog does not escape <, > and &).
-func jsonString(s string, escapeHTML bool) string {
+func JSONString(s string, escapeHTML bool) string {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(escapeHTML)

@@ -16,7 +16,6 @@ import (
 	"github.com/svinit/svinit/internal/atomicfile"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
-	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
@@ -117,7 +116,8 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 			Env:        s.childEnv,
 			Runner:     reaperRunner{s.reaper},
 		},
-		Log: s.log,
+		Helper: s.helper(),
+		Log:    s.log,
 	}
 	if s.cfg.LicenseHTTPConfig != "" {
 		b, err := os.ReadFile(s.cfg.LicenseHTTPConfig)
@@ -133,6 +133,21 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 	return license.New(cfg)
 }
 
+// helper says how to run svinit-net: with svinit's environment less the key, as the exec
+// provider's commands get it.
+func (s *Supervisor) helper() license.HelperConfig {
+	return license.HelperConfig{Path: license.HelperPath(s.cfg.NetHelper), Version: s.version, Env: s.childEnv, Runner: reaperRunner{s.reaper}}
+}
+
+// checkInstanceID reports an instance id that the license server would refuse or that
+// cannot be found, before any seat is asked for.
+func (s *Supervisor) checkInstanceID() error {
+	if s.cfg.LicenseState.Secret != "" && s.cfg.InstanceID == "" && (s.cfg.PodName == "" || s.cfg.PodUID == "") {
+		return nil // config asks for the pod's name and UID
+	}
+	return license.CheckInstanceSource(s.cfg.InstanceID, s.cfg.PodName, s.cfg.PodUID, s.cfg.LicenseState.Path)
+}
+
 // checkLicenseFiles finds what would make writing --license-file, its key or the journal
 // fail after a seat was taken, so that the start fails before it takes anything.
 func checkLicenseFiles(cfg config.Config, licensed bool) error {
@@ -145,9 +160,9 @@ func checkLicenseFiles(cfg config.Config, licensed bool) error {
 			}
 		}
 	}
-	if _, inSecret := k8s.SecretName(cfg.LicenseState); licensed && cfg.LicenseState != "" && !inSecret {
-		if err := atomicfile.CheckDst(cfg.LicenseState); err != nil {
-			errs = append(errs, fmt.Errorf("--license-state %s: %w", cfg.LicenseState, err))
+	if journal := cfg.LicenseState.Path; licensed && journal != "" {
+		if err := atomicfile.CheckDst(journal); err != nil {
+			errs = append(errs, fmt.Errorf("--license-state %s: %w", journal, err))
 		}
 	}
 	return config.Join(errs...)
@@ -158,7 +173,7 @@ func (s *Supervisor) activate(ctx context.Context) error {
 	if s.provider == nil {
 		return nil
 	}
-	instance, err := license.InstanceID(s.cfg.InstanceID, s.cfg.PodName, s.cfg.PodUID, s.cfg.LicenseState)
+	instance, err := license.InstanceID(s.cfg.InstanceID, s.cfg.PodName, s.cfg.PodUID, s.cfg.LicenseState.Path)
 	if err != nil {
 		return fmt.Errorf("license instance id: %w", err)
 	}
@@ -166,15 +181,11 @@ func (s *Supervisor) activate(ctx context.Context) error {
 		st.Phase = state.Activating
 		st.License = &state.License{Provider: s.cfg.LicenseProvider, Instance: instance}
 	})
-	var (
-		store  license.Store
-		ledger *k8s.Ledger
-	)
-	if secret, ok := k8s.SecretName(s.cfg.LicenseState); ok {
-		ledger = k8s.NewLedger(s.kube, secret, s.cfg.PodName, s.cfg.PodUID, s.log)
-		store = ledger
-	} else if s.cfg.LicenseState != "" {
-		store = license.NewJournal(s.cfg.LicenseState)
+	var store license.Store
+	if s.ledger != nil {
+		store = s.ledger
+	} else if s.cfg.LicenseState.Path != "" {
+		store = license.NewJournal(s.cfg.LicenseState.Path)
 	}
 	m := license.NewManager(s.provider, store, instance, s.log, license.ManagerOptions{
 		Provider:       s.cfg.LicenseProvider,
@@ -182,10 +193,10 @@ func (s *Supervisor) activate(ctx context.Context) error {
 		RequestTimeout: s.cfg.LicenseRequestTimeout,
 		OnLease:        s.leaseTaken,
 	})
-	if ledger != nil {
+	if s.ledger != nil {
 		// Before taking a seat: the seats of pods that died without giving theirs back may be
 		// the ones this start needs.
-		ledger.SweepFor(ctx, s.cfg.LicenseSweepTimeout, s.cfg.LicenseProvider, m)
+		s.ledger.SweepFor(ctx, s.cfg.LicenseSweepTimeout, s.cfg.LicenseProvider, m)
 	}
 	if _, err := m.Start(ctx); err != nil {
 		return err

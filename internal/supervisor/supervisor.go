@@ -17,7 +17,6 @@ import (
 	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
-	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/render"
@@ -52,7 +51,7 @@ type Supervisor struct {
 	reaper   *reaper.Reaper
 	user     *account.Account // nil without --user
 	provider license.Provider // nil without --license-provider
-	kube     *k8s.Client      // set with --license-state k8s-secret:NAME
+	ledger   *license.Ledger  // set with --license-state k8s-secret:NAME
 	license  *license.Manager // set once a seat is held
 	plan     *render.Plan     // the templates, checked; written once the lock is held
 	state    *state.Tracker
@@ -116,10 +115,12 @@ func New(p Params) (*Supervisor, error) {
 	provider, err := s.newLicenseProvider(p.LicenseKey)
 	errs = append(errs, err)
 	s.provider = provider
-	if _, ok := k8s.SecretName(p.Config.LicenseState); ok && provider != nil {
-		lookup := func(name string) (string, bool) { return environ.Lookup(p.Env, name) }
-		if s.kube, err = k8s.InCluster(lookup); err != nil {
-			errs = append(errs, fmt.Errorf("--license-state %s: %w", p.Config.LicenseState, err))
+	if p.Config.LicenseProvider != license.ProviderNone && p.Config.LicenseProvider != "" {
+		errs = append(errs, s.checkInstanceID())
+	}
+	if secret := p.Config.LicenseState.Secret; secret != "" && provider != nil {
+		if s.ledger, err = license.NewLedger(secret, p.Config.PodName, p.Config.PodUID, s.helper(), s.redactor, s.log); err != nil {
+			errs = append(errs, fmt.Errorf("--license-state %s: %w", &p.Config.LicenseState, err))
 		}
 	}
 	errs = append(errs, checkLicenseFiles(p.Config, provider != nil))

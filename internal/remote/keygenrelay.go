@@ -1,4 +1,4 @@
-package license
+package remote
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/svinit/svinit/internal/license"
 	"net/http"
 	"net/url"
 	"time"
@@ -49,32 +50,32 @@ func (k *keygenRelay) header() http.Header {
 	return http.Header{"Relay-Pool": {k.pool}}
 }
 
-func (k *keygenRelay) Activate(ctx context.Context, instance string) (Lease, error) {
+func (k *keygenRelay) Activate(ctx context.Context, instance string) (license.Lease, error) {
 	l, status, err := k.claim(ctx, instance)
 	if err == nil && status == http.StatusAccepted {
 		// The node already holds a license: a run that left no journal, or a second start
 		// with the same id. An extension comes without the file, so give the license back
 		// and claim afresh, which comes with the file and its key.
-		if err = k.release(ctx, instance); err == nil || errors.Is(err, ErrNotFound) {
+		if err = k.release(ctx, instance); err == nil || errors.Is(err, license.ErrNotFound) {
 			l, status, err = k.claim(ctx, instance)
 		}
 		if err == nil && status == http.StatusAccepted {
-			err = fmt.Errorf("%w: the relay still held the node right after releasing it: another node is using the fingerprint; give each instance its own --instance-id", ErrPermanent)
+			err = fmt.Errorf("%w: the relay still held the node right after releasing it: another node is using the fingerprint; give each instance its own --instance-id", license.ErrPermanent)
 		}
 	}
 	if err != nil {
-		return Lease{}, fmt.Errorf("keygen-relay activate %s: %w", instance, err)
+		return license.Lease{}, fmt.Errorf("keygen-relay activate %s: %w", instance, err)
 	}
 	if status == http.StatusConflict {
-		return Lease{}, fmt.Errorf("keygen-relay activate %s: %w: 409 Conflict: the node already holds a lease and the relay runs with --no-heartbeats, or it holds one in another pool", instance, ErrPermanent)
+		return license.Lease{}, fmt.Errorf("keygen-relay activate %s: %w: 409 Conflict: the node already holds a lease and the relay runs with --no-heartbeats, or it holds one in another pool", instance, license.ErrPermanent)
 	}
 	return l, nil
 }
 
-func (k *keygenRelay) Heartbeat(ctx context.Context, instance string, old Lease) (Lease, error) {
+func (k *keygenRelay) Heartbeat(ctx context.Context, instance string, old license.Lease) (license.Lease, error) {
 	l, status, err := k.claim(ctx, instance)
 	if err != nil {
-		return Lease{}, fmt.Errorf("keygen-relay heartbeat %s: %w", instance, err)
+		return license.Lease{}, fmt.Errorf("keygen-relay heartbeat %s: %w", instance, err)
 	}
 	switch status {
 	case http.StatusConflict:
@@ -95,41 +96,41 @@ func (k *keygenRelay) Heartbeat(ctx context.Context, instance string, old Lease)
 }
 
 // claim sends the PUT; a 409 comes back as a status for the caller to interpret.
-func (k *keygenRelay) claim(ctx context.Context, instance string) (Lease, int, error) {
+func (k *keygenRelay) claim(ctx context.Context, instance string) (license.Lease, int, error) {
 	u := k.nodeURL(instance)
 	status, body, err := k.http.do(ctx, http.MethodPut, u, k.header(), nil)
 	if err != nil {
-		return Lease{}, 0, err
+		return license.Lease{}, 0, err
 	}
 	switch status {
 	case http.StatusCreated, http.StatusAccepted:
 	case http.StatusConflict:
-		return Lease{}, status, nil
+		return license.Lease{}, status, nil
 	case http.StatusGone:
-		return Lease{}, status, fmt.Errorf("%w: 410 Gone: every license of the relay is leased", ErrNoSeats)
+		return license.Lease{}, status, fmt.Errorf("%w: 410 Gone: every license of the relay is leased", license.ErrNoSeats)
 	default:
-		return Lease{}, status, k.refused(http.MethodPut, u, status, body)
+		return license.Lease{}, status, k.refused(http.MethodPut, u, status, body)
 	}
 	var c relayClaim
 	if err := json.Unmarshal(body, &c); err != nil {
-		return Lease{}, status, fmt.Errorf("%w: PUT %s: status %d with a body that is not the relay's JSON", ErrPermanent, k.http.show(u), status)
+		return license.Lease{}, status, fmt.Errorf("%w: PUT %s: status %d with a body that is not the relay's JSON", license.ErrPermanent, k.http.show(u), status)
 	}
 	// A secret from here on: no log line or error may show it.
 	k.http.redact.Add(c.LicenseKey)
-	l := Lease{ID: instance, FileKey: c.LicenseKey}
+	l := license.Lease{ID: instance, FileKey: c.LicenseKey}
 	if c.ExpiresIn != nil && *c.ExpiresIn > 0 {
 		l.TTL = time.Duration(*c.ExpiresIn) * time.Second
 	}
 	if c.LicenseFile != "" {
 		// The relay base64-encodes the file (Go's []byte JSON encoding).
 		if l.File, err = base64.StdEncoding.DecodeString(c.LicenseFile); err != nil {
-			return Lease{}, status, fmt.Errorf("%w: PUT %s: license_file is not base64", ErrPermanent, k.http.show(u))
+			return license.Lease{}, status, fmt.Errorf("%w: PUT %s: license_file is not base64", license.ErrPermanent, k.http.show(u))
 		}
 	}
 	return l, status, nil
 }
 
-func (k *keygenRelay) Deactivate(ctx context.Context, instance string, _ Lease) error {
+func (k *keygenRelay) Deactivate(ctx context.Context, instance string, _ license.Lease) error {
 	if err := k.release(ctx, instance); err != nil {
 		return fmt.Errorf("keygen-relay deactivate %s: %w", instance, err)
 	}
@@ -147,7 +148,7 @@ func (k *keygenRelay) release(ctx context.Context, instance string) error {
 	case http.StatusNoContent, http.StatusOK:
 		return nil
 	case http.StatusNotFound:
-		return fmt.Errorf("%w: 404: the relay holds no lease for the node", ErrNotFound)
+		return fmt.Errorf("%w: 404: the relay holds no lease for the node", license.ErrNotFound)
 	default:
 		return k.refused(http.MethodDelete, u, status, body)
 	}
@@ -159,5 +160,5 @@ func (k *keygenRelay) refused(method, u string, status int, body []byte) error {
 	if status == http.StatusBadRequest && k.pool != "" {
 		hint = fmt.Sprintf(" (is there a pool %q, and does the relay serve it?)", k.pool)
 	}
-	return fmt.Errorf("%w: %s %s: status %d: %s%s", statusClass(status), method, k.http.show(u), status, k.http.redact.excerpt(body), hint)
+	return fmt.Errorf("%w: %s %s: status %d: %s%s", statusClass(status), method, k.http.show(u), status, k.http.redact.Excerpt(body), hint)
 }

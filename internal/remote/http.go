@@ -1,4 +1,4 @@
-package license
+package remote
 
 import (
 	"bytes"
@@ -6,64 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/svinit/svinit/internal/license"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/svinit/svinit/internal/tmpl"
 )
-
-// HTTPConfig configures the generic http provider, for a license server that has no preset.
-// Method, URL, header values and body are Go text/templates over
-//
-//	{{.URL}}       the base URL (--license-url)
-//	{{.Key}}       the license key
-//	{{.Instance}}  the instance id
-//	{{.ID}}        the activation id (empty when activating)
-//
-// with the functions query, path and json, which escape a value for a query string, a path
-// segment or the inside of a JSON string: {{.URL}}/activate?key={{query .Key}}.
-type HTTPConfig struct {
-	Activate HTTPRequest
-	// Heartbeat is optional: without it, a lease with a TTL is renewed by repeating Activate.
-	Heartbeat  HTTPRequest
-	Deactivate HTTPRequest
-	// SuccessStatus lists the statuses that mean success; empty means any 2xx.
-	SuccessStatus []int
-	// ErrorField names a JSON field that, when present and not empty in a successful
-	// response, means the request failed: for servers that report errors with a 200.
-	ErrorField string
-	// Fields of the activation (and heartbeat) response, as dotted paths into its JSON
-	// (data.attributes.expiry): the activation id (default: the instance id), the lease TTL
-	// in seconds or as a Go duration, the license's expiry (RFC 3339 or Unix seconds), and
-	// the license file as a string ("." takes the whole body, which then is not JSON).
-	IDField, TTLField, ExpiresField, FileField string
-	// NoSeatsStatus lists the statuses of an activation that mean no seat is free (e.g. 409
-	// or 410). NoSeatsMatch is a regular expression: an error message it matches means the
-	// same.
-	NoSeatsStatus []int
-	NoSeatsMatch  string
-}
-
-// HTTPRequest is one templated request.
-type HTTPRequest struct {
-	// Method defaults to GET without a body and POST with one.
-	Method string
-	URL    string
-	Header map[string]string
-	Body   string
-}
-
-func (r HTTPRequest) empty() bool {
-	return r.URL == "" && r.Method == "" && r.Body == "" && len(r.Header) == 0
-}
 
 // templateData is what the request templates see.
 type templateData struct {
@@ -78,7 +32,7 @@ type compiledRequest struct {
 type genericHTTP struct {
 	http                       httpCaller
 	data                       templateData
-	cfg                        HTTPConfig
+	cfg                        license.HTTPConfig
 	activate, beat, deactivate *compiledRequest // beat nil: repeat activate
 	noSeats                    *regexp.Regexp
 }
@@ -87,18 +41,18 @@ func templateFuncs() tmpl.FuncMap {
 	return tmpl.FuncMap{
 		"query": url.QueryEscape,
 		"path":  url.PathEscape,
-		"json":  func(s string) string { return jsonString(s, false) },
+		"json":  func(s string) string { return license.JSONString(s, false) },
 	}
 }
 
-func newGenericHTTP(cfg HTTPConfig, base, key string, caller httpCaller) (*genericHTTP, error) {
+func newGenericHTTP(cfg license.HTTPConfig, base, key string, caller httpCaller) (*genericHTTP, error) {
 	var errs *multierror.Error
 	g := &genericHTTP{http: caller, cfg: cfg, data: templateData{URL: base, Key: key}}
 	var err error
 	if g.activate, err = compileRequest("activate", cfg.Activate); err != nil {
 		errs = multierror.Append(errs, err)
 	}
-	if !cfg.Heartbeat.empty() {
+	if !cfg.Heartbeat.Empty() {
 		if g.beat, err = compileRequest("heartbeat", cfg.Heartbeat); err != nil {
 			errs = multierror.Append(errs, err)
 		}
@@ -122,7 +76,7 @@ func newGenericHTTP(cfg HTTPConfig, base, key string, caller httpCaller) (*gener
 	return g, errs.ErrorOrNil()
 }
 
-func compileRequest(what string, r HTTPRequest) (*compiledRequest, error) {
+func compileRequest(what string, r license.HTTPRequest) (*compiledRequest, error) {
 	if r.URL == "" {
 		return nil, fmt.Errorf("license http: the %s request needs a URL template, e.g. {{.URL}}/%s?key={{query .Key}}", what, what)
 	}
@@ -172,7 +126,7 @@ func (g *genericHTTP) send(ctx context.Context, c *compiledRequest, d templateDa
 		header.Set(name, v)
 	}
 	if err := errors.Join(append(errs, err1, err2, err3)...); err != nil {
-		return 0, nil, "", fmt.Errorf("%w: render the request: %s", ErrPermanent, g.http.redact.Redact(err.Error()))
+		return 0, nil, "", fmt.Errorf("%w: render the request: %s", license.ErrPermanent, g.http.redact.Redact(err.Error()))
 	}
 	var b []byte
 	if body != "" {
@@ -189,17 +143,17 @@ func (g *genericHTTP) success(status int) bool {
 	return slices.Contains(g.cfg.SuccessStatus, status)
 }
 
-func (g *genericHTTP) Activate(ctx context.Context, instance string) (Lease, error) {
+func (g *genericHTTP) Activate(ctx context.Context, instance string) (license.Lease, error) {
 	d := g.data
 	d.Instance = instance
-	l, err := g.lease(ctx, "activate", g.activate, d, Lease{ID: instance})
+	l, err := g.lease(ctx, "activate", g.activate, d, license.Lease{ID: instance})
 	if err != nil {
-		return Lease{}, fmt.Errorf("http activate %s: %w", instance, err)
+		return license.Lease{}, fmt.Errorf("http activate %s: %w", instance, err)
 	}
 	return l, nil
 }
 
-func (g *genericHTTP) Heartbeat(ctx context.Context, instance string, old Lease) (Lease, error) {
+func (g *genericHTTP) Heartbeat(ctx context.Context, instance string, old license.Lease) (license.Lease, error) {
 	c := g.beat
 	if c == nil {
 		c = g.activate
@@ -208,12 +162,12 @@ func (g *genericHTTP) Heartbeat(ctx context.Context, instance string, old Lease)
 	d.Instance, d.ID = instance, old.ID
 	l, err := g.lease(ctx, "heartbeat", c, d, old)
 	if err != nil {
-		return Lease{}, fmt.Errorf("http heartbeat %s: %w", instance, err)
+		return license.Lease{}, fmt.Errorf("http heartbeat %s: %w", instance, err)
 	}
 	return l, nil
 }
 
-func (g *genericHTTP) Deactivate(ctx context.Context, instance string, l Lease) error {
+func (g *genericHTTP) Deactivate(ctx context.Context, instance string, l license.Lease) error {
 	d := g.data
 	d.Instance, d.ID = instance, l.ID
 	status, body, shown, err := g.send(ctx, g.deactivate, d)
@@ -228,13 +182,13 @@ func (g *genericHTTP) Deactivate(ctx context.Context, instance string, l Lease) 
 
 // lease sends an activation or heartbeat and reads the lease out of the response, starting
 // from prev for the fields the response does not carry.
-func (g *genericHTTP) lease(ctx context.Context, what string, c *compiledRequest, d templateData, prev Lease) (Lease, error) {
+func (g *genericHTTP) lease(ctx context.Context, what string, c *compiledRequest, d templateData, prev license.Lease) (license.Lease, error) {
 	status, body, shown, err := g.send(ctx, c, d)
 	if err != nil {
-		return Lease{}, err
+		return license.Lease{}, err
 	}
 	if err := g.check(what, status, body, shown); err != nil {
-		return Lease{}, err
+		return license.Lease{}, err
 	}
 	l := prev
 	if g.cfg.FileField == "." {
@@ -247,7 +201,7 @@ func (g *genericHTTP) lease(ctx context.Context, what string, c *compiledRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
-		return Lease{}, fmt.Errorf("%w: %s: status %d with a body that is not JSON", ErrPermanent, shown, status)
+		return license.Lease{}, fmt.Errorf("%w: %s: status %d with a body that is not JSON", license.ErrPermanent, shown, status)
 	}
 	field := func(name string) (string, bool, error) {
 		if name == "" {
@@ -263,33 +217,33 @@ func (g *genericHTTP) lease(ctx context.Context, what string, c *compiledRequest
 		case json.Number:
 			return v.String(), true, nil
 		default:
-			return "", false, fmt.Errorf("%w: %s: field %s is not a string or a number", ErrPermanent, shown, name)
+			return "", false, fmt.Errorf("%w: %s: field %s is not a string or a number", license.ErrPermanent, shown, name)
 		}
 	}
 	if id, ok, err := field(g.cfg.IDField); err != nil {
-		return Lease{}, err
+		return license.Lease{}, err
 	} else if ok && id != "" {
 		l.ID = id
 	} else if g.cfg.IDField != "" && what == "activate" {
-		return Lease{}, fmt.Errorf("%w: %s: the response has no activation id field %s", ErrPermanent, shown, g.cfg.IDField)
+		return license.Lease{}, fmt.Errorf("%w: %s: the response has no activation id field %s", license.ErrPermanent, shown, g.cfg.IDField)
 	}
 	if s, ok, err := field(g.cfg.TTLField); err != nil {
-		return Lease{}, err
+		return license.Lease{}, err
 	} else if ok {
-		if l.TTL, err = parseTTL(s); err != nil {
-			return Lease{}, fmt.Errorf("%w: %s: field %s: %v", ErrPermanent, shown, g.cfg.TTLField, err)
+		if l.TTL, err = license.ParseTTL(s); err != nil {
+			return license.Lease{}, fmt.Errorf("%w: %s: field %s: %v", license.ErrPermanent, shown, g.cfg.TTLField, err)
 		}
 	}
 	if s, ok, err := field(g.cfg.ExpiresField); err != nil {
-		return Lease{}, err
+		return license.Lease{}, err
 	} else if ok && s != "" {
-		if l.Expires, err = parseExpires(s); err != nil {
-			return Lease{}, fmt.Errorf("%w: %s: field %s: %v", ErrPermanent, shown, g.cfg.ExpiresField, err)
+		if l.Expires, err = license.ParseExpires(s); err != nil {
+			return license.Lease{}, fmt.Errorf("%w: %s: field %s: %v", license.ErrPermanent, shown, g.cfg.ExpiresField, err)
 		}
 	}
 	if g.cfg.FileField != "." {
 		if s, ok, err := field(g.cfg.FileField); err != nil {
-			return Lease{}, err
+			return license.Lease{}, err
 		} else if ok {
 			l.File = []byte(s)
 		}
@@ -314,19 +268,19 @@ func (g *genericHTTP) check(what string, status int, body []byte, shown string) 
 			return nil
 		}
 		msg = g.http.redact.Redact(msg)
-		class := ErrPermanent
+		class := license.ErrPermanent
 		if what == "activate" && g.noSeats != nil && g.noSeats.MatchString(msg) {
-			class = ErrNoSeats
+			class = license.ErrNoSeats
 		}
 		return fmt.Errorf("%w: %s: server said %q", class, shown, msg)
 	}
-	text := g.http.redact.excerpt(body)
+	text := g.http.redact.Excerpt(body)
 	class := statusClass(status)
 	switch {
 	case what == "activate" && (slices.Contains(g.cfg.NoSeatsStatus, status) || (g.noSeats != nil && g.noSeats.MatchString(text))):
-		class = ErrNoSeats
+		class = license.ErrNoSeats
 	case what != "activate" && (status == http.StatusNotFound || status == http.StatusGone):
-		class = ErrNotFound
+		class = license.ErrNotFound
 	}
 	return fmt.Errorf("%w: %s: status %d: %s", class, shown, status, text)
 }
@@ -344,31 +298,4 @@ func jsonField(doc any, path string) (any, bool) {
 		}
 	}
 	return v, true
-}
-
-// parseTTL reads seconds ("60", "1.5") or a Go duration ("1m").
-func parseTTL(s string) (time.Duration, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 {
-			return 0, fmt.Errorf("negative TTL %q", s)
-		}
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("TTL %q is neither seconds nor a duration like 1m30s", s)
-	}
-	return d, nil
-}
-
-// parseExpires reads RFC 3339 or Unix seconds.
-func parseExpires(s string) (time.Time, error) {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(n, 0), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("expiry %q is neither RFC 3339 nor Unix seconds", s)
-	}
-	return t, nil
 }

@@ -1,9 +1,10 @@
-package license
+package remote
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/svinit/svinit/internal/license"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -31,31 +32,33 @@ type opswat struct {
 	key  string
 }
 
-func (o *opswat) Activate(ctx context.Context, instance string) (Lease, error) {
+func (o *opswat) Activate(ctx context.Context, instance string) (license.Lease, error) {
 	u := fmt.Sprintf("%s/activation?key=%s&deployment=%s&quantity=1", o.base, url.QueryEscape(o.key), url.QueryEscape(instance))
 	body, msg, err := o.get(ctx, u)
 	if err != nil {
-		return Lease{}, fmt.Errorf("opswat activate %s: %w", instance, err)
+		return license.Lease{}, fmt.Errorf("opswat activate %s: %w", instance, err)
 	}
 	if msg != "" {
-		return Lease{}, fmt.Errorf("opswat activate %s: %w: server said %q", instance, opswatActivateClass(msg), msg)
+		return license.Lease{}, fmt.Errorf("opswat activate %s: %w: server said %q", instance, opswatActivateClass(msg), msg)
 	}
-	return Lease{ID: instance, File: body}, nil
+	return license.Lease{ID: instance, File: body}, nil
 }
 
 // Heartbeat has nothing to renew: an OPSWAT activation lasts until it is deactivated.
-func (o *opswat) Heartbeat(_ context.Context, _ string, l Lease) (Lease, error) { return l, nil }
+func (o *opswat) Heartbeat(_ context.Context, _ string, l license.Lease) (license.Lease, error) {
+	return l, nil
+}
 
-func (o *opswat) Deactivate(ctx context.Context, instance string, _ Lease) error {
+func (o *opswat) Deactivate(ctx context.Context, instance string, _ license.Lease) error {
 	u := fmt.Sprintf("%s/deactivation?key=%s&deployment=%s", o.base, url.QueryEscape(o.key), url.QueryEscape(instance))
 	_, msg, err := o.get(ctx, u)
 	if err != nil {
 		return fmt.Errorf("opswat deactivate %s: %w", instance, err)
 	}
 	if msg != "" {
-		class := ErrPermanent
+		class := license.ErrPermanent
 		if opswatNotFound().MatchString(msg) {
-			class = ErrNotFound
+			class = license.ErrNotFound
 		}
 		return fmt.Errorf("opswat deactivate %s: %w: server said %q", instance, class, msg)
 	}
@@ -70,7 +73,7 @@ func (o *opswat) get(ctx context.Context, u string) (body []byte, errMsg string,
 		return nil, "", err
 	}
 	if status != http.StatusOK {
-		return nil, "", fmt.Errorf("%w: GET %s: status %d: %s", statusClass(status), o.http.show(u), status, o.http.redact.excerpt(body))
+		return nil, "", fmt.Errorf("%w: GET %s: status %d: %s", statusClass(status), o.http.show(u), status, o.http.redact.Excerpt(body))
 	}
 	return body, o.http.redact.Redact(opswatError(body)), nil
 }
@@ -125,7 +128,7 @@ var (
 
 func opswatActivateClass(msg string) error {
 	if opswatNoSeats().MatchString(msg) && !strings.Contains(strings.ToLower(msg), "invalid") {
-		return ErrNoSeats
+		return license.ErrNoSeats
 	}
-	return ErrPermanent
+	return license.ErrPermanent
 }

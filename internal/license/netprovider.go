@@ -1,0 +1,108 @@
+package license
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// netProvider is a provider whose requests svinit-net sends: opswat, keygen-relay and http.
+// Each call is one run of the helper.
+type netProvider struct {
+	h    helper
+	name string
+	env  []string // the provider's settings and the key, under the contract's names
+}
+
+// newNetProvider checks cfg with svinit-net check and returns the provider.
+func newNetProvider(cfg Config, base string, redact *Redactor) (*netProvider, error) {
+	http, err := json.Marshal(cfg.HTTP)
+	if err != nil {
+		return nil, err
+	}
+	env := []string{EnvNetProvider + "=" + cfg.Provider, EnvNetHTTPConfig + "=" + string(http)}
+	if base != "" {
+		env = append(env, EnvURL+"="+base)
+	}
+	if cfg.Key != "" {
+		env = append(env, EnvKey+"="+cfg.Key)
+	}
+	if cfg.Pool != "" {
+		env = append(env, EnvNetPool+"="+cfg.Pool)
+	}
+	n := &netProvider{h: helper{cfg: cfg.Helper, redact: redact}, name: cfg.Provider, env: env}
+	if err := n.h.check(env); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *netProvider) Activate(ctx context.Context, instance string) (Lease, error) {
+	return n.call(ctx, "activate", instance, Lease{ID: instance})
+}
+
+func (n *netProvider) Heartbeat(ctx context.Context, instance string, l Lease) (Lease, error) {
+	return n.call(ctx, "heartbeat", instance, l)
+}
+
+func (n *netProvider) Deactivate(ctx context.Context, instance string, l Lease) error {
+	_, err := n.call(ctx, "deactivate", instance, l)
+	return err
+}
+
+// call runs svinit-net license action and classifies its exit as the exec contract does.
+func (n *netProvider) call(ctx context.Context, action, instance string, prev Lease) (Lease, error) {
+	env := append(slices.Clip(n.env), EnvInstanceID+"="+instance)
+	if action != "activate" && prev.ID != "" {
+		env = append(env, EnvActivationID+"="+prev.ID)
+	}
+	if action == "heartbeat" {
+		env = append(env, EnvNetTTL+"="+prev.TTL.String())
+	}
+	what := fmt.Sprintf("%s %s %s", n.name, action, instance)
+	started := time.Now()
+	r, code, err := n.h.run(ctx, env, "license", action)
+	switch {
+	case ctx.Err() != nil:
+		cause := "cancelled"
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cause = fmt.Sprintf("killed after %s", time.Since(started).Round(time.Millisecond))
+		}
+		return Lease{}, fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, ErrUncertain, cause)
+	case err != nil:
+		return Lease{}, fmt.Errorf("%s: %w: %s: %s", what, ErrPermanent, HelperName, n.h.redact.Redact(err.Error()))
+	case code == 0:
+		return parseLease(what, r.Lease, prev, n.h.redact)
+	}
+	return Lease{}, n.h.replyError(what, exitClass(code), code, r)
+}
+
+// exitClass is the error class of an exit code of the exec contract.
+func exitClass(code int) error {
+	switch code {
+	case execTempFail:
+		return ErrRetryable
+	case execNoSeats:
+		return ErrNoSeats
+	case execNotFound:
+		return ErrNotFound
+	}
+	return ErrPermanent
+}
+
+// ExitCodeOf is the exit code of the exec contract that says err's class: what svinit-net
+// exits with after a failed call.
+func ExitCodeOf(err error) int {
+	switch {
+	case errors.Is(err, ErrNoSeats):
+		return execNoSeats
+	case errors.Is(err, ErrNotFound):
+		return execNotFound
+	case errors.Is(err, ErrRetryable):
+		return execTempFail
+	}
+	return ExitConfig
+}
