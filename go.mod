@@ -4,7 +4,6 @@ go 1.26.0
 
 require (
 	github.com/hashicorp/go-multierror v1.1.1
-	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/rs/zerolog v1.35.1
 	golang.org/x/sys v0.49.0
 )

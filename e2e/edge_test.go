@@ -67,9 +67,16 @@ func TestConfigErrorIsExit2BeforeAnythingIsTaken(t *testing.T) {
 		{"license file under a file", nil, []string{"--instance-id", "pod-a", "--license-file", "{dir}/app.conf.tmpl/license"}, "--license-file"},
 		{"license file is a directory", nil, []string{"--instance-id", "pod-a", "--license-file", "{dir}"}, "--license-file"},
 		{"journal under a file", nil, []string{"--instance-id", "pod-a", "--license-state", "{dir}/app.conf.tmpl/journal"}, "--license-state"},
+		{"no svinit-net", nil, []string{"--instance-id", "pod-a", "--net-helper", "{dir}/missing"}, "svinit-net not found at"},
+		{"svinit-net of another build", nil, []string{"--instance-id", "pod-a", "--net-helper", "{dir}/old-net"}, `svinit-net at {dir}/old-net is version "v0.9" (protocol 1)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := newTakings(t)
+			writeFile(t, filepath.Join(tk.dir, "old-net"), "#!/bin/sh\necho '{\"protocol\":1,\"version\":\"v0.9\"}'\n")
+			if err := os.Chmod(filepath.Join(tk.dir, "old-net"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			tc.want = strings.ReplaceAll(tc.want, "{dir}", tk.dir)
 			env := append([]string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey, "SVINIT_INSTANCE_ID=", "SVINIT_POD_NAME=", "SVINIT_POD_UID="}, tc.env...)
 			extra := make([]string, len(tc.extra))
 			for i, arg := range tc.extra {

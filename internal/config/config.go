@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/lock"
@@ -26,53 +25,53 @@ import (
 // EnvPrefix is the prefix of every variable that sets an option.
 const EnvPrefix = "SVINIT"
 
-// Config holds every setting. A field with a `flag` tag is an option; with an `envconfig`
+// Config holds every setting. A field with a `flag` tag is an option; with an `env`
 // tag it can also be set from SVINIT_<NAME>, and a flag given on the command line wins
 // over its variable. The tags are also the source of --help.
 type Config struct {
-	Grace     time.Duration    `flag:"grace" envconfig:"GRACE" default:"5s" desc:"time the child gets after SIGTERM/SIGINT before its process group is SIGKILLed; keep it 5s under the platform's stop budget (docker stop -t, terminationGracePeriodSeconds), the clean-up's share"`
-	KillGroup bool             `flag:"kill-group" envconfig:"KILL_GROUP" default:"false" desc:"forward signals to the child's whole process group, not only the child"`
-	Rewrite   signals.Rewrites `flag:"rewrite" envconfig:"REWRITE" desc:"rewrite a signal before forwarding it, FROM:TO (TO 0 drops it); repeatable, comma list in the variable"`
-	RemapExit ExitCodes        `flag:"remap-exit" envconfig:"REMAP_EXIT" desc:"report the child's exit code FROM as TO, e.g. 143:0; repeatable, comma list in the variable"`
-	StopDelay time.Duration    `flag:"stop-delay" envconfig:"STOP_DELAY" default:"0s" desc:"wait this long after SIGTERM before forwarding it, so that a load balancer stops sending traffic first; counts against --grace"`
-	User      string           `flag:"user" envconfig:"USER" desc:"run the child as USER[:GROUP], names (from /etc/passwd and /etc/group) or numbers, with its supplementary groups reset and HOME set; svinit keeps its own identity for the lock and the journal"`
-	FileEnv   Names            `flag:"file-env" envconfig:"FILE_ENV" desc:"secret from a file: the child gets NAME set to the content of the file NAME_FILE names (a regular file), and no NAME_FILE; NAME and NAME_FILE both set is an error; repeatable, comma list in the variable"`
-	EnvFile   string           `flag:"env-file-suffix" envconfig:"ENV_FILE_SUFFIX" desc:"the suffix --file-env appends to NAME for the variable that holds the path; unset: _FILE"`
-	StateFile string           `flag:"state-file" envconfig:"STATE_FILE" desc:"state file for svinit status and svinit stop; unset: /run/svinit/state.json, else /tmp/svinit/state.json"`
-	LogFormat string           `flag:"log-format" envconfig:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
-	LogLevel  string           `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
+	Grace     time.Duration    `flag:"grace" env:"GRACE" default:"5s" desc:"time the child gets after SIGTERM/SIGINT before its process group is SIGKILLed; keep it 5s under the platform's stop budget (docker stop -t, terminationGracePeriodSeconds), the clean-up's share"`
+	KillGroup bool             `flag:"kill-group" env:"KILL_GROUP" default:"false" desc:"forward signals to the child's whole process group, not only the child"`
+	Rewrite   signals.Rewrites `flag:"rewrite" env:"REWRITE" desc:"rewrite a signal before forwarding it, FROM:TO (TO 0 drops it); repeatable, comma list in the variable"`
+	RemapExit ExitCodes        `flag:"remap-exit" env:"REMAP_EXIT" desc:"report the child's exit code FROM as TO, e.g. 143:0; repeatable, comma list in the variable"`
+	StopDelay time.Duration    `flag:"stop-delay" env:"STOP_DELAY" default:"0s" desc:"wait this long after SIGTERM before forwarding it, so that a load balancer stops sending traffic first; counts against --grace"`
+	User      string           `flag:"user" env:"USER" desc:"run the child as USER[:GROUP], names (from /etc/passwd and /etc/group) or numbers, with its supplementary groups reset and HOME set; svinit keeps its own identity for the lock and the journal"`
+	FileEnv   Names            `flag:"file-env" env:"FILE_ENV" desc:"secret from a file: the child gets NAME set to the content of the file NAME_FILE names (a regular file), and no NAME_FILE; NAME and NAME_FILE both set is an error; repeatable, comma list in the variable"`
+	EnvFile   string           `flag:"env-file-suffix" env:"ENV_FILE_SUFFIX" desc:"the suffix --file-env appends to NAME for the variable that holds the path; unset: _FILE"`
+	StateFile string           `flag:"state-file" env:"STATE_FILE" desc:"state file for svinit status and svinit stop; unset: /run/svinit/state.json, else /tmp/svinit/state.json"`
+	LogFormat string           `flag:"log-format" env:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
+	LogLevel  string           `flag:"log-level" env:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
 
-	Lock          string        `flag:"lock" envconfig:"LOCK" desc:"lock file to wait for, take and hold while the child runs (on the persistent volume)"`
-	LockTimeout   time.Duration `flag:"lock-timeout" envconfig:"LOCK_TIMEOUT" default:"60s" desc:"how long to wait for a lock held by someone else before --lock-on-timeout applies"`
-	LockOnTimeout string        `flag:"lock-on-timeout" envconfig:"LOCK_ON_TIMEOUT" default:"takeover" desc:"when the wait times out: takeover (remove a foreign or stale lock and take it; a live holder is never broken) or fail (exit 73)"`
-	LockHeartbeat time.Duration `flag:"lock-heartbeat" envconfig:"LOCK_HEARTBEAT" default:"5s" desc:"how often the holder refreshes the lock's mtime; a lock not refreshed for 3 heartbeats is stale"`
-	LockPoll      bool          `flag:"lock-poll" envconfig:"LOCK_POLL" default:"false" desc:"poll for the lock instead of using inotify (NFS and volumes whose changes inotify does not see)"`
+	Lock          string        `flag:"lock" env:"LOCK" desc:"lock file to wait for, take and hold while the child runs (on the persistent volume)"`
+	LockTimeout   time.Duration `flag:"lock-timeout" env:"LOCK_TIMEOUT" default:"60s" desc:"how long to wait for a lock held by someone else before --lock-on-timeout applies"`
+	LockOnTimeout string        `flag:"lock-on-timeout" env:"LOCK_ON_TIMEOUT" default:"takeover" desc:"when the wait times out: takeover (remove a foreign or stale lock and take it; a live holder is never broken) or fail (exit 73)"`
+	LockHeartbeat time.Duration `flag:"lock-heartbeat" env:"LOCK_HEARTBEAT" default:"5s" desc:"how often the holder refreshes the lock's mtime; a lock not refreshed for 3 heartbeats is stale"`
+	LockPoll      bool          `flag:"lock-poll" env:"LOCK_POLL" default:"false" desc:"poll for the lock instead of using inotify (NFS and volumes whose changes inotify does not see)"`
 
-	Templates    render.Specs `flag:"template" envconfig:"TEMPLATES" desc:"render SRC (a file or a directory) to DST before the child starts, SRC:DST; repeatable, comma list in the variable"`
-	ReplicaIndex string       `flag:"replica-index" envconfig:"REPLICA_INDEX" desc:"replica index for templates (from the apps.kubernetes.io/pod-index label); unset: the hostname's trailing ordinal"`
-	Replicas     int          `flag:"replicas" envconfig:"REPLICAS" default:"0" desc:"replica count for templates ({{ .Replicas }}); 0: unknown"`
-	TemplateMode render.Mode  `flag:"template-mode" envconfig:"TEMPLATE_MODE" desc:"file mode of the rendered files, in octal; unset: each SRC's mode"`
+	Templates    render.Specs `flag:"template" env:"TEMPLATES" desc:"render SRC (a file or a directory) to DST before the child starts, SRC:DST; repeatable, comma list in the variable"`
+	ReplicaIndex string       `flag:"replica-index" env:"REPLICA_INDEX" desc:"replica index for templates (from the apps.kubernetes.io/pod-index label); unset: the hostname's trailing ordinal"`
+	Replicas     int          `flag:"replicas" env:"REPLICAS" default:"0" desc:"replica count for templates ({{ .Replicas }}); 0: unknown"`
+	TemplateMode render.Mode  `flag:"template-mode" env:"TEMPLATE_MODE" desc:"file mode of the rendered files, in octal; unset: each SRC's mode"`
 	DryRun       bool         `flag:"dry-run" desc:"render the templates to stdout and exit, starting nothing"`
 
-	LicenseProvider       string        `flag:"license-provider" envconfig:"LICENSE_PROVIDER" default:"none" desc:"license provider: none, exec, http, opswat or keygen-relay"`
-	NetHelper             string        `flag:"net-helper" envconfig:"NET_HELPER" desc:"svinit-net, which makes svinit's network calls (the opswat, keygen-relay and http providers, k8s-secret:); unset: beside svinit's own executable"`
-	LicenseURL            string        `flag:"license-url" envconfig:"LICENSE_URL" desc:"base URL of the license server"`
-	LicenseKeyFile        string        `flag:"license-key-file" envconfig:"LICENSE_KEY_FILE" desc:"file holding the license key (a mounted Secret); unset: SVINIT_LICENSE_KEY, else LICENSE_KEY"`
-	LicenseKeepKey        bool          `flag:"license-keep-key" envconfig:"LICENSE_KEEP_KEY" default:"false" desc:"leave the license key variables in the child's environment"`
-	LicenseState          LicenseState  `flag:"license-state" envconfig:"LICENSE_STATE" desc:"journal of the activation, so that a seat a crash leaked is reclaimed on the next start: a file on the persistent volume, or k8s-secret:NAME for a ledger of every pod in the Secret NAME of the pod's namespace"`
-	LicenseSweepTimeout   time.Duration `flag:"license-sweep-timeout" envconfig:"LICENSE_SWEEP_TIMEOUT" default:"10s" desc:"with k8s-secret: the most the start waits for the zombie sweep, which gives back the activations of pods that died without deactivating"`
-	LicenseFile           string        `flag:"license-file" envconfig:"LICENSE_FILE" desc:"where to write the license file the server hands out, if any"`
-	LicensePool           string        `flag:"license-pool" envconfig:"LICENSE_POOL" desc:"keygen-relay: the pool to claim from, sent as the Relay-Pool header; unset: the relay's default"`
-	LicenseReloadSignal   string        `flag:"license-reload-signal" envconfig:"LICENSE_RELOAD_SIGNAL" desc:"signal sent to the child after --license-file (and its key) were rewritten for a changed license, e.g. HUP; unset: none"`
-	LicenseTimeout        time.Duration `flag:"license-timeout" envconfig:"LICENSE_TIMEOUT" default:"60s" desc:"deadline of the activation, retries included (exit 75 when it passes)"`
-	LicenseRequestTimeout time.Duration `flag:"license-request-timeout" envconfig:"LICENSE_REQUEST_TIMEOUT" default:"10s" desc:"deadline of one license request or command"`
-	LicenseActivateCmd    Words         `flag:"license-activate-cmd" envconfig:"LICENSE_ACTIVATE_CMD" desc:"exec provider: the command that activates, words split on spaces"`
-	LicenseHeartbeatCmd   Words         `flag:"license-heartbeat-cmd" envconfig:"LICENSE_HEARTBEAT_CMD" desc:"exec provider: the command that renews the lease; unset: the activate command again"`
-	LicenseDeactivateCmd  Words         `flag:"license-deactivate-cmd" envconfig:"LICENSE_DEACTIVATE_CMD" desc:"exec provider: the command that deactivates"`
-	LicenseHTTPConfig     string        `flag:"license-http-config" envconfig:"LICENSE_HTTP_CONFIG" desc:"http provider: JSON file of request templates and response fields"`
-	InstanceID            string        `flag:"instance-id" envconfig:"INSTANCE_ID" desc:"license instance (deployment) id; unset: POD_NAME-POD_UID, else a UUID kept beside --license-state"`
-	PodName               string        `flag:"pod-name" envconfig:"POD_NAME" desc:"the pod's name, from the downward API (metadata.name)"`
-	PodUID                string        `flag:"pod-uid" envconfig:"POD_UID" desc:"the pod's UID, from the downward API (metadata.uid)"`
+	LicenseProvider       string        `flag:"license-provider" env:"LICENSE_PROVIDER" default:"none" desc:"license provider: none, exec, http, opswat or keygen-relay"`
+	NetHelper             string        `flag:"net-helper" env:"NET_HELPER" desc:"svinit-net, which makes svinit's network calls (the opswat, keygen-relay and http providers, k8s-secret:); unset: beside svinit's own executable"`
+	LicenseURL            string        `flag:"license-url" env:"LICENSE_URL" desc:"base URL of the license server"`
+	LicenseKeyFile        string        `flag:"license-key-file" env:"LICENSE_KEY_FILE" desc:"file holding the license key (a mounted Secret); unset: SVINIT_LICENSE_KEY, else LICENSE_KEY"`
+	LicenseKeepKey        bool          `flag:"license-keep-key" env:"LICENSE_KEEP_KEY" default:"false" desc:"leave the license key variables in the child's environment"`
+	LicenseState          LicenseState  `flag:"license-state" env:"LICENSE_STATE" desc:"journal of the activation, so that a seat a crash leaked is reclaimed on the next start: a file on the persistent volume, or k8s-secret:NAME for a ledger of every pod in the Secret NAME of the pod's namespace"`
+	LicenseSweepTimeout   time.Duration `flag:"license-sweep-timeout" env:"LICENSE_SWEEP_TIMEOUT" default:"10s" desc:"with k8s-secret: the most the start waits for the zombie sweep, which gives back the activations of pods that died without deactivating"`
+	LicenseFile           string        `flag:"license-file" env:"LICENSE_FILE" desc:"where to write the license file the server hands out, if any"`
+	LicensePool           string        `flag:"license-pool" env:"LICENSE_POOL" desc:"keygen-relay: the pool to claim from, sent as the Relay-Pool header; unset: the relay's default"`
+	LicenseReloadSignal   string        `flag:"license-reload-signal" env:"LICENSE_RELOAD_SIGNAL" desc:"signal sent to the child after --license-file (and its key) were rewritten for a changed license, e.g. HUP; unset: none"`
+	LicenseTimeout        time.Duration `flag:"license-timeout" env:"LICENSE_TIMEOUT" default:"60s" desc:"deadline of the activation, retries included (exit 75 when it passes)"`
+	LicenseRequestTimeout time.Duration `flag:"license-request-timeout" env:"LICENSE_REQUEST_TIMEOUT" default:"10s" desc:"deadline of one license request or command"`
+	LicenseActivateCmd    Words         `flag:"license-activate-cmd" env:"LICENSE_ACTIVATE_CMD" desc:"exec provider: the command that activates, words split on spaces"`
+	LicenseHeartbeatCmd   Words         `flag:"license-heartbeat-cmd" env:"LICENSE_HEARTBEAT_CMD" desc:"exec provider: the command that renews the lease; unset: the activate command again"`
+	LicenseDeactivateCmd  Words         `flag:"license-deactivate-cmd" env:"LICENSE_DEACTIVATE_CMD" desc:"exec provider: the command that deactivates"`
+	LicenseHTTPConfig     string        `flag:"license-http-config" env:"LICENSE_HTTP_CONFIG" desc:"http provider: JSON file of request templates and response fields"`
+	InstanceID            string        `flag:"instance-id" env:"INSTANCE_ID" desc:"license instance (deployment) id; unset: POD_NAME-POD_UID, else a UUID kept beside --license-state"`
+	PodName               string        `flag:"pod-name" env:"POD_NAME" desc:"the pod's name, from the downward API (metadata.name)"`
+	PodUID                string        `flag:"pod-uid" env:"POD_UID" desc:"the pod's UID, from the downward API (metadata.uid)"`
 
 	Help    bool `flag:"help" desc:"print this help and exit"`
 	Version bool `flag:"version" desc:"print the version and exit"`
@@ -89,7 +88,7 @@ var ErrHelp = errors.New("help requested")
 type resetter interface{ Reset() }
 
 // Parse reads the options from args (without the program name) over the environment read
-// by envconfig, and validates them. All problems are returned together.
+// from the environment, and validates them. All problems are returned together.
 func Parse(args []string) (Config, error) {
 	var cfg Config
 	envErrs := cfg.fromEnv()
@@ -113,47 +112,31 @@ func Parse(args []string) (Config, error) {
 	return cfg, Join(errs)
 }
 
-// fromEnv applies each option's variable (or its default) with envconfig, one field at a
-// time so that every bad variable is reported, not only the first. It returns the
-// problems by option name.
+// fromEnv applies each option's variable (or its default), and returns the problems by
+// option name. A variable is parsed as its flag is: the same Set, the same rules.
 //
-// Only SVINIT_NAME is read. Given the prefix, envconfig falls back to plain NAME when
-// SVINIT_NAME is unset, and a login shell's USER, a pod's POD_NAME or an image's LOCK would
-// then set options nobody asked for; so the field is handed over with the whole name in its
-// tag, and no prefix.
-//
-// A variable that is not set only gives its option the default, which is set here without
-// envconfig: the type it builds per field is most of svinit's start-up work otherwise.
+// Only SVINIT_NAME is read: a login shell's USER, a pod's POD_NAME or an image's LOCK must
+// not set options nobody asked for.
 func (c *Config) fromEnv() map[string]error {
 	errs := map[string]error{}
 	v := reflect.ValueOf(c).Elem()
 	for i, f := range reflect.VisibleFields(v.Type()) {
-		name := f.Tag.Get("envconfig")
+		name := f.Tag.Get("env")
 		if name == "" {
 			continue
 		}
-		if _, set := os.LookupEnv(EnvPrefix + "_" + name); !set {
-			if def := f.Tag.Get("default"); def != "" {
-				optionValue(v.Field(i)).Set(def) // the defaults parse: TestDefaultsAreEnvconfigs
+		value, set := os.LookupEnv(EnvPrefix + "_" + name)
+		if set {
+			err := optionValue(v.Field(i)).Set(value)
+			if err == nil {
+				continue
 			}
-			continue
-		}
-		tag := reflect.StructTag(strings.Replace(string(f.Tag), `envconfig:"`+name+`"`, `envconfig:"`+EnvPrefix+"_"+name+`"`, 1))
-		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: tag}}))
-		err := envconfig.Process("", one.Interface())
-		var perr *envconfig.ParseError
-		if errors.As(err, &perr) {
-			err = fmt.Errorf("%s=%q: %v", perr.KeyName, perr.Value, explain(f.Type, perr.Err))
-		}
-		if err != nil {
 			// Keep the default, so the bad variable is the one problem reported for it.
-			errs[f.Tag.Get("flag")] = err
-			if def := f.Tag.Get("default"); def != "" {
-				optionValue(v.Field(i)).Set(def)
-			}
-			continue
+			errs[f.Tag.Get("flag")] = fmt.Errorf("%s_%s=%q: %v", EnvPrefix, name, value, explain(f.Type, err))
 		}
-		v.Field(i).Set(one.Elem().Field(0))
+		if def := f.Tag.Get("default"); def != "" {
+			optionValue(v.Field(i)).Set(def) // the defaults parse: TestDefaultsParse
+		}
 	}
 	return errs
 }
@@ -325,7 +308,7 @@ func Options() []Option {
 			continue
 		}
 		o := Option{Flag: name, Default: f.Tag.Get("default"), Desc: f.Tag.Get("desc")}
-		if e := f.Tag.Get("envconfig"); e != "" {
+		if e := f.Tag.Get("env"); e != "" {
 			o.Env = EnvPrefix + "_" + e
 		}
 		out = append(out, o)

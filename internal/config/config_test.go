@@ -27,9 +27,9 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-// An unset variable gives its option the default without envconfig; the value must be
-// the one envconfig gives when the variable holds that default.
-func TestDefaultsAreEnvconfigs(t *testing.T) {
+// An unset variable gives its option the default; the value must be the one the variable
+// gives when it holds that default.
+func TestDefaultsParse(t *testing.T) {
 	unset, err := Parse([]string{"prog"})
 	if err != nil {
 		t.Fatal(err)
@@ -180,8 +180,8 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
-// Only SVINIT_ variables set options: envconfig would otherwise fall back to the bare name,
-// and USER (set by every login shell) would switch --user on.
+// Only SVINIT_ variables set options: USER (set by every login shell) must not switch
+// --user on.
 func TestOnlyPrefixedVariables(t *testing.T) {
 	t.Setenv("USER", "nobody")
 	t.Setenv("GRACE", "1s")

@@ -8,7 +8,7 @@ import (
 )
 
 // ExitCodes maps a child's exit code to the one svinit reports (--remap-exit 143:0 for a
-// JVM that exits 143 on SIGTERM). It is a flag.Value and an envconfig setter.
+// JVM that exits 143 on SIGTERM). It is a flag.Value and a setter of its variable.
 type ExitCodes map[int]int
 
 // Map returns the code svinit exits with for the child's code.
@@ -71,7 +71,7 @@ func (w *Words) Set(s string) error {
 func (w Words) String() string { return strings.Join(w, " ") }
 
 // Names is a list of environment variable names (--file-env). It is a flag.Value and an
-// envconfig setter: repeatable, comma list in the variable.
+// setter of its variable: repeatable, comma list in the variable.
 type Names []string
 
 // Set adds "NAME[,NAME...]".

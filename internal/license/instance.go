@@ -1,7 +1,6 @@
 package license
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/svinit/svinit/internal/atomicfile"
 	"github.com/svinit/svinit/internal/regfile"
+
+	"golang.org/x/sys/unix"
 )
 
 // Environment variables the integrator reads for InstanceID. The pod's name and UID come
@@ -169,8 +170,8 @@ func readInstanceFile(path string) (string, error) {
 // newUUID returns a random (version 4) UUID, the form OPSWAT deployment ids take.
 func newUUID() (string, error) {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
+	if n, err := unix.Getrandom(b[:], 0); err != nil || n != len(b) { // crypto/rand's syscall, without its DRBG in PID 1
+		return "", fmt.Errorf("getrandom: %d bytes, %v", n, err)
 	}
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80

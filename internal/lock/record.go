@@ -1,12 +1,13 @@
 package lock
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Record describes the owner of a lock. It is what the lock file holds, as one JSON line,
@@ -57,7 +58,9 @@ func newRecord(version string, heartbeat time.Duration) Record {
 		host = "unknown"
 	}
 	var id [16]byte
-	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails since Go 1.24
+	// getrandom(2), as crypto/rand would call it, without linking its DRBG into PID 1; it
+	// fills 16 bytes whole once the pool is ready, which it is long before a container runs.
+	_, _ = unix.Getrandom(id[:], 0)
 	return Record{
 		Hostname:     host,
 		PID:          os.Getpid(),

@@ -32,7 +32,7 @@ func ParseSpec(s string) (Spec, error) {
 }
 
 // Specs is the value of the repeatable --template option. It is a flag.Value and an
-// envconfig setter: each Set adds a comma-separated list of SRC:DST.
+// setter of its variable: each Set adds a comma-separated list of SRC:DST.
 type Specs []Spec
 
 // Set adds "SRC:DST[,SRC:DST...]"; empty items are ignored.
@@ -62,7 +62,7 @@ func (s Specs) String() string {
 }
 
 // Mode is the value of --template-mode: permission bits in octal, such as 0640; zero keeps
-// each SRC's mode. It is a flag.Value and an envconfig setter.
+// each SRC's mode. It is a flag.Value and a setter of its variable.
 type Mode fs.FileMode
 
 // Set reads an octal mode such as 0644 or 644.

@@ -142,7 +142,7 @@ func Name(sig unix.Signal) string {
 }
 
 // Rewrites maps a received signal to the one forwarded; 0 drops it. It is a flag.Value and
-// an envconfig setter: each Set adds comma-separated FROM:TO pairs.
+// a setter of its variable: each Set adds comma-separated FROM:TO pairs.
 type Rewrites map[unix.Signal]unix.Signal
 
 // Apply returns the signal to forward for sig, and false when it is dropped.
