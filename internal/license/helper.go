@@ -122,8 +122,10 @@ func (h helper) run(ctx context.Context, env []string, args ...string) (HelperRe
 	}
 	var r HelperReply
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		// Killed (the OOM killer) or crashed: a request may have gone out.
 		last := h.redact.Excerpt(bytes.TrimSpace(stderr.Bytes()))
-		return HelperReply{}, code, fmt.Errorf("%s %s: exit %d without its JSON answer: %s", HelperName, args[0], code, last)
+		return HelperReply{}, code, &helperError{msg: fmt.Sprintf("%s %s: exit %d without its JSON answer: %s", HelperName, strings.Join(args, " "), code, last),
+			class: ErrRetryable, uncertain: true}
 	}
 	return r, code, nil
 }

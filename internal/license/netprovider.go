@@ -72,6 +72,8 @@ func (n *netProvider) call(ctx context.Context, action, instance string, prev Le
 			cause = fmt.Sprintf("killed after %s", time.Since(started).Round(time.Millisecond))
 		}
 		return Lease{}, fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, ErrUncertain, cause)
+	case errors.As(err, new(*helperError)):
+		return Lease{}, fmt.Errorf("%s: %w", what, err)
 	case err != nil:
 		return Lease{}, fmt.Errorf("%s: %w: %s: %s", what, ErrPermanent, HelperName, n.h.redact.Redact(err.Error()))
 	case code == 0:
