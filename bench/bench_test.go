@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 )
@@ -152,5 +153,46 @@ func TestCountOthersSeesItself(t *testing.T) {
 	}
 	if n < 1 {
 		t.Fatalf("counted %d other processes in /proc, want at least PID 1's siblings", n)
+	}
+}
+
+// A budget against the minimal Go init is a ratio to tini on the chart, and a run without
+// a column prints no empty column.
+func TestBudgetAgainstAnotherColumn(t *testing.T) {
+	r := newRow("idle VmHWM", kindBytes, budget{kind: atMostTimes, peer: nameMinInit, factor: 1.4}, nameTini)
+	r.cells[nameSvinit] = summary{med: 3, n: 1}
+	r.cells[nameMinInit] = summary{med: 2, n: 1}
+	r.cells[nameTini] = summary{med: 1, n: 1}
+	if v := r.verdict(); v != "MISS" {
+		t.Errorf("3 against 1.4×2: %s, want MISS", v)
+	}
+	if br, ok := r.budget.refRatio(r); !ok || math.Abs(br-2.8) > 1e-9 {
+		t.Errorf("budget as a ratio to tini = %g %v, want 2.8", br, ok)
+	}
+	stop := newRow("stop latency", kindDuration, budget{kind: asFastAs, peer: nameBaseline}, nameTini)
+	stop.cells[nameSvinit] = summary{med: 3, n: 1}
+	if v := stop.verdict(); v != "" {
+		t.Errorf("no earlier svinit measured: verdict %q, want none", v)
+	}
+	got := presentColumns([]*row{r, stop})
+	if want := []string{nameMinInit, nameTini}; !slices.Equal(got, want) {
+		t.Errorf("columns %q, want %q", got, want)
+	}
+}
+
+func TestReadMemoryOfSelf(t *testing.T) {
+	m, err := readMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.hwm <= 0 || m.anon <= 0 || m.pss <= 0 || m.anon > m.hwm {
+		t.Errorf("memory of the test itself: %+v, want VmHWM ≥ RssAnon > 0 and PSS > 0", m)
+	}
+}
+
+func TestLicenseOptionsGoBeforeTheProgram(t *testing.T) {
+	p := initProg{name: nameSvinit, path: "/svinit", opts: []string{"--instance-id", "x"}, dashDash: true}
+	if got, want := p.argv("/bin/sleep", "60"), []string{"/svinit", "--instance-id", "x", "--", "/bin/sleep", "60"}; !slices.Equal(got, want) {
+		t.Errorf("argv %q, want %q", got, want)
 	}
 }

@@ -31,12 +31,14 @@ const (
 var figureNames = []string{"size", "memory", "startup", "rtt", "storm", "stop", "lock"}
 
 type options struct {
-	quick   bool
-	out     string
-	svinit  string
-	only    map[string]bool
-	verbose bool
-	peers   map[string]string
+	quick     bool
+	out       string
+	svinit    string
+	svinitNet string
+	baseline  string
+	only      map[string]bool
+	verbose   bool
+	peers     map[string]string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -52,6 +54,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 30 s instead of 3–6 min)")
 	fs.StringVar(&o.out, "out", "", "directory for results.md and results.svg (default: bench/ of the repository, none with -only or -svinit; \"-\" writes none)")
 	fs.StringVar(&o.svinit, "svinit", "", "svinit binary to measure (default: build it, stripped and static)")
+	fs.StringVar(&o.svinitNet, "svinit-net", "", "svinit-net binary to place beside svinit (default: the one beside -svinit, else built from ./cmd/svinit-net if there is one)")
+	fs.StringVar(&o.baseline, "baseline", "", "an earlier svinit to compare with, as a binary or a git revision of this repository (built like svinit): the round trip and stop budgets are \"no worse\" than it")
 	fs.StringVar(&only, "only", "", "comma-separated figures to run: "+strings.Join(figureNames, ","))
 	fs.BoolVar(&o.verbose, "v", false, "log every run")
 	for _, p := range peerNames {
@@ -183,26 +187,31 @@ func setUp(o *options, log zerolog.Logger) (b *bench, svinit string, cleanup fun
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench")
 	}
-	svinit = o.svinit
-	if svinit == "" {
-		svinit = filepath.Join(tmp, "svinit")
-		if err := build(root, "./cmd/svinit", svinit, log); err != nil {
-			return nil, "", cleanup, err
-		}
+	if svinit, err = placeSvinit(*o, root, tmp, log); err != nil {
+		return nil, "", cleanup, err
 	}
-	floor := ""
+	inits := []initProg{{name: nameSvinit, path: svinit, dashDash: true}}
 	if root != "" {
-		floor = filepath.Join(tmp, "gofloor")
-		if err := build(root, "./bench/gofloor", floor, log); err != nil {
+		mininit := filepath.Join(tmp, "mininit")
+		if err := build(root, "./bench/mininit", mininit, log); err != nil {
 			return nil, "", cleanup, err
 		}
+		inits = append(inits, initProg{name: nameMinInit, path: mininit, dashDash: true})
 	} else {
-		log.Warn().Msg("not inside the svinit module: the Go floor (bench/gofloor) is left out")
+		log.Warn().Msg("not inside the svinit module: the minimal Go init (bench/mininit) is left out")
 	}
-	inits, err := findInits(svinit, floor, o.peers)
+	if o.baseline != "" {
+		before, err := baselineBinary(o.baseline, root, tmp, log)
+		if err != nil {
+			return nil, "", cleanup, err
+		}
+		inits = append(inits, initProg{name: nameBaseline, path: before, dashDash: true})
+	}
+	peers, err := findPeers(o.peers)
 	if err != nil {
 		return nil, "", cleanup, err
 	}
+	inits = append(inits, peers...)
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", cleanup, fmt.Errorf("find own binary (the helper children): %w", err)
@@ -216,8 +225,83 @@ func setUp(o *options, log zerolog.Logger) (b *bench, svinit string, cleanup fun
 	if o.quick {
 		p = quickPlan()
 	}
-	b = &bench{log: log, inits: inits, self: self, tiny: tiny, plan: p, env: withoutEnv(os.Environ(), helperEnv)}
+	b = &bench{log: log, inits: inits, baseline: o.baseline, self: self, tiny: tiny, plan: p, env: withoutEnv(os.Environ(), helperEnv)}
 	return b, svinit, cleanup, nil
+}
+
+// placeSvinit puts the svinit to measure into dir, built from root or copied from -svinit,
+// and svinit-net beside it when there is one, where svinit looks for its helper: from
+// -svinit-net, from beside -svinit, or built from ./cmd/svinit-net when the tree has it.
+func placeSvinit(o options, root, dir string, log zerolog.Logger) (string, error) {
+	svinit, helper := filepath.Join(dir, "svinit"), filepath.Join(dir, "svinit-net")
+	if o.svinit == "" {
+		if err := build(root, "./cmd/svinit", svinit, log); err != nil {
+			return "", err
+		}
+	} else if err := copyFile(o.svinit, svinit); err != nil {
+		return "", err
+	}
+	nextTo := filepath.Join(filepath.Dir(o.svinit), "svinit-net")
+	switch {
+	case o.svinitNet != "":
+		return svinit, copyFile(o.svinitNet, helper)
+	case o.svinit != "" && exists(nextTo):
+		return svinit, copyFile(nextTo, helper)
+	case o.svinit == "" && exists(filepath.Join(root, "cmd", "svinit-net")):
+		return svinit, build(root, "./cmd/svinit-net", helper, log)
+	}
+	return svinit, nil
+}
+
+// baselineBinary returns the earlier svinit to compare with: rev itself when it is a
+// file, else svinit built from that git revision of the repository at root.
+func baselineBinary(rev, root, dir string, log zerolog.Logger) (string, error) {
+	if exists(rev) {
+		return rev, nil
+	}
+	if root == "" {
+		return "", fmt.Errorf("-baseline %s: no such file, and not inside the repository to build it from", rev)
+	}
+	src, tar := filepath.Join(dir, "baseline-src"), filepath.Join(dir, "baseline.tar")
+	for _, argv := range [][]string{
+		{"git", "-C", root, "archive", "--format=tar", "-o", tar, rev},
+		{"mkdir", src},
+		{"tar", "-xf", tar, "-C", src},
+	} {
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("-baseline %s: %s: %w: %s", rev, argv[0], err, tail(out))
+		}
+	}
+	before := filepath.Join(dir, "svinit-before")
+	return before, build(src, "./cmd/svinit", before, log)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// copyFile hard-links src to dst, or copies it where it cannot. Not in one write(2): a
+// file written so sits in the page cache in large folios, and a page fault then maps a
+// whole folio, which added 1 MiB to svinit's resident memory.
+func copyFile(src, dst string) error {
+	if os.Link(src, dst) == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if _, err := io.Copy(out, in); err != nil { // copy_file_range, as cp does
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
 }
 
 // build builds the main package pkg of the module at root into dst, as svinit ships:
@@ -230,7 +314,7 @@ func build(root, pkg, dst string, log zerolog.Logger) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build %s: %w: %s", pkg, err, tail(out))
 	}
-	log.Info().Str("package", pkg).Str("took", time.Since(t).Round(time.Millisecond).String()).Msg("built")
+	log.Info().Str("package", pkg).Str("binary", filepath.Base(dst)).Str("took", time.Since(t).Round(time.Millisecond).String()).Msg("built")
 	return nil
 }
 
@@ -249,9 +333,15 @@ func (b *bench) notes() []string {
 	n = append(n, "cells: median [spread]; the spread is min–max over runs, except start-up (p10–p90 of single runs, less /bin/true's median); ÷ is svinit's median over the peer's")
 	n = append(n, fmt.Sprintf("runs: start-up %d per init, memory %d, signal round trips %d runs × %d rounds per placement (timeout %s a round), orphan storm %d × %d orphans, stop %d, lock %d per mode (bash loop %d graceful)",
 		b.plan.startRuns, b.plan.memRuns, b.plan.rttRuns, b.plan.rttRounds, rttTimeout, b.plan.stormRuns, b.plan.orphans, b.plan.stopRuns, b.plan.lockRuns, b.plan.bashRuns))
-	n = append(n, "memory, round trips, orphan storm and stop run the init as PID 1 of a new PID namespace (unshare --pid --fork --mount-proc); start-up runs it as a plain child (svinit, the Go floor and catatonit make themselves subreapers, tini only warns, dumb-init does neither)")
+	n = append(n, "memory, round trips, orphan storm and stop run the init as PID 1 of a new PID namespace (unshare --pid --fork --mount-proc); start-up runs it as a plain child (svinit, the minimal Go init and catatonit make themselves subreapers, tini only warns, dumb-init does neither)")
+	n = append(n, "memory: VmHWM and RssAnon from /proc/PID/status, PSS from /proc/PID/smaps_rollup, 100 ms after the child exec'd sleep; \"license configured\" is svinit with "+strings.Join(licenseOpts, " ")+" (activated, no lease to renew), beside the other inits' figures of the same runs")
 	n = append(n, "round trips: \"1 CPU\" pins the init and the helper to CPU 0, \"2 CPUs\" pins the init to CPU 0 and the helper to CPU 1; left to the scheduler, each run would be all fast or all slow by placement luck")
-	n = append(n, "Go floor: bench/gofloor, built from this tree like svinit, with the whole of svinit linked in but none of its work done: it subscribes to the same signals the same way, starts the child, forwards, reaps every child and exits with the child's status; what separates it from tini is the Go runtime and what svinit links, what separates svinit from it is svinit's own work")
+	n = append(n, "min Go init: bench/mininit, built in this run exactly as svinit (CGO_ENABLED=0, -trimpath, -ldflags \"-s -w\"), standard library and golang.org/x/sys only: it catches the signals svinit forwards, the same way, starts the child, forwards, reaps every child and exits with the child's status; what separates it from tini is the Go runtime, what separates svinit from it is all svinit links and does")
+	if b.baseline != "" {
+		n = append(n, "svinit before: "+b.baseline+", the svinit the round trip and stop latency must be no worse than (its worst run)")
+	} else {
+		n = append(n, "round trip and stop latency: no verdict without -baseline (the svinit they must be no worse than)")
+	}
 	n = append(n, "dumb-init runs in its default mode (setsid, signals to the child's process group: here the group is the helper alone)")
 	n = append(n, "lock handoff: from the holder's child ending (graceful) or the holder and its child being SIGKILLed, to the waiter's child running; the bash loop is the SV Server document's (sleep 1, 60 tries)")
 	if info, err := inspectBinary("/usr/bin/tini-static"); err == nil {
@@ -268,11 +358,7 @@ func (b *bench) notes() []string {
 }
 
 func version(p initProg) string {
-	if p.name == nameSvinit || p.name == nameGoFloor {
-		info, err := buildinfo.ReadFile(p.path)
-		if err != nil {
-			return "?"
-		}
+	if info, err := buildinfo.ReadFile(p.path); err == nil {
 		v := map[string]string{}
 		for _, s := range info.Settings {
 			v[s.Key] = s.Value

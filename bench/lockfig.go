@@ -84,7 +84,7 @@ func (b *bench) lockRows(svinit string) ([]*row, error) {
 	}
 	rows := map[handoffMode]*row{}
 	for _, m := range []handoffMode{graceful, killed} {
-		rows[m] = newRow("lock handoff, "+m.String(), kindDuration, budget{kind: atMostTimes, peer: nameBashLoop, factor: 1}, nameBashLoop)
+		rows[m] = newRow("lock handoff, "+m.String(), kindDuration, budget{}, nameBashLoop)
 	}
 	for _, l := range b.lockers(svinit) {
 		for _, m := range []handoffMode{graceful, killed} {

@@ -9,11 +9,12 @@ import (
 	"strings"
 )
 
-// Names of the columns: svinit, the Go floor (bench/gofloor), its three peers, and the
-// bash loop the lock replaces.
+// Names of the columns: svinit, the minimal Go init (bench/mininit), an earlier svinit
+// build (-baseline), the three established inits, and the bash loop the lock replaces.
 const (
 	nameSvinit    = "svinit"
-	nameGoFloor   = "Go floor"
+	nameMinInit   = "min Go init"
+	nameBaseline  = "svinit before"
 	nameTini      = "tini"
 	nameDumbInit  = "dumb-init"
 	nameCatatonit = "catatonit"
@@ -24,12 +25,19 @@ const (
 var peerNames = []string{nameTini, nameDumbInit, nameCatatonit}
 
 // columns is the order of the table's columns after svinit's, and of its ratios.
-var columns = []string{nameGoFloor, nameTini, nameDumbInit, nameCatatonit, nameBashLoop}
+var columns = []string{nameMinInit, nameBaseline, nameTini, nameDumbInit, nameCatatonit, nameBashLoop}
+
+// licenseOpts configure a license with no network and no lease to renew: the exec
+// provider's activate command exits 0 and prints nothing, which is a lease without a TTL.
+var licenseOpts = []string{"--instance-id", "bench", "--license-provider", "exec",
+	"--license-activate-cmd", "/bin/true", "--license-deactivate-cmd", "/bin/true"}
 
 // initProg is one init under test.
 type initProg struct {
 	name string
 	path string
+	// opts go before the program (and before "--").
+	opts []string
 	// dashDash says the init takes "--" before the program; dumb-init does not (it would
 	// try to run a program called "--").
 	dashDash bool
@@ -37,21 +45,20 @@ type initProg struct {
 
 // argv is the command line that runs prog under the init.
 func (p initProg) argv(prog ...string) []string {
-	out := []string{p.path}
+	out := append([]string{p.path}, p.opts...)
 	if p.dashDash {
 		out = append(out, "--")
 	}
 	return append(out, prog...)
 }
 
-// findInits resolves every init's binary; missing peers are reported together, with the
-// command that installs them. floor is the Go floor's binary, or "" to leave it out.
-func findInits(svinit, floor string, paths map[string]string) ([]initProg, error) {
-	inits := []initProg{{name: nameSvinit, path: svinit, dashDash: true}}
-	if floor != "" {
-		inits = append(inits, initProg{name: nameGoFloor, path: floor, dashDash: true})
-	}
-	var missing []string
+// findPeers resolves the established inits' binaries; missing ones are reported together,
+// with the command that installs them.
+func findPeers(paths map[string]string) ([]initProg, error) {
+	var (
+		inits   []initProg
+		missing []string
+	)
 	for _, name := range peerNames {
 		path := paths[name]
 		if path == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,19 +60,22 @@ func waitForChild(pid int, limit time.Duration) (int, error) {
 	}
 }
 
-// waitForComm polls until pid has exec'd a program called comm (the fork comes first).
-func waitForComm(pid int, comm string, limit time.Duration) error {
+// waitForChildRunning polls until a child of pid has exec'd a program called comm, and
+// returns it; errGone when pid exits first. Other children may come first (the fork
+// before the exec; svinit's license command before the program).
+func waitForChildRunning(pid int, comm string, limit time.Duration) (int, error) {
 	deadline := time.Now().Add(limit)
 	for {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-		if err != nil {
-			return fmt.Errorf("waiting for pid %d to run %s: %w", pid, comm, errGone)
+		for _, c := range childrenOf(pid) {
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(c) + "/comm"); err == nil && strings.TrimSpace(string(b)) == comm {
+				return c, nil
+			}
 		}
-		if strings.TrimSpace(string(b)) == comm {
-			return nil
+		if !alive(pid) || isZombie(pid) {
+			return 0, fmt.Errorf("waiting for a child of pid %d to run %s: %w", pid, comm, errGone)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pid %d did not exec %s within %s", pid, comm, limit)
+			return 0, fmt.Errorf("no child of pid %d ran %s within %s", pid, comm, limit)
 		}
 		time.Sleep(pollEvery)
 	}
@@ -82,33 +86,53 @@ func isZombie(pid int) bool {
 	return err == nil && st.State == "Z"
 }
 
-// memStatus reads VmHWM and VmRSS of pid, in bytes.
-func memStatus(pid int) (hwm, rss float64, err error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+// memSample is a process's memory, in bytes: its high-water mark of resident memory, its
+// resident anonymous memory (what no other process can share), and its proportional set
+// size (each resident page divided by the number of processes that map it).
+type memSample struct{ hwm, anon, pss float64 }
+
+func readMemory(pid int) (memSample, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/"
+	status, err := kBFields(dir+"status", "VmHWM", "RssAnon")
 	if err != nil {
-		return 0, 0, fmt.Errorf("memory of pid %d: %w", pid, err)
+		return memSample{}, err
+	}
+	rollup, err := kBFields(dir+"smaps_rollup", "Pss")
+	if err != nil {
+		return memSample{}, err
+	}
+	return memSample{hwm: status["VmHWM"], anon: status["RssAnon"], pss: rollup["Pss"]}, nil
+}
+
+// kBFields reads "Key:  N kB" lines of a /proc file, in bytes; each key must be there.
+func kBFields(path string, keys ...string) (map[string]float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
 	}
 	defer f.Close()
+	out := map[string]float64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmHWM" && k != "VmRSS") {
+		if !ok || !slices.Contains(keys, k) {
 			continue
 		}
 		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("memory of pid %d: %s: %w", pid, k, err)
+			return nil, fmt.Errorf("memory: %s: %s: %w", path, k, err)
 		}
-		if k == "VmHWM" {
-			hwm = kb * 1024
-		} else {
-			rss = kb * 1024
+		out[k] = kb * 1024
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("memory: %s: %w", path, err)
+	}
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			return nil, fmt.Errorf("memory: no %s in %s (a kernel thread, or gone)", k, path)
 		}
 	}
-	if hwm == 0 || rss == 0 {
-		return 0, 0, fmt.Errorf("memory of pid %d: no VmHWM/VmRSS in /proc (a kernel thread, or gone)", pid)
-	}
-	return hwm, rss, sc.Err()
+	return out, nil
 }
 
 // awaitExit blocks until pid, which need not be our child, has exited, and returns when

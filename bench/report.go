@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,7 +51,6 @@ const (
 	noBudget    budgetKind = iota
 	atMostTimes            // svinit's median at most factor times the peer's
 	atMost                 // svinit's median below limit
-	atMostPlus             // svinit's median at most the peer's plus limit
 	zeroAlways             // svinit's worst run is 0
 	asFastAs               // svinit's median within the peer's own run-to-run spread
 )
@@ -68,8 +68,6 @@ func (b budget) describe(k kind) string {
 		return fmt.Sprintf("≤ %g× %s", b.factor, b.peer)
 	case atMost:
 		return "< " + format(k, b.limit)
-	case atMostPlus:
-		return fmt.Sprintf("≤ %s + %s", b.peer, format(k, b.limit))
 	case zeroAlways:
 		return "0"
 	case asFastAs:
@@ -101,8 +99,6 @@ func (b budget) check(r *row) (pass, ok bool) {
 		return hasPeer && s.med <= b.factor*p.med, hasPeer
 	case atMost:
 		return s.med < b.limit, true
-	case atMostPlus:
-		return hasPeer && s.med <= p.med+b.limit, hasPeer
 	case zeroAlways:
 		return s.hi == 0, true
 	case asFastAs:
@@ -121,15 +117,11 @@ func (b budget) refRatio(r *row) (float64, bool) {
 	p := r.cells[b.peer]
 	switch b.kind {
 	case atMostTimes:
-		if b.peer == r.ref {
-			return b.factor, true
+		if p.ok() {
+			return b.factor * p.med / ref.med, true
 		}
 	case atMost:
 		return b.limit / ref.med, true
-	case atMostPlus:
-		if p.ok() {
-			return (p.med + b.limit) / ref.med, true
-		}
 	case asFastAs:
 		if p.ok() {
 			return p.hi / ref.med, true
@@ -205,22 +197,34 @@ func ratioText(v float64) string {
 	return sig3(v) + "×"
 }
 
-// columns of the table: the figures, then svinit's ratio to each of them.
-func tableHeader() []string {
+// presentColumns are the columns after svinit's that some row has a figure in: a run
+// without -baseline, or without the lock figure, prints no empty column.
+func presentColumns(rows []*row) []string {
+	var cols []string
+	for _, c := range columns {
+		if slices.ContainsFunc(rows, func(r *row) bool { _, ok := r.cells[c]; return ok }) {
+			cols = append(cols, c)
+		}
+	}
+	return cols
+}
+
+// tableHeader: the figures, then svinit's ratio to each of cols.
+func tableHeader(cols []string) []string {
 	h := []string{"figure", "budget", nameSvinit}
-	h = append(h, columns...)
-	for _, p := range columns {
+	h = append(h, cols...)
+	for _, p := range cols {
 		h = append(h, "÷ "+p)
 	}
 	return append(h, "verdict")
 }
 
-func (r *row) tableCells() []string {
+func (r *row) tableCells(cols []string) []string {
 	c := []string{r.figure, r.budget.describe(r.kind), r.cellText(nameSvinit)}
-	for _, p := range columns {
+	for _, p := range cols {
 		c = append(c, r.cellText(p))
 	}
-	for _, p := range columns {
+	for _, p := range cols {
 		c = append(c, ratioText(r.ratio(p)))
 	}
 	return append(c, r.verdict())
@@ -228,17 +232,19 @@ func (r *row) tableCells() []string {
 
 // writeText prints the table for a terminal.
 func writeText(w io.Writer, rows []*row) error {
+	cols := presentColumns(rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(tableHeader(), "\t"))
+	fmt.Fprintln(tw, strings.Join(tableHeader(cols), "\t"))
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r.tableCells(), "\t"))
+		fmt.Fprintln(tw, strings.Join(r.tableCells(cols), "\t"))
 	}
 	return tw.Flush()
 }
 
 // writeMarkdown prints the table as GitHub markdown.
 func writeMarkdown(w io.Writer, rows []*row) {
-	h := tableHeader()
+	cols := presentColumns(rows)
+	h := tableHeader(cols)
 	fmt.Fprintln(w, "| "+strings.Join(h, " | ")+" |")
 	sep := make([]string, len(h))
 	for i := range sep {
@@ -246,6 +252,6 @@ func writeMarkdown(w io.Writer, rows []*row) {
 	}
 	fmt.Fprintln(w, "|"+strings.Join(sep, "|")+"|")
 	for _, r := range rows {
-		fmt.Fprintln(w, "| "+strings.Join(r.tableCells(), " | ")+" |")
+		fmt.Fprintln(w, "| "+strings.Join(r.tableCells(cols), " | ")+" |")
 	}
 }
