@@ -67,7 +67,7 @@ type CleanUp interface {
 
 // Recorder keeps the state file, which `svinit status` reads.
 type Recorder interface {
-	Phase(phase string)
+	Enter(phase string)
 	ChildStarted(pid int, started time.Time)
 	// Exited is the last record: svinit's exit code, once the seat and the lock are back;
 	// seatHeld keeps the activation in the record when its deactivation failed.
@@ -127,7 +127,7 @@ func (l *Life) Run() (code int) {
 // child to stop), which the deactivation gets what is left of.
 func (l *Life) runChild() (code int, stopDeadline time.Time) {
 	started := time.Now()
-	pid, stopped, err := l.Signals.startChild(l.Child, l.Lock.FD(), l.Forward, func() { l.Record.Phase(state.Stopping) })
+	pid, stopped, err := l.Signals.startChild(l.Child, l.Lock.FD(), l.Forward, func() { l.Record.Enter(state.Stopping) })
 	defer l.Child.Release() // after the reaping: the child may end with what held it
 	switch {
 	case stopped != 0:

@@ -518,7 +518,7 @@ func (c fakeCleanUp) Run(deadline time.Time) {
 
 type fakeRecorder struct{ h *harness }
 
-func (r fakeRecorder) Phase(phase string) { r.h.record("state %s", phase) }
+func (r fakeRecorder) Enter(phase string) { r.h.record("state %s", phase) }
 func (r fakeRecorder) ChildStarted(pid int, _ time.Time) {
 	r.h.record("state running %d", pid)
 	close(r.h.running)

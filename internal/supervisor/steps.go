@@ -389,7 +389,7 @@ type stateRecorder struct {
 	argv  []string
 }
 
-func (r stateRecorder) Phase(phase string) { r.state.Phase(phase) }
+func (r stateRecorder) Enter(phase string) { r.state.Phase(phase) }
 
 func (r stateRecorder) ChildStarted(pid int, started time.Time) {
 	r.state.Update(func(st *state.State) {
