@@ -1,5 +1,6 @@
-// Package supervisor is svinit's life cycle in one place: start the program, forward its
-// signals, stop it within the grace period, clean up what it left, and report its status.
+// Package supervisor is svinit's life cycle in one place: Life.Run goes through the steps
+// in order, each behind a small interface, and Signals is the one goroutine that owns the
+// signals.
 package supervisor
 
 import (
