@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
+	"github.com/svinit/svinit/internal/exitcode"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/signals"
@@ -39,8 +39,8 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	// First of all: until a signal is subscribed to, the Go runtime's default for it is to
 	// exit at once, skipping every clean-up. Generously buffered: Notify never blocks, and a
 	// full channel would drop a signal.
-	sigs := make(chan os.Signal, 128)
-	subscribed := signals.Subscribe(sigs)
+	caught := make(chan os.Signal, 128)
+	subscribed := signals.Subscribe(caught)
 	// A single slot is enough for SIGCHLD: it only means "go and reap", and one reap pass
 	// collects every exit, however many SIGCHLDs coalesced.
 	sigchld := make(chan os.Signal, 1)
@@ -56,22 +56,25 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 		return 0
 	}
 
-	// The checks read files that may be pipes or on a hung mount (secrets, templates, the
-	// http provider's config), and take nothing: a stop signal ends them at once.
+	// One goroutine owns the signals from here to the exit: during the checks, a stop
+	// signal ends them at once (they read files that may be pipes or on a hung mount:
+	// secrets, templates, the http provider's config), and they take nothing.
 	early := newLogger(cfg, stderr)
-	stopped, stopWatch := supervisor.WatchStartup(sigs, early)
+	r := reaper.New(early)
+	sigs := supervisor.OwnSignals(supervisor.SignalSources{
+		Signals: caught, Subscribed: subscribed, SIGCHLD: sigchld, Reap: func() { r.Reap() }, Log: early,
+	})
+	defer sigs.Close()
 	ready := make(chan prepared, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { ready <- prepare(ctx, cfg, cfgErr, stderr, version, sigs, subscribed, sigchld) }()
+	go func() { ready <- prepare(cfg, cfgErr, stderr, version, r) }()
 	var p prepared
 	select {
 	case p = <-ready:
-	case <-stopped:
+	case <-sigs.Startup().Done():
 	}
-	if sig := stopWatch(); sig != 0 {
+	if sig := sigs.Stopped(); sig != 0 {
 		early.Info().Str("signal", signals.Name(sig)).Str("step", "checks").Msg("stopped before the child started")
-		return 128 + int(sig)
+		return exitcode.Signaled(sig)
 	}
 	if p.err != nil {
 		problems := config.Problems(p.err)
@@ -80,22 +83,20 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 			return code
 		}
 		fmt.Fprintf(p.stderr, "svinit: invalid configuration:\n%s\n", indent(p.err.Error()))
-		return supervisor.ExitUsage
+		return exitcode.Usage
 	}
 	s, log := p.s, p.log
 	if cfg.DryRun {
 		return dryRun(s, stdout, p.stderr)
 	}
-
 	if reaper.NeedsSubreaper() {
 		if err := reaper.SetSubreaper(); err != nil {
 			log.Error().Err(err).Msg("cannot become a child subreaper")
-			return supervisor.ExitInternal
+			return exitcode.Internal
 		}
 	}
-
 	log.Debug().Str("version", version).Int("pid", os.Getpid()).Msg("svinit starting")
-	code := s.Run(ctx)
+	code := s.Run(sigs)
 	log.Info().Int("exit_code", code).Msg("svinit exiting")
 	return code
 }
@@ -105,7 +106,6 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 type prepared struct {
 	s      *supervisor.Supervisor
 	log    zerolog.Logger
-	reaper *reaper.Reaper
 	stderr io.Writer
 	err    error
 }
@@ -113,7 +113,7 @@ type prepared struct {
 // prepare checks everything that can be known from the options, the environment and the
 // file system, and reports every problem together (cfgErr, the configuration's, among
 // them). It takes nothing: no lock, no file written, no license request.
-func prepare(ctx context.Context, cfg config.Config, cfgErr error, stderr io.Writer, version string, sigs <-chan os.Signal, subscribed <-chan struct{}, sigchld <-chan os.Signal) prepared {
+func prepare(cfg config.Config, cfgErr error, stderr io.Writer, version string, r *reaper.Reaper) prepared {
 	errs := []error{cfgErr, refuseSetID()}
 	env, read, err := environ.ExpandFiles(os.Environ(), cfg.FileEnv, cfg.FileEnvSuffix())
 	if err != nil {
@@ -130,10 +130,8 @@ func prepare(ctx context.Context, cfg config.Config, cfgErr error, stderr io.Wri
 	redactor := license.NewRedactor(key)
 	p := prepared{stderr: redactor.Writer(stderr)}
 	p.log = newLogger(cfg, p.stderr)
-	p.reaper = reaper.New(p.log)
-	go p.reaper.Run(ctx, sigchld) // from now on: the checks run svinit-net through it
 	p.s, err = supervisor.New(supervisor.Params{
-		Config: cfg, Log: p.log, Version: version, Env: env, LicenseKey: key, Redactor: redactor, Signals: sigs, Subscribed: subscribed, Reaper: p.reaper,
+		Config: cfg, Log: p.log, Version: version, Env: env, LicenseKey: key, Redactor: redactor, Reaper: r,
 	})
 	errs = append(errs, err)
 	if p.err = config.Join(errs...); p.err == nil && len(read) > 0 {
@@ -147,9 +145,9 @@ func prepare(ctx context.Context, cfg config.Config, cfgErr error, stderr io.Wri
 func dryRun(s *supervisor.Supervisor, stdout, stderr io.Writer) int {
 	if err := s.Templates().Print(stdout); err != nil {
 		fmt.Fprintf(stderr, "svinit: --dry-run: %v\n", err)
-		return supervisor.ExitUsage
+		return exitcode.Usage
 	}
-	return 0
+	return exitcode.OK
 }
 
 // logTime is RFC 3339 with milliseconds, fixed width: start-up events a few ms apart stay

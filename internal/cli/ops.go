@@ -12,16 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/exitcode"
 	"github.com/svinit/svinit/internal/state"
-)
-
-// Exit codes of `svinit status` and `svinit stop`, those of LSB init scripts, so that the
-// same handles work whatever runs inside (OpenSVC, a Kubernetes exec probe, an operator).
-const (
-	statusRunning    = 0 // the child is running
-	statusDead       = 1 // the state file names a svinit that is gone; stop: --timeout passed
-	statusNotRunning = 3 // svinit is starting, stopping or has exited: the child is not running
-	statusUnknown    = 4 // no state file, or an unreadable one
 )
 
 // stopPoll is how often `svinit stop --wait` looks whether svinit has exited.
@@ -57,24 +49,24 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	st, p, ok := readState(*path, stderr)
 	if !ok {
-		return statusUnknown
+		return exitcode.StatusUnknown
 	}
 	stale := false
 	if st.Phase != state.Exited {
 		err := st.Svinit.ProveSvinit()
 		if errors.Is(err, state.ErrUntrusted) {
 			fmt.Fprintf(stderr, "svinit: %s: %v\n", p, err)
-			return statusUnknown
+			return exitcode.StatusUnknown
 		}
 		stale = err != nil
 	}
-	code := statusNotRunning
+	code := exitcode.StatusNotRunning
 	frozen := frozenOf(st)
 	switch {
 	case stale:
-		code = statusDead
+		code = exitcode.StatusDead
 	case st.Phase == state.Running && st.Child != nil && st.Child.Alive() && frozen == "":
-		code = statusRunning
+		code = exitcode.StatusRunning
 	}
 	if *asJSON {
 		out, _ := json.MarshalIndent(struct {
@@ -162,7 +154,7 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 	}
 	st, p, ok := readState(*path, stderr)
 	if !ok {
-		return statusUnknown
+		return exitcode.StatusUnknown
 	}
 	err := errNotRunning
 	if st.Phase != state.Exited {
@@ -174,10 +166,10 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, state.ErrUntrusted):
 		fmt.Fprintf(stderr, "svinit: stop: %s: %v; nothing was signalled\n", p, err)
-		return statusUnknown
+		return exitcode.StatusUnknown
 	case err != nil:
 		fmt.Fprintf(stderr, "svinit: stop: SIGTERM to svinit pid %d: %v\n", st.Svinit.PID, err)
-		return statusDead
+		return exitcode.StatusDead
 	}
 	if !*wait {
 		return 0
@@ -192,7 +184,7 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 		select {
 		case <-deadline:
 			fmt.Fprintf(stderr, "svinit: stop: svinit pid %d still running after %s\n", st.Svinit.PID, *timeout)
-			return statusDead
+			return exitcode.StatusDead
 		case <-tick.C:
 		}
 	}
@@ -237,7 +229,7 @@ func saysExited(path string, svinit state.Process) bool {
 
 func usageCode(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
-		return 0
+		return exitcode.OK
 	}
-	return 2
+	return exitcode.Usage
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/svinit/svinit/internal/exitcode"
 )
 
 // Provider names, as given to --license-provider. ProviderOPSWAT, ProviderKeygenRelay and
@@ -48,12 +50,11 @@ var (
 // After such an activation attempt the Manager deactivates, in case a seat was taken.
 var ErrUncertain = errors.New("outcome unknown")
 
-// Exit codes for a failed activation, from sysexits.h, so that the orchestrator restarts
-// svinit and an operator can tell the causes apart.
+// Exit codes for a failed activation; package exitcode defines them all.
 const (
-	ExitNoSeats  = 69 // EX_UNAVAILABLE: every seat is in use
-	ExitTempFail = 75 // EX_TEMPFAIL: server unreachable or failing until --license-timeout
-	ExitConfig   = 78 // EX_CONFIG: the key or the provider configuration is wrong
+	ExitNoSeats  = exitcode.NoSeats
+	ExitTempFail = exitcode.TempFail
+	ExitConfig   = exitcode.Config
 )
 
 // ExitCode maps an error from Manager.Start to the exit code svinit should report: no seats

@@ -5,7 +5,6 @@ package reaper
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -25,23 +24,11 @@ type Reaper struct {
 	orphans    uint64
 }
 
-// New returns a Reaper; call Run to have it reap on every SIGCHLD.
+// New returns a Reaper. Whoever owns the signals calls Reap once at once (children may
+// have exited before SIGCHLD was subscribed to) and once for every SIGCHLD; SIGCHLDs
+// coalesce, so each pass reaps everything that has exited, not one process.
 func New(log zerolog.Logger) *Reaper {
 	return &Reaper{log: log, waiters: map[int]chan unix.WaitStatus{}, changed: make(chan struct{})}
-}
-
-// Run reaps once at once (children may have exited before the caller subscribed to
-// SIGCHLD) and then once for every notification on sigchld, until ctx ends. SIGCHLDs
-// coalesce, so each pass reaps everything that has exited, not one process.
-func (r *Reaper) Run(ctx context.Context, sigchld <-chan os.Signal) {
-	for {
-		r.Reap()
-		select {
-		case <-ctx.Done():
-			return
-		case <-sigchld:
-		}
-	}
 }
 
 // Start runs start, which must create a child process and return its pid, and subscribes

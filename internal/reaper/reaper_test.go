@@ -28,7 +28,7 @@ func TestStartedExitsAreDelivered(t *testing.T) {
 	r := New(zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.Run(ctx, chld)
+	go reapOnSIGCHLD(ctx, r, chld)
 
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
@@ -101,6 +101,18 @@ func TestSignalOnlyUntilReaped(t *testing.T) {
 	}
 	if err := r.Signal(pid, unix.SIGUSR1); err != ErrReaped {
 		t.Errorf("Signal after the exit was collected = %v; want ErrReaped", err)
+	}
+}
+
+// reapOnSIGCHLD is what svinit's signal goroutine does with SIGCHLD.
+func reapOnSIGCHLD(ctx context.Context, r *Reaper, sigchld <-chan os.Signal) {
+	for {
+		r.Reap()
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigchld:
+		}
 	}
 }
 

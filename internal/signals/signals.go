@@ -56,14 +56,14 @@ func Caught() []os.Signal {
 
 // Subscribe has every caught signal delivered to c, and returns a channel that is closed
 // once all are. The Go runtime subscribes a process to one signal at a time, each a round
-// trip to a thread of its own (tens of µs; 1.3 ms for all 48 here), so only the signals whose
+// trip to a thread of its own (bench/README.md has the cost), so only the signals whose
 // runtime default is worse than being dropped are subscribed to before Subscribe returns:
 // HUP, INT and TERM exit at once, QUIT dumps the goroutines and exits, and TSTP, TTIN and
 // TTOU stop svinit. The rest, which the runtime drops until then, are subscribed to in the
 // background, while svinit reads its configuration. Nothing is lost as long as the child
 // is started after the returned channel is closed: before that, there is no one to forward
 // a signal to.
-func Subscribe(c chan<- os.Signal) (all <-chan struct{}) {
+func Subscribe(c chan<- os.Signal) (subscribed <-chan struct{}) {
 	var first, rest []os.Signal
 	for _, sig := range Caught() {
 		switch sig {

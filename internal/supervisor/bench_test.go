@@ -7,7 +7,6 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
-	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/signals"
 )
 
@@ -26,10 +25,10 @@ func BenchmarkForwardSignal(b *testing.B) {
 			if rw != "" {
 				r.Set(rw)
 			}
-			s := &Supervisor{cfg: config.Config{Rewrite: r}, log: zerolog.Nop()}
+			l := &signalLoop{SignalSources: SignalSources{Log: zerolog.Nop()}, child: &childStep{}, pid: child.Process.Pid, fwd: Forwarding{Rewrite: r}}
 			b.ReportAllocs()
 			for b.Loop() {
-				s.forward(child.Process.Pid, unix.SIGWINCH)
+				l.forward(unix.SIGWINCH)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/environ"
+	"github.com/svinit/svinit/internal/exitcode"
 )
 
 // defaultPath is searched when PATH is unset, as Docker does for images without one.
@@ -109,7 +110,7 @@ func lookPath(program string, env []string) (string, error) {
 		}
 		if err := unix.Access(candidate, unix.X_OK); err != nil {
 			if denied == nil {
-				denied = &startError{program: program, code: ExitNotExecutable, err: fmt.Errorf("%s: %w", candidate, err)}
+				denied = &startError{program: program, code: exitcode.NotExecutable, err: fmt.Errorf("%s: %w", candidate, err)}
 			}
 			continue
 		}
@@ -118,14 +119,14 @@ func lookPath(program string, env []string) (string, error) {
 	if denied != nil {
 		return "", denied
 	}
-	return "", &startError{program: program, code: ExitNotFound, err: fmt.Errorf("not found in PATH %q", search)}
+	return "", &startError{program: program, code: exitcode.NotFound, err: fmt.Errorf("not found in PATH %q", search)}
 }
 
 func execFailureCode(err error) int {
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-		return ExitNotFound
+		return exitcode.NotFound
 	}
-	return ExitNotExecutable
+	return exitcode.NotExecutable
 }
 
 // ownsTerminal reports whether fd 0 is a terminal whose foreground process group is
@@ -148,7 +149,7 @@ func checkProgram(program string, env []string, user *account.Account) error {
 		return &startError{program: program, code: execFailureCode(err), err: err}
 	}
 	cannot := func(why string) error {
-		return &startError{program: program, code: ExitNotExecutable, err: fmt.Errorf("%s: %s", path, why)}
+		return &startError{program: program, code: exitcode.NotExecutable, err: fmt.Errorf("%s: %s", path, why)}
 	}
 	if fi.IsDir() {
 		return cannot("is a directory")

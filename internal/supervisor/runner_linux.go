@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/exitcode"
 	"github.com/svinit/svinit/internal/reaper"
 )
 
@@ -92,5 +93,5 @@ func (rr reaperRunner) Run(ctx context.Context, argv, env []string, stdout, stde
 	if err != nil {
 		return 0, err
 	}
-	return statusCode(ws), nil
+	return exitcode.Of(ws), nil
 }

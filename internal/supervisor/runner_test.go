@@ -26,9 +26,8 @@ func TestRunnerReturnsWhileADaemonHoldsTheOutput(t *testing.T) {
 	signal.Notify(sigchld, unix.SIGCHLD)
 	defer signal.Stop(sigchld)
 	r := reaper.New(zerolog.Nop())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx, sigchld)
+	sigs := OwnSignals(SignalSources{SIGCHLD: sigchld, Reap: func() { r.Reap() }, Log: zerolog.Nop()})
+	defer sigs.Close()
 
 	for _, tc := range []struct {
 		name    string

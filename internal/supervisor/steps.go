@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/account"
@@ -29,39 +31,46 @@ import (
 // under the platform's stop budget, so that the default --grace fits docker stop's 10 s.
 const minDeactivate = 3 * time.Second
 
-// takeLock waits for and takes --lock; nil when none is configured.
-func (s *Supervisor) takeLock(ctx context.Context) (*lock.Lock, error) {
-	if s.cfg.Lock == "" {
-		return nil, nil
-	}
-	policy, _ := lock.ParsePolicy(s.cfg.LockOnTimeout) // validated by config
-	s.state.Update(func(st *state.State) {
-		st.Phase = state.WaitingForLock
-		st.Lock = &state.Lock{Path: s.cfg.Lock}
-	})
-	held, err := lock.Acquire(ctx, lock.Options{
-		Path:      s.cfg.Lock,
-		Timeout:   s.cfg.LockTimeout,
-		OnTimeout: policy,
-		Heartbeat: s.cfg.LockHeartbeat,
-		Poll:      s.cfg.LockPoll,
-		Logger:    s.log,
-		Version:   s.version,
-	})
-	if err == nil {
-		s.state.Update(func(st *state.State) { st.Lock.Held, st.Lock.Instance = true, held.Owner().Instance })
-	}
-	return held, err
+// lockStep is --lock; it does nothing without one.
+type lockStep struct {
+	opts  lock.Options
+	state *state.Tracker
+	held  *lock.Lock // nil until taken
 }
 
-func lockExitCode(err error) int {
-	switch {
-	case errors.Is(err, lock.ErrBadPath):
-		return ExitUsage
-	case errors.Is(err, lock.ErrTimeout):
-		return ExitLockTimeout
+// Take waits for the lock and takes it.
+func (l *lockStep) Take(ctx context.Context) error {
+	if l.opts.Path == "" {
+		return nil
 	}
-	return ExitInternal
+	l.state.Update(func(st *state.State) {
+		st.Phase = state.WaitingForLock
+		st.Lock = &state.Lock{Path: l.opts.Path}
+	})
+	held, err := lock.Acquire(ctx, l.opts)
+	if err != nil {
+		return err
+	}
+	l.held = held
+	l.state.Update(func(st *state.State) { st.Lock.Held, st.Lock.Instance = true, held.Owner().Instance })
+	return nil
+}
+
+func (l *lockStep) FD() int { return l.held.FD() }
+
+// ChildStarted records the child's group in the lock, and then drops the directory watch
+// the wait used: its close would have held the child's start back.
+func (l *lockStep) ChildStarted(pid int) {
+	if err := l.held.ProgramStarted(pid); err != nil {
+		l.opts.Logger.Warn().Err(err).Msg("the lock does not name the program's group; a waiter relies on its flock alone")
+	}
+	l.held.DropWatch()
+}
+
+func (l *lockStep) Release() {
+	if err := l.held.Release(); err != nil {
+		l.opts.Logger.Error().Err(err).Str("lock", l.opts.Path).Msg("lock release failed")
+	}
 }
 
 // PrepareTemplates renders every --template in memory and checks them all; nothing is
@@ -87,16 +96,23 @@ func (s *Supervisor) PrepareTemplates() (*render.Plan, error) {
 // Templates returns the templates New rendered in memory and checked.
 func (s *Supervisor) Templates() *render.Plan { return s.plan }
 
-// renderTemplates writes every --template New checked, or none.
-func (s *Supervisor) renderTemplates() error {
-	if len(s.cfg.Templates) == 0 {
+// templatesStep writes the --template files New checked; it does nothing without any.
+type templatesStep struct {
+	plan  *render.Plan // nil without --template
+	state *state.Tracker
+	log   zerolog.Logger
+}
+
+// Write writes every template, or none.
+func (t templatesStep) Write() error {
+	if t.plan == nil {
 		return nil
 	}
-	s.state.Phase(state.Rendering)
-	if err := s.plan.Write(); err != nil {
+	t.state.Phase(state.Rendering)
+	if err := t.plan.Write(); err != nil {
 		return err
 	}
-	s.log.Info().Strs("files", s.plan.Files()).Msg("templates rendered")
+	t.log.Info().Strs("files", t.plan.Files()).Msg("templates rendered")
 	return nil
 }
 
@@ -253,22 +269,49 @@ func (s *Supervisor) installLicenseLocked(l license.Lease) (changed bool, err er
 	return changed, nil
 }
 
-// spawnChild starts the program through the reaper, from a thread of its own (see
-// startOnOwnThread) and holding fds at their numbers, and records its pid for the license
-// reload signal, under the lock the license rewrites take. Call release once the child has
-// been reaped.
-func (s *Supervisor) spawnChild(fds []int) (pid int, exited <-chan unix.WaitStatus, release func(), err error) {
+// childStep is the program, started through the reaper from a thread of its own (see
+// startOnOwnThread), with the descriptors svinit inherited at their numbers.
+type childStep struct {
+	s         *Supervisor
+	inherited []int // inheritedFDs, closed in svinit once the child has them
+	release   func()
+}
+
+// Start records the child's pid for the license reload signal, under the lock the
+// license rewrites take; then svinit lets go of what it only kept for the child.
+func (c *childStep) Start(lockFD int) (int, <-chan unix.WaitStatus, error) {
+	pid, exited, err := c.spawn(append(slices.Clip(c.inherited), lockFD))
+	if err != nil {
+		return 0, nil, err
+	}
+	closeFDs(c.inherited)
+	if err := os.Chdir("/"); err != nil {
+		c.s.log.Debug().Err(err).Msg("chdir / failed")
+	}
+	return pid, exited, nil
+}
+
+func (c *childStep) spawn(fds []int) (pid int, exited <-chan unix.WaitStatus, err error) {
+	s := c.s
 	s.licenseMu.Lock()
 	defer s.licenseMu.Unlock()
-	release = func() {}
 	pid, exited, err = s.reaper.Start(func() (pid int, err error) {
-		pid, release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, fds) })
+		pid, c.release, err = startOnOwnThread(func() (int, error) { return spawn(s.cfg.Program, s.childEnv, s.user, fds) })
 		return pid, err
 	})
 	if err == nil {
 		s.childPID = pid
 	}
-	return pid, exited, release, err
+	return pid, exited, err
+}
+
+func (c *childStep) Signal(target int, sig unix.Signal) error { return unix.Kill(target, sig) }
+
+// Release ends the thread that started the child, once the child has been reaped.
+func (c *childStep) Release() {
+	if c.release != nil {
+		c.release()
+	}
 }
 
 // licenseRenewed rewrites --license-file when a heartbeat or a re-activation brought
@@ -343,14 +386,37 @@ func (s *Supervisor) statePath() string {
 	return state.WritePath()
 }
 
-// exited records svinit's exit code, once the seat and the lock are given back.
-func (s *Supervisor) exited(code int) {
-	s.state.Update(func(st *state.State) {
+// licenseStep is the seat: the license half of the Supervisor, which activate and
+// deactivate keep.
+type licenseStep struct{ s *Supervisor }
+
+func (l licenseStep) Activate(ctx context.Context) error { return l.s.activate(ctx) }
+func (l licenseStep) Deactivate(deadline time.Time)      { l.s.deactivate(deadline) }
+func (l licenseStep) Held() bool                         { return l.s.license != nil && l.s.license.Held() }
+
+// stateRecorder keeps the state file.
+type stateRecorder struct {
+	state *state.Tracker
+	argv  []string
+}
+
+func (r stateRecorder) Enter(phase string) { r.state.Phase(phase) }
+
+func (r stateRecorder) ChildStarted(pid int, started time.Time) {
+	r.state.Update(func(st *state.State) {
+		st.Phase = state.Running
+		st.Child = &state.Process{PID: pid, Started: started.UTC(), StartTicks: state.StartTicks(pid), Argv: r.argv}
+	})
+}
+
+// Exited records svinit's exit code, once the seat and the lock are given back.
+func (r stateRecorder) Exited(code int, seatHeld bool) {
+	r.state.Update(func(st *state.State) {
 		st.Phase, st.ExitCode = state.Exited, &code
 		if st.Lock != nil {
 			st.Lock.Held = false
 		}
-		if st.License != nil && s.license != nil && s.license.Held() {
+		if st.License != nil && seatHeld {
 			return // deactivation failed: the journal keeps the id, and so does the state
 		}
 		st.License = nil

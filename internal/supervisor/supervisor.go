@@ -1,13 +1,12 @@
-// Package supervisor is svinit's life cycle in one place: start the program, forward its
-// signals, stop it within the grace period, clean up what it left, and report its status.
+// Package supervisor is svinit's life cycle in one place: Life.Run goes through the steps
+// in order, each behind a small interface, and Signals is the one goroutine that owns the
+// signals.
 package supervisor
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
 	"github.com/svinit/svinit/internal/license"
+	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/render"
 	"github.com/svinit/svinit/internal/signals"
@@ -35,19 +35,12 @@ const (
 	reapTimeout = 5 * time.Second
 )
 
-// stoppingShown is how long a stop must last before the state file says "stopping". A
-// child that exits at once, the usual docker stop, costs no write, and its exit is not
-// held up by one: the state file goes straight from running to exited.
-const stoppingShown = 100 * time.Millisecond
-
 // Supervisor runs one program as an init.
 type Supervisor struct {
 	cfg      config.Config
 	log      zerolog.Logger
 	version  string
 	childEnv []string // svinit's environment less the license key, unless asked
-	sigs     <-chan os.Signal
-	sigsAll  <-chan struct{} // closed once every signal is subscribed to
 	reaper   *reaper.Reaper
 	user     *account.Account // nil without --user
 	provider license.Provider // nil without --license-provider
@@ -66,10 +59,7 @@ type Supervisor struct {
 	licenseKey  string
 }
 
-// Params are what a Supervisor is built from. Signals delivers every caught signal but
-// SIGCHLD, which the reaper consumes; the caller subscribes before parsing anything, so
-// that no signal is left to the Go runtime's default (exit 2, no clean-up), and the child
-// is started once Subscribed is closed, so that none is lost.
+// Params are what a Supervisor is built from.
 type Params struct {
 	Config     config.Config
 	Log        zerolog.Logger
@@ -77,16 +67,14 @@ type Params struct {
 	Env        []string // svinit's environment, secrets from files already expanded
 	LicenseKey string
 	Redactor   *license.Redactor // guards svinit's log; secrets a provider learns are added
-	Signals    <-chan os.Signal
-	Subscribed <-chan struct{} // closed once Signals has every signal (signals.Subscribe)
-	Reaper     *reaper.Reaper
+	Reaper     *reaper.Reaper    // runs the license commands; the signal goroutine drives it
 }
 
 // New checks everything that can be checked before anything is taken, and reports every
 // problem together; a problem with PROGRAM alone means exit 127 or 126 (ProgramExitCode),
 // any other exit 2. It reads files but writes none.
 func New(p Params) (*Supervisor, error) {
-	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, sigs: p.Signals, sigsAll: p.Subscribed, reaper: p.Reaper, redactor: p.Redactor}
+	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, reaper: p.Reaper, redactor: p.Redactor}
 	if p.Config.LicenseReloadSignal != "" {
 		sig, err := signals.Parse(p.Config.LicenseReloadSignal)
 		if err != nil {
@@ -149,189 +137,62 @@ func ProgramExitCode(err error) (int, bool) {
 	return 0, false
 }
 
-// Run goes through the whole life cycle and returns the code svinit exits with:
-// lock -> render -> activate -> run -> stop -> clean up -> deactivate -> unlock. Each
-// step that holds something undoes it in a deferred call, so every exit path gives back
-// the seat and then the lock.
-func (s *Supervisor) Run(ctx context.Context) (code int) {
-	inherited := inheritedFDs()
+// Run goes through the life cycle (Life.Run) with the steps New checked, its signals
+// owned by sigs, and returns the code svinit exits with.
+func (s *Supervisor) Run(sigs *Signals) int {
+	code := s.life(sigs).Run()
+	letStopWaitersSee() // as PID 1, svinit's exit ends them
+	return code
+}
+
+// life builds the life cycle's steps from the configuration and what New checked: the one
+// place that wires them.
+func (s *Supervisor) life(sigs *Signals) *Life {
 	s.state = state.NewTracker(s.statePath(), state.Self(nil), s.log)
-	defer func() { // the last thing: the seat and the lock are back
-		s.exited(code)
-		letStopWaitersSee()
-	}()
-
-	// Until the child exists, a SIGTERM or SIGINT cancels startup.ctx, which every step
-	// that can wait takes.
-	startup := watchStartup(ctx, s.sigs, s.log)
-	held, err := s.takeLock(startup.ctx)
-	if err != nil {
-		return s.startupFailed(startup, "lock", err, lockExitCode(err))
+	policy, _ := lock.ParsePolicy(s.cfg.LockOnTimeout) // validated by config
+	templates := templatesStep{state: s.state, log: s.log}
+	if len(s.cfg.Templates) > 0 {
+		templates.plan = s.plan
 	}
-	if held != nil {
-		defer func() {
-			if err := held.Release(); err != nil {
-				s.log.Error().Err(err).Str("lock", s.cfg.Lock).Msg("lock release failed")
-			}
-		}()
-	}
-	if err := s.renderTemplates(); err != nil {
-		return s.startupFailed(startup, "render", err, ExitUsage)
-	}
-	var stopDeadline time.Time // the stop budget's end, once a stop signal came
-	defer func() { s.deactivate(stopDeadline) }()
-	if err := s.activate(startup.ctx); err != nil {
-		return s.startupFailed(startup, "license", err, license.ExitCode(err))
-	}
-	if sig := startup.stop(); sig != 0 {
-		return s.stoppedBeforeStart(sig, "spawn")
-	}
-
-	if s.sigsAll != nil {
-		<-s.sigsAll // from now on a signal has a child to go to, and must not be lost
-	}
-	started := time.Now()
-	pid, exited, release, err := s.spawnChild(append(slices.Clip(inherited), held.FD()))
-	defer release() // after the child has been reaped: its thread may end
-	if err != nil {
-		var se *startError
-		if errors.As(err, &se) {
-			s.log.Error().Err(err).Str("program", se.program).Int("exit_code", se.code).Msg("cannot start the child")
-			return se.code
-		}
-		s.log.Error().Err(err).Msg("cannot start the child")
-		return ExitInternal
-	}
-	// The child's process group is its pid (Setpgid), recorded before anything else, for
-	// a program that closes its copy of the lock's descriptor at once.
-	if err := held.ProgramStarted(pid); err != nil {
-		s.log.Warn().Err(err).Msg("the lock does not name the program's group; a waiter relies on its flock alone")
-	}
-	s.log.Info().Int("pid", pid).Strs("argv", s.cfg.Program).Msg("child started")
-	s.state.Update(func(st *state.State) {
-		st.Phase = state.Running
-		st.Child = &state.Process{PID: pid, Started: started.UTC(), StartTicks: state.StartTicks(pid), Argv: s.cfg.Program}
-	})
-	held.DropWatch()
-	closeFDs(inherited)
-	if err := os.Chdir("/"); err != nil {
-		s.log.Debug().Err(err).Msg("chdir / failed")
-	}
-
-	var ws unix.WaitStatus
-	ws, stopDeadline = s.supervise(pid, exited)
-	code = statusCode(ws)
-	ev := s.log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed_ms", time.Since(started))
-	if ws.Signaled() {
-		ev = ev.Str("signal", signals.Name(ws.Signal()))
-	}
-	ev.Msg("child exited")
-
-	s.cleanUp(stopDeadline)
-
-	if mapped := s.cfg.RemapExit.Map(code); mapped != code {
-		s.log.Info().Int("exit_code", code).Int("reported", mapped).Msg("exit code remapped")
-		code = mapped
-	}
-	return code
-}
-
-// startupFailed ends the start-up after step failed: with 128+N when a stop signal caused
-// it (the wait was cancelled), else with code.
-func (s *Supervisor) startupFailed(w *startupWatch, step string, err error, code int) int {
-	if sig := w.stop(); sig != 0 {
-		return s.stoppedBeforeStart(sig, step)
-	}
-	s.log.Error().Err(err).Str("step", step).Int("exit_code", code).Msg("start-up failed, nothing started")
-	return code
-}
-
-// stoppedBeforeStart is the exit code of a start-up that a stop signal ended during step.
-func (s *Supervisor) stoppedBeforeStart(sig unix.Signal, step string) int {
-	s.log.Info().Str("signal", signals.Name(sig)).Str("step", step).Msg("stopped before the child started")
-	return 128 + int(sig)
-}
-
-// supervise forwards signals to the child until it exits, and SIGKILLs its process group
-// when it outlives the grace period after a stop signal. With --stop-delay the first
-// SIGTERM is held back for the delay (a second one goes at once); the grace period counts
-// from its arrival. It returns the child's status and the deadline of the stop budget (zero
-// when nobody asked the child to stop).
-func (s *Supervisor) supervise(pid int, exited <-chan unix.WaitStatus) (unix.WaitStatus, time.Time) {
-	var (
-		kill, delayed, stopping <-chan time.Time
-		deadline                time.Time
-	)
-	for {
-		select {
-		case ws := <-exited:
-			return ws, deadline
-		case sig := <-s.sigs:
-			sn := sig.(unix.Signal)
-			firstStop := signals.IsStop(sn) && deadline.IsZero()
-			if firstStop {
-				deadline = time.Now().Add(s.cfg.Grace)
-				kill = time.After(s.cfg.Grace)
-			}
-			switch {
-			case firstStop && sn == unix.SIGTERM && s.cfg.StopDelay > 0:
-				delayed = time.After(s.cfg.StopDelay)
-			case sn == unix.SIGTERM && delayed != nil:
-				delayed = nil // asked twice: no more waiting
-				s.forward(pid, sn)
-			default:
-				s.forward(pid, sn)
-			}
-			if firstStop {
-				// After the forward: the child's stop waits for no log line and no file.
-				s.log.Info().Str("signal", signals.Name(sn)).Dur("grace_ms", s.cfg.Grace).Dur("delay_ms", s.cfg.StopDelay).Msg("stopping the child")
-				stopping = time.After(stoppingShown)
-			}
-		case <-stopping:
-			stopping = nil
-			s.state.Phase(state.Stopping)
-		case <-delayed:
-			delayed = nil
-			s.forward(pid, unix.SIGTERM)
-		case <-kill:
-			kill = nil
-			s.log.Warn().Int("pid", pid).Dur("grace_ms", s.cfg.Grace).Msg("child outlived the grace period, sending SIGKILL to its process group")
-			if err := unix.Kill(-pid, unix.SIGKILL); err != nil {
-				unix.Kill(pid, unix.SIGKILL)
-			}
-		}
+	return &Life{
+		Lock: &lockStep{state: s.state, opts: lock.Options{
+			Path:      s.cfg.Lock,
+			Timeout:   s.cfg.LockTimeout,
+			OnTimeout: policy,
+			Heartbeat: s.cfg.LockHeartbeat,
+			Poll:      s.cfg.LockPoll,
+			Logger:    s.log,
+			Version:   s.version,
+		}},
+		Templates: templates,
+		License:   licenseStep{s},
+		// Before any license command runs: none of them may inherit what the child gets.
+		Child:   &childStep{s: s, inherited: inheritedFDs()},
+		CleanUp: cleanUpStep{reaper: s.reaper, state: s.state, log: s.log},
+		Record:  stateRecorder{state: s.state, argv: s.cfg.Program},
+		Signals: sigs,
+		Forward: Forwarding{
+			Rewrite:   s.cfg.Rewrite,
+			KillGroup: s.cfg.KillGroup,
+			Grace:     s.cfg.Grace,
+			StopDelay: s.cfg.StopDelay,
+		},
+		RemapExit: s.cfg.RemapExit,
+		Argv:      s.cfg.Program,
+		Log:       s.log,
 	}
 }
 
-// forward passes sig on, rewritten, to the child or with --kill-group to its process group.
-func (s *Supervisor) forward(pid int, sig unix.Signal) {
-	to, ok := s.cfg.Rewrite.Apply(sig)
-	if !ok {
-		s.log.Debug().Str("signal", signals.Name(sig)).Msg("signal dropped by rewrite")
-		return
-	}
-	target := pid
-	if s.cfg.KillGroup {
-		target = -pid
-	}
-	if err := unix.Kill(target, to); err != nil {
-		s.log.Debug().Err(err).Str("signal", signals.Name(to)).Int("target", target).Msg("forward failed")
-		return
-	}
-	if signals.IsStop(sig) {
-		// A program frozen by SIGSTOP would leave the stop pending until --grace ends in
-		// SIGKILL: continue it, as systemd does, so that it acts on it now.
-		unix.Kill(target, unix.SIGCONT)
-	}
-	// Guarded: the names would be worked out for a disabled line, on every signal.
-	if e := s.log.Debug(); e.Enabled() {
-		e.Str("signal", signals.Name(to)).Str("received", signals.Name(sig)).Int("target", target).Msg("signal forwarded")
-	}
+// cleanUpStep ends every process the child left behind, and reaps them all.
+type cleanUpStep struct {
+	reaper *reaper.Reaper
+	state  *state.Tracker
+	log    zerolog.Logger
 }
 
-// cleanUp ends every process the child left behind, and reaps them all: SIGTERM, a short
-// wait bounded by the stop budget, SIGKILL, then reap until no child is left.
-func (s *Supervisor) cleanUp(deadline time.Time) {
+// Run sends SIGTERM, waits a short while bounded by the stop budget, sends SIGKILL, then
+// reaps until no child is left.
+func (s cleanUpStep) Run(deadline time.Time) {
 	// No child left means no descendant left (svinit is PID 1 or a subreaper): the usual
 	// case, and it spares a walk over every process in /proc.
 	if s.awaitReaped(0) || signalDescendants(unix.SIGTERM) == 0 {
@@ -354,7 +215,7 @@ func (s *Supervisor) cleanUp(deadline time.Time) {
 	}
 }
 
-func (s *Supervisor) awaitReaped(d time.Duration) bool {
+func (s cleanUpStep) awaitReaped(d time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	return s.reaper.WaitNoChildren(ctx) == nil
