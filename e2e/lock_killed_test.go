@@ -239,3 +239,34 @@ func holdsFile(pid int, path string) bool {
 	}
 	return false
 }
+
+// svinit-net, run for the start-up check and every license request, gets none of the
+// descriptors svinit inherited either.
+func TestInheritedDescriptorsNeverReachSvinitNet(t *testing.T) {
+	dir := t.TempDir()
+	low, high := filepath.Join(dir, "inherited-7"), filepath.Join(dir, "inherited-40")
+	writeFile(t, low, "")
+	writeFile(t, high, "")
+	fds, rec := filepath.Join(dir, "fds"), filepath.Join(dir, "rec")
+	// A stand-in for svinit-net that answers its check and every request with success.
+	helper := filepath.Join(dir, "svinit-net")
+	writeFile(t, helper, "#!/bin/sh\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done >> "+fds+"\necho \"$*\" >> "+fds+"\n"+
+		"if [ \"$1\" = check ]; then echo '{\"protocol\":1,\"version\":\"dev\"}'; else echo '{}'; fi\n")
+	os.Chmod(helper, 0o755)
+	m := mode{name: "inherits", wrap: []string{"bash", "-c", `exec 7<"$0" 40<"$1"; shift; exec "$@"`, low, high}}
+	s := startSvinit(t, m, "sleep", []string{"REC=" + rec},
+		"--license-provider", "keygen-relay", "--license-url", "http://127.0.0.1:1", "--net-helper", helper,
+		"--instance-id", "pod-a", "--", selfBin)
+	waitLine(t, rec, "ready")
+	s.signal(unix.SIGTERM)
+	if code := s.wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	}
+	waitLine(t, fds, "license deactivate")
+	if !hasLine(fds, "check") {
+		t.Errorf("svinit-net check was not run:\n%s", readFile(t, fds))
+	}
+	if hasLine(fds, low) || hasLine(fds, high) {
+		t.Errorf("svinit-net got svinit's inherited descriptors:\n%s", readFile(t, fds))
+	}
+}

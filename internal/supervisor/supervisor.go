@@ -42,12 +42,15 @@ type Supervisor struct {
 	version  string
 	childEnv []string // svinit's environment less the license key, unless asked
 	reaper   *reaper.Reaper
-	user     *account.Account // nil without --user
-	provider license.Provider // nil without --license-provider
-	ledger   *license.Ledger  // set with --license-state k8s-secret:NAME
-	license  *license.Manager // set once a seat is held
-	plan     *render.Plan     // the templates, checked; written once the lock is held
-	state    *state.Tracker
+	// inherited are the descriptors above stderr svinit was started with, for the child
+	// alone: close-on-exec from the start, before svinit-net's check or any command runs.
+	inherited []int
+	user      *account.Account // nil without --user
+	provider  license.Provider // nil without --license-provider
+	ledger    *license.Ledger  // set with --license-state k8s-secret:NAME
+	license   *license.Manager // set once a seat is held
+	plan      *render.Plan     // the templates, checked; written once the lock is held
+	state     *state.Tracker
 
 	redactor     *license.Redactor
 	reloadSignal unix.Signal // --license-reload-signal; 0: none
@@ -74,7 +77,7 @@ type Params struct {
 // problem together; a problem with PROGRAM alone means exit 127 or 126 (ProgramExitCode),
 // any other exit 2. It reads files but writes none.
 func New(p Params) (*Supervisor, error) {
-	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, reaper: p.Reaper, redactor: p.Redactor}
+	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, reaper: p.Reaper, redactor: p.Redactor, inherited: inheritedFDs()}
 	if p.Config.LicenseReloadSignal != "" {
 		sig, err := signals.Parse(p.Config.LicenseReloadSignal)
 		if err != nil {
@@ -166,11 +169,10 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 		}},
 		Templates: templates,
 		License:   licenseStep{s},
-		// Before any license command runs: none of them may inherit what the child gets.
-		Child:   &childStep{s: s, inherited: inheritedFDs()},
-		CleanUp: cleanUpStep{reaper: s.reaper, state: s.state, log: s.log},
-		Record:  stateRecorder{state: s.state, argv: s.cfg.Program},
-		Signals: sigs,
+		Child:     &childStep{s: s, inherited: s.inherited},
+		CleanUp:   cleanUpStep{reaper: s.reaper, state: s.state, log: s.log},
+		Record:    stateRecorder{state: s.state, argv: s.cfg.Program},
+		Signals:   sigs,
 		Forward: Forwarding{
 			Rewrite:   s.cfg.Rewrite,
 			KillGroup: s.cfg.KillGroup,
