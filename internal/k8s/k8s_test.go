@@ -1,14 +1,17 @@
 package k8s
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -99,5 +102,36 @@ func TestForeignErrorBodyIsCut(t *testing.T) {
 	err := (&Client{}).apiError(&http.Response{StatusCode: http.StatusBadGateway}, []byte(page), "get", "pods", "", "web-0")
 	if msg := err.Error(); len(msg) > maxForeignBody+200 || !strings.Contains(msg, "<html>xxx") {
 		t.Errorf("error of %d bytes: %.300s", len(msg), msg)
+	}
+}
+
+// A sweep whose budget runs out while it looks pods up still gets the entries it looked up:
+// giving back some dead pods' seats at every start beats giving back none at any.
+func TestOthersAnswersWhatItLookedUpByTheDeadline(t *testing.T) {
+	data := map[string][]byte{}
+	for _, pod := range []string{"web-1", "web-2", "web-3", "web-4"} {
+		data[entryKey(pod, "old-uid")] = []byte(`{"pod":"` + pod + `","pod_uid":"old-uid","instance":"` + pod + `"}`)
+	}
+	secret, _ := json.Marshal(map[string]any{"metadata": map[string]any{"name": "licenses"}, "data": data})
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/pods/") {
+			if !strings.HasSuffix(r.URL.Path, "/web-1") {
+				<-r.Context().Done() // a slow API server, for every pod but the first
+				return
+			}
+			http.Error(w, `{"kind":"Status","reason":"NotFound","message":"gone"}`, http.StatusNotFound)
+			return
+		}
+		w.Write(secret)
+	}))
+	defer ts.Close()
+	token := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(token, []byte("t"), 0o600)
+	c := &Client{base: ts.URL, namespace: "ns", tokenPath: token, http: ts.Client()}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	others, partial, err := NewLedger(c, "licenses", "web-0", "uid-0").Others(ctx)
+	if err != nil || !partial || len(others) != 1 || others[0].Pod != "web-1" || others[0].Alive {
+		t.Errorf("Others = %+v, partial %v, %v; want web-1 dead, and partial", others, partial, err)
 	}
 }

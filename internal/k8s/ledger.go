@@ -121,13 +121,15 @@ func (l *Ledger) remove(ctx context.Context, key string) error {
 // still exists with the recorded UID (Terminating included). When it does not (404, or a
 // StatefulSet reused the name under another UID) the pod died without deactivating, and
 // svinit's sweep gives its activation back. Entries that are not svinit's come back Foreign.
-func (l *Ledger) Others(ctx context.Context) ([]license.LedgerEntry, error) {
+// When ctx ends before every pod was looked up, it returns those looked up so far and
+// partial: a sweep then gives back what it found, rather than nothing at every start.
+func (l *Ledger) Others(ctx context.Context) (others []license.LedgerEntry, partial bool, err error) {
 	s, err := l.c.GetSecret(ctx, l.secret)
 	if errors.Is(err, ErrNotFound) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	keys := make([]string, 0, len(s.Data))
 	for k := range s.Data {
@@ -136,7 +138,6 @@ func (l *Ledger) Others(ctx context.Context) ([]license.LedgerEntry, error) {
 		}
 	}
 	sort.Strings(keys)
-	var others []license.LedgerEntry
 	for _, key := range keys {
 		var e Entry
 		if err := json.Unmarshal(s.Data[key], &e); err != nil || e.Pod == "" {
@@ -144,12 +145,15 @@ func (l *Ledger) Others(ctx context.Context) ([]license.LedgerEntry, error) {
 			continue
 		}
 		uid, err := l.c.PodUID(ctx, e.Pod)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
+		switch {
+		case ctx.Err() != nil:
+			return others, true, nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return nil, false, err
 		}
 		others = append(others, license.LedgerEntry{Key: key, Pod: e.Pod, PodUID: e.PodUID, Alive: err == nil && uid == e.PodUID, Record: e.Record})
 	}
-	return others, nil
+	return others, false, nil
 }
 
 // Put makes another pod's entry e: what a sweep could not give back of it.

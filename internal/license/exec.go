@@ -77,7 +77,7 @@ type execLease struct {
 	Expires    json.RawMessage `json:"expires"`
 	File       *string         `json:"file"`
 	FileBase64 *string         `json:"file_base64"`
-	FileKey    string          `json:"file_key"`
+	FileKey    *string         `json:"file_key"`
 }
 
 func (e *execProvider) Activate(ctx context.Context, instance string) (Lease, error) {
@@ -197,7 +197,9 @@ func parseLease(what string, out []byte, prev Lease, redact *Redactor) (Lease, e
 	if err := dec.Decode(&j); err != nil {
 		return Lease{}, fmt.Errorf("%s: %w: stdout is not the lease JSON ({\"id\", \"ttl\", \"expires\", \"file\", \"file_base64\", \"file_key\"}): %s", what, ErrPermanent, redact.Redact(err.Error()))
 	}
-	redact.Add(j.FileKey)
+	if j.FileKey != nil {
+		redact.Add(*j.FileKey)
+	}
 	l := prev
 	if j.ID != "" {
 		l.ID = j.ID
@@ -226,10 +228,27 @@ func parseLease(what string, out []byte, prev Lease, redact *Redactor) (Lease, e
 	case j.File != nil:
 		l.File = []byte(*j.File)
 	}
-	if j.FileKey != "" {
-		l.FileKey = j.FileKey
+	if j.FileKey != nil {
+		l.FileKey = *j.FileKey
 	}
 	return l, nil
+}
+
+// LeaseJSON is l in the exec contract's JSON, as svinit-net answers, losing nothing that
+// parseLease reads back: id and ttl always (0s: no more heartbeats), expires as Unix seconds
+// (any year), and with a file its key too, even empty: a new license replaces both.
+func LeaseJSON(l Lease) ([]byte, error) {
+	if l.TTL < 0 {
+		return nil, fmt.Errorf("lease TTL %s is negative", l.TTL)
+	}
+	w := map[string]any{"id": l.ID, "ttl": l.TTL.String()}
+	if !l.Expires.IsZero() {
+		w["expires"] = l.Expires.Unix()
+	}
+	if len(l.File) > 0 {
+		w["file_base64"], w["file_key"] = l.File, l.FileKey // []byte marshals as base64
+	}
+	return json.Marshal(w)
 }
 
 // rawScalar turns a JSON string or number into its text.
@@ -244,20 +263,23 @@ func rawScalar(raw json.RawMessage) (string, bool) {
 	return string(raw), true
 }
 
-// cappedBuffer keeps the first max bytes written to it and notes that more came.
+// cappedBuffer keeps the first max bytes written to it and notes that more came. The buffer
+// is not embedded: io.Copy would call its ReadFrom, which knows no cap.
 type cappedBuffer struct {
-	bytes.Buffer
+	buf      bytes.Buffer
 	max      int
 	overflow bool
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); len(p) > room {
+	if room := b.max - b.buf.Len(); len(p) > room {
 		b.overflow = true
 		if room > 0 {
-			b.Buffer.Write(p[:room])
+			b.buf.Write(p[:room])
 		}
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
+
+func (b *cappedBuffer) Bytes() []byte { return b.buf.Bytes() }

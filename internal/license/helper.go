@@ -42,9 +42,11 @@ const (
 	EnvNetLedger     = "SVINIT_NET_LEDGER"
 	EnvNetPodName    = "SVINIT_NET_POD_NAME"
 	EnvNetPodUID     = "SVINIT_NET_POD_UID"
-	EnvNetRecord     = "SVINIT_NET_RECORD" // ledger save: the record; put: the entry (JSON)
-	EnvNetEntryKey   = "SVINIT_NET_ENTRY"  // ledger remove: the other pod's key
-	EnvNetTTL        = "SVINIT_NET_TTL"    // license heartbeat: the lease's TTL now (a Go duration)
+	EnvNetRecord     = "SVINIT_NET_RECORD"   // ledger save: the record; put: the entry (JSON)
+	EnvNetEntryKey   = "SVINIT_NET_ENTRY"    // ledger remove: the other pod's key
+	EnvNetTTL        = "SVINIT_NET_TTL"      // license heartbeat: the lease's TTL now (a Go duration)
+	EnvNetRedact     = "SVINIT_NET_REDACT"   // license: secrets learned from earlier answers (JSON list)
+	EnvNetDeadline   = "SVINIT_NET_DEADLINE" // ledger: answer by then (Unix milliseconds), with what is done
 
 	// ExitHelperUsage: svinit-net check found problems, or svinit-net was called wrongly.
 	ExitHelperUsage = 2
@@ -60,9 +62,10 @@ type HelperReply struct {
 	Uncertain bool   `json:"uncertain,omitempty"`
 	Permanent bool   `json:"permanent,omitempty"`
 
-	Lease  json.RawMessage `json:"lease,omitempty"`  // license activate and heartbeat: the exec contract's lease
-	Record *Record         `json:"record,omitempty"` // ledger load
-	Others []LedgerEntry   `json:"others,omitempty"` // ledger others
+	Lease   json.RawMessage `json:"lease,omitempty"`   // license activate and heartbeat: the exec contract's lease
+	Record  *Record         `json:"record,omitempty"`  // ledger load
+	Others  []LedgerEntry   `json:"others,omitempty"`  // ledger others
+	Partial bool            `json:"partial,omitempty"` // ledger others: cut short by the deadline
 }
 
 // LedgerEntry is one pod's record in the ledger, as ledger others reports it.
@@ -102,6 +105,9 @@ func HelperPath(explicit string) string {
 	return filepath.Join(filepath.Dir(exe), HelperName)
 }
 
+// maxHelperReply bounds a reply: a license file of MaxResponse, in base64, and the rest.
+const maxHelperReply = MaxResponse/3*4 + 64<<10
+
 // helperCheckTimeout bounds svinit-net check, which sends nothing.
 const helperCheckTimeout = 10 * time.Second
 
@@ -114,7 +120,7 @@ type helper struct {
 // run runs svinit-net with args and env on top of its base environment, and returns its
 // reply and exit code. A reply that is not JSON is an error.
 func (h helper) run(ctx context.Context, env []string, args ...string) (HelperReply, int, error) {
-	stdout := &cappedBuffer{max: MaxResponse}
+	stdout := &cappedBuffer{max: maxHelperReply}
 	stderr := &cappedBuffer{max: maxExecStderr}
 	code, err := h.cfg.Runner.Run(ctx, append([]string{h.cfg.Path}, args...), h.environ(env), stdout, stderr)
 	if err != nil {

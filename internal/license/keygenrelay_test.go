@@ -3,6 +3,7 @@ package license
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -174,7 +175,8 @@ func TestManagerPublishesTheRelaysLicense(t *testing.T) {
 	if l := last(); !bytes.Equal(l.File, first.File) || l.FileKey != first.FileKey {
 		t.Fatalf("lease published after a heartbeat: file %q key %q; want the license kept", l.File, l.FileKey)
 	}
-	if err := p.Deactivate(context.Background(), "web-1", other); err != nil {
+	// On a busy machine web-1's unrenewed lease may have lapsed already: free either way.
+	if err := p.Deactivate(context.Background(), "web-1", other); err != nil && !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
 	srv.Lapse("web-0")

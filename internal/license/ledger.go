@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,11 +37,16 @@ func NewLedger(secret, pod, uid string, hc HelperConfig, redact *Redactor, log z
 // call runs svinit-net ledger action with extra on top of the ledger's environment.
 func (l *Ledger) call(ctx context.Context, action string, extra ...string) (HelperReply, error) {
 	env := append(append([]string(nil), l.env...), extra...)
+	if deadline, ok := ctx.Deadline(); ok {
+		// The helper answers with what it has done a little before svinit would kill it.
+		margin := min(time.Until(deadline)/10, time.Second)
+		env = append(env, EnvNetDeadline+"="+strconv.FormatInt(deadline.Add(-margin).UnixMilli(), 10))
+	}
 	r, code, err := l.h.run(ctx, env, "ledger", action)
 	what := "ledger " + action
 	switch {
 	case ctx.Err() != nil:
-		return r, fmt.Errorf("%s: %w: %w", what, ErrRetryable, ctx.Err())
+		return r, &helperError{msg: fmt.Sprintf("%s: no answer from the Kubernetes API in time: %v", what, ctx.Err()), class: ErrRetryable}
 	case err != nil:
 		return r, fmt.Errorf("%s: %w", what, err)
 	case code != 0:
@@ -95,9 +101,18 @@ type SweepResult struct {
 // ends; what is left waits for the next start.
 func (l *Ledger) Sweep(ctx context.Context, provider string, r Releaser) (SweepResult, error) {
 	var res SweepResult
-	reply, err := l.call(ctx, "others")
+	// The look-up gets half the time at most: the other half gives back what it found.
+	octx, cancel := ctx, context.CancelFunc(func() {})
+	if deadline, ok := ctx.Deadline(); ok {
+		octx, cancel = context.WithTimeout(ctx, time.Until(deadline)/2)
+	}
+	reply, err := l.call(octx, "others")
+	cancel()
 	if err != nil {
 		return res, err
+	}
+	if reply.Partial {
+		l.log.Warn().Int("looked_up", len(reply.Others)).Msg("zombie sweep: not every pod was looked up in time; the next start goes on")
 	}
 	for _, e := range reply.Others {
 		if e.Foreign {

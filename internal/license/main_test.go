@@ -83,6 +83,9 @@ func runHelper(args []string) int {
 	case "print":
 		fmt.Println(args[1])
 		return 0
+	case "license": // svinit-net answering with FAKE_REPLY
+		fmt.Println(os.Getenv("FAKE_REPLY"))
+		return 0
 	case "sleep":
 		time.Sleep(time.Minute)
 		return 0

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // netProvider is a provider whose requests svinit-net sends: opswat, keygen-relay and http.
@@ -15,6 +18,9 @@ type netProvider struct {
 	h    helper
 	name string
 	env  []string // the provider's settings and the key, under the contract's names
+
+	mu      sync.Mutex
+	learned []string // file keys from earlier answers, for the helper to redact too
 }
 
 // newNetProvider checks cfg with svinit-net check and returns the provider.
@@ -62,6 +68,12 @@ func (n *netProvider) call(ctx context.Context, action, instance string, prev Le
 	if action == "heartbeat" {
 		env = append(env, EnvNetTTL+"="+prev.TTL.String())
 	}
+	n.mu.Lock()
+	if len(n.learned) > 0 {
+		b, _ := json.Marshal(n.learned)
+		env = append(env, EnvNetRedact+"="+string(b))
+	}
+	n.mu.Unlock()
 	what := fmt.Sprintf("%s %s %s", n.name, action, instance)
 	started := time.Now()
 	r, code, err := n.h.run(ctx, env, "license", action)
@@ -74,12 +86,28 @@ func (n *netProvider) call(ctx context.Context, action, instance string, prev Le
 		return Lease{}, fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, ErrUncertain, cause)
 	case errors.As(err, new(*helperError)):
 		return Lease{}, fmt.Errorf("%s: %w", what, err)
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ENOMEM): // out of processes or memory, for now
+		return Lease{}, fmt.Errorf("%s: %w: cannot start %s: %s", what, ErrRetryable, HelperName, n.h.redact.Redact(err.Error()))
 	case err != nil:
-		return Lease{}, fmt.Errorf("%s: %w: %s: %s", what, ErrPermanent, HelperName, n.h.redact.Redact(err.Error()))
+		return Lease{}, fmt.Errorf("%s: %w: cannot start %s: %s", what, ErrPermanent, HelperName, n.h.redact.Redact(err.Error()))
 	case code == 0:
-		return parseLease(what, r.Lease, prev, n.h.redact)
+		l, err := parseLease(what, r.Lease, prev, n.h.redact)
+		if err != nil { // the server answered, and may hold a seat svinit cannot account for
+			return Lease{}, fmt.Errorf("%w: %w", ErrUncertain, err)
+		}
+		n.learn(l.FileKey)
+		return l, nil
 	}
 	return Lease{}, n.h.replyError(what, exitClass(code), code, r)
+}
+
+// learn keeps a file key for the helper to redact in later calls.
+func (n *netProvider) learn(key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if key != "" && !slices.Contains(n.learned, key) {
+		n.learned = append(n.learned, key)
+	}
 }
 
 // exitClass is the error class of an exit code of the exec contract.

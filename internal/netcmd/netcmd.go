@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,12 +23,15 @@ import (
 // Run runs svinit-net with args (os.Args) and the environment lookup, and returns its exit
 // code. svinit bounds every run with its own deadline, and kills the run when it passes.
 func Run(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer, version string) int {
-	c := call{lookup: lookup, out: stdout, version: version}
+	c := call{lookup: lookup, out: stdout, version: version, redact: license.NewRedactor()}
 	if v, ok := lookup(license.EnvKey); ok {
-		c.redact = license.NewRedactor(v)
-	} else {
-		c.redact = license.NewRedactor()
+		c.redact.Add(v)
 	}
+	// The secrets svinit learned from earlier answers (a relay's license_key): an error's
+	// excerpt is cut here, and a cut secret would no longer be recognised by svinit.
+	var learned []string
+	json.Unmarshal([]byte(c.env(license.EnvNetRedact)), &learned)
+	c.redact.Add(learned...)
 	switch {
 	case len(args) == 2 && (args[1] == "--version" || args[1] == "version"):
 		fmt.Fprintf(stdout, "%s %s\n", license.HelperName, version)
@@ -155,26 +159,11 @@ func (c call) license(action string) int {
 	if err != nil {
 		return c.failed(err)
 	}
-	b, err := json.Marshal(wireLease(l))
-	if err != nil {
-		return c.failed(err)
+	b, err := license.LeaseJSON(l)
+	if err != nil { // the server may hold the seat all the same
+		return c.failed(fmt.Errorf("%s %s: %w: %w: %w", action, instance, license.ErrPermanent, license.ErrUncertain, err))
 	}
 	return c.reply(license.HelperReply{Lease: b}, 0)
-}
-
-// wireLease is l in the exec contract's JSON: id and ttl always, the rest when set.
-func wireLease(l license.Lease) map[string]any {
-	w := map[string]any{"id": l.ID, "ttl": l.TTL.String()}
-	if !l.Expires.IsZero() {
-		w["expires"] = l.Expires.UTC().Format(time.RFC3339)
-	}
-	if len(l.File) > 0 {
-		w["file_base64"] = l.File // []byte marshals as base64
-	}
-	if l.FileKey != "" {
-		w["file_key"] = l.FileKey
-	}
-	return w
 }
 
 // newLedger is the pod's ledger the environment names.
@@ -197,6 +186,15 @@ func (c call) ledger(action string) int {
 		return c.ledgerFailed(&permanentError{err})
 	}
 	ctx := context.Background()
+	if ms := c.env(license.EnvNetDeadline); ms != "" { // svinit kills the run at its own deadline: answer before
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			return c.ledgerFailed(&permanentError{fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)})
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(n))
+		defer cancel()
+	}
 	var r license.HelperReply
 	switch action {
 	case "load":
@@ -216,7 +214,7 @@ func (c call) ledger(action string) int {
 	case "delete":
 		err = l.Delete(ctx)
 	case "others":
-		r.Others, err = l.Others(ctx)
+		r.Others, r.Partial, err = l.Others(ctx)
 	case "put":
 		var e license.LedgerEntry
 		if err := decodeStrict(c.env(license.EnvNetRecord), &e); err != nil {

@@ -195,15 +195,18 @@ var (
 	errTooLong  = errors.New("too many steps")
 )
 
-// cappedBuffer stops a runaway template before it fills the memory.
+// cappedBuffer stops a runaway template before it fills the memory. The buffer is not
+// embedded: its ReadFrom would know no cap.
 type cappedBuffer struct {
-	bytes.Buffer
+	buf bytes.Buffer
 	max int
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > b.max {
+	if b.buf.Len()+len(p) > b.max {
 		return 0, errTooLarge
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
+
+func (b *cappedBuffer) Bytes() []byte { return b.buf.Bytes() }
