@@ -51,7 +51,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	var only string
 	o.peers = map[string]string{}
-	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 30 s instead of 3–6 min)")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 1 min instead of 4–7 min)")
 	fs.StringVar(&o.out, "out", "", "directory for results.md and results.svg (default: bench/ of the repository, none with -only or -svinit; \"-\" writes none)")
 	fs.StringVar(&o.svinit, "svinit", "", "svinit binary to measure (default: build it, stripped and static)")
 	fs.StringVar(&o.svinitNet, "svinit-net", "", "svinit-net binary to place beside svinit (default: the one beside -svinit, else built from ./cmd/svinit-net if there is one)")
