@@ -196,3 +196,25 @@ func TestLicenseOptionsGoBeforeTheProgram(t *testing.T) {
 		t.Errorf("argv %q, want %q", got, want)
 	}
 }
+
+// TestCPUTimeGrows spins until the CPU time cpuTime reads has grown by 10 ms; on a loaded
+// machine that may take longer than 10 ms of wall time, hence the deadline.
+func TestCPUTimeGrows(t *testing.T) {
+	before, err := cpuTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, err := cpuTime(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now-before >= 10*time.Millisecond {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time %s, %s after spinning 10 s: want it to grow", before, now)
+		}
+	}
+}

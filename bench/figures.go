@@ -46,16 +46,22 @@ type plan struct {
 	lockRuns   int // handoffs per mode with svinit
 	bashRuns   int // graceful handoffs with the bash loop
 	bashKill   bool
+	netRuns    int // rounds of every svinit-net call
+	pid1Runs   int // starts of svinit as PID 1 with and without a license
+	beatRuns   int // runs of svinit as PID 1 through beats heartbeats
+	beats      int
 }
 
 func fullPlan() plan {
 	return plan{startRuns: 200, memRuns: 15, rttRuns: 10, rttRounds: 5000, stormRuns: 11, orphans: 10000,
-		stormLimit: 30 * time.Second, stopRuns: 30, lockRuns: 10, bashRuns: 6, bashKill: true}
+		stormLimit: 30 * time.Second, stopRuns: 30, lockRuns: 10, bashRuns: 6, bashKill: true,
+		netRuns: 100, pid1Runs: 20, beatRuns: 3, beats: 10}
 }
 
 func quickPlan() plan {
 	return plan{startRuns: 40, memRuns: 3, rttRuns: 2, rttRounds: 1000, stormRuns: 1, orphans: 10000,
-		stormLimit: 15 * time.Second, stopRuns: 5, lockRuns: 3, bashRuns: 2, bashKill: false}
+		stormLimit: 15 * time.Second, stopRuns: 5, lockRuns: 3, bashRuns: 2, bashKill: false,
+		netRuns: 20, pid1Runs: 5, beatRuns: 1, beats: 10}
 }
 
 // runLimit bounds one run of an init in a namespace; reaching it is an error, not a figure.

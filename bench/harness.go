@@ -28,7 +28,7 @@ const (
 )
 
 // figure names for -only, in the table's order.
-var figureNames = []string{"size", "memory", "startup", "rtt", "storm", "stop", "lock"}
+var figureNames = []string{"size", "memory", "startup", "rtt", "storm", "stop", "lock", "helper"}
 
 type options struct {
 	quick     bool
@@ -51,7 +51,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	var only string
 	o.peers = map[string]string{}
-	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 30 s instead of 3–6 min)")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run with fewer repetitions (about 1 min instead of 4–7 min)")
 	fs.StringVar(&o.out, "out", "", "directory for results.md and results.svg (default: bench/ of the repository, none with -only or -svinit; \"-\" writes none)")
 	fs.StringVar(&o.svinit, "svinit", "", "svinit binary to measure (default: build it, stripped and static)")
 	fs.StringVar(&o.svinitNet, "svinit-net", "", "svinit-net binary to place beside svinit (default: the one beside -svinit, else built from ./cmd/svinit-net if there is one)")
@@ -115,6 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		{"storm", b.stormRows},
 		{"stop", b.stopRows},
 		{"lock", func() ([]*row, error) { return b.lockRows(svinit) }},
+		{"helper", b.helperRows},
 	}
 	var (
 		rows []*row
@@ -343,6 +344,8 @@ func (b *bench) notes() []string {
 		n = append(n, "round trip and stop latency: no verdict without -baseline (the svinit they must be no worse than)")
 	}
 	n = append(n, "dumb-init runs in its default mode (setsid, signals to the child's process group: here the group is the helper alone)")
+	n = append(n, fmt.Sprintf("helper: svinit-net run by the bench with the environment PID 1 gives it, against the bench's Keygen Relay on 127.0.0.1 (leases of 60 s): wall from fork to wait4, CPU its user + sys, p10–p90 over %d rounds of every call; \"PID 1 until its child runs\": svinit as PID 1 with sleep 60, from starting unshare until sleep runs, with %s (svinit-net check and activate first) or no license, p10–p90 over %d starts each, CPU PID 1's own (schedstat of its threads); heartbeat growth: leases of %s (a heartbeat every %s), RssAnon and VmHWM once the relay has answered the first heartbeat and PID 1 has reaped its helper, and again %d heartbeats later, min–max over %d runs",
+		b.plan.netRuns, strings.Join(relayOpts("URL"), " "), b.plan.pid1Runs, beatTTL, beatTTL/3, b.plan.beats, b.plan.beatRuns))
 	n = append(n, "lock handoff: from the holder's child ending (graceful) or the holder and its child being SIGKILLed, to the waiter's child running; the bash loop is the SV Server document's (sleep 1, 60 tries)")
 	if info, err := inspectBinary("/usr/bin/tini-static"); err == nil {
 		n = append(n, fmt.Sprintf("Debian's tini is dynamically linked; its static build, /usr/bin/tini-static, is %s", format(kindBytes, float64(info.size))))

@@ -184,3 +184,29 @@ func countOthers(self int) (int, error) {
 	}
 	return n, nil
 }
+
+// cpuTime is the CPU time pid's threads have run, to the nanosecond (the first field of
+// each /proc/PID/task/TID/schedstat), not its children's.
+func cpuTime(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("CPU time of pid %d: no schedstat (gone, or a kernel without CONFIG_SCHEDSTATS)", pid)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that ended since the glob
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, fmt.Errorf("CPU time: %s: empty", t)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("CPU time: %s: %w", t, err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
