@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -283,3 +284,21 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *cappedBuffer) Bytes() []byte { return b.buf.Bytes() }
+
+// ReadFrom reads r to its end, keeping the first max bytes. io.Copy calls it rather than
+// allocate a 32 KiB buffer per copy, which PID 1 would carry as garbage from every license
+// call until its first collection.
+func (b *cappedBuffer) ReadFrom(r io.Reader) (n int64, err error) {
+	chunk := make([]byte, 512)
+	for {
+		m, err := r.Read(chunk)
+		b.Write(chunk[:m])
+		n += int64(m)
+		switch {
+		case err == io.EOF:
+			return n, nil
+		case err != nil:
+			return n, err
+		}
+	}
+}
