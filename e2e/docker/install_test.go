@@ -29,7 +29,8 @@ func TestInstallSection(t *testing.T) {
 	image := releaseImage + runID
 	t.Cleanup(func() { exec.Command("docker", "rmi", image+":"+r.version, image).Run() })
 
-	written, out, err := r.runInSandbox(t, r.script(t, lines.shell, r.serve(t, nil)), "IMAGE="+image)
+	script := "set -e\n" + r.script(t, lines.shell, r.serve(t, nil))
+	written, out, err := r.runInSandbox(t, script, "IMAGE="+image)
 	t.Logf("the Install section's lines:\n%s", out)
 	if err != nil {
 		t.Fatalf("the Install section's lines failed: %v", err)
@@ -50,7 +51,8 @@ func TestInstallSection(t *testing.T) {
 		for _, name := range []string{"svinit", "svinit-net"} {
 			built := filepath.Join(r.tree, "bin", name)
 			if !bytes.Equal(readFile(t, built), readFile(t, r.binary(name))) {
-				t.Errorf("make build's %s differs from the release's %s", name, filepath.Base(r.binary(name)))
+				t.Errorf("make build's %s differs from the release's %s:\n%s\n%s", name, filepath.Base(r.binary(name)),
+					output(t, r.tree, "go", "version", "-m", built), output(t, r.tree, "go", "version", "-m", r.binary(name)))
 			}
 		}
 	})
@@ -108,6 +110,7 @@ func TestInstallSection(t *testing.T) {
 				download = append(download, block)
 			}
 		}
+		// Without set -e, as lines pasted into a shell run on after one fails.
 		served := r.serve(t, []string{filepath.Base(r.binary("svinit")), r.deb()})
 		written, out, _ := r.runInSandbox(t, r.script(t, download, served))
 		if !strings.Contains(out, "FAILED") {
@@ -240,9 +243,9 @@ func makeRelease(t *testing.T) release {
 		return r
 	}
 	t.Log("no make release yet: dist/ made here for " + r.arch + " only")
-	env := append(os.Environ(), "CGO_ENABLED=0", "GOARM=7")
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOARM=7", "GOFLAGS=")
 	for _, name := range []string{"svinit", "svinit-net"} {
-		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+r.version, "-o", r.binary(name), "./cmd/"+name)
+		build := exec.Command("go", "build", "-buildvcs=true", "-trimpath", "-ldflags", "-s -w -X main.version="+r.version, "-o", r.binary(name), "./cmd/"+name)
 		build.Dir, build.Env = r.tree, env
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", name, err, out)
@@ -321,7 +324,7 @@ for d in /usr /var/lib/dpkg /var/log; do
 	mount -t overlay svinit-e2e -o "lowerdir=$d,upperdir=$SANDBOX/upper$d,workdir=$SANDBOX/work$d" "$d"
 done
 set +e
-sh -eux "$1"
+sh -ux "$1"
 code=$?
 cp -a "$SANDBOX/upper/." "$WRITTEN"
 exit $code`
@@ -340,9 +343,10 @@ func (r release) runInSandbox(t *testing.T, script string, env ...string) (writt
 	path := filepath.Join(dir, "install.sh")
 	writeFile(t, path, script+"\n")
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", sandbox, "sandbox", path)
-	// make's VERSION is the tag's (git describe), as in a user's clone. The classic builder,
-	// as in every build of this package (see dockerBuild).
-	cmd.Env = append(append(proctest.WithoutEnv(os.Environ(), "VERSION"), "DOCKER_BUILDKIT=0",
+	// make's VERSION is the tag's (git describe), and the go command stamps the commit, as
+	// in a user's clone (GOFLAGS: the default, whatever this machine's). The classic
+	// builder, as in every build of this package (see dockerBuild).
+	cmd.Env = append(append(proctest.WithoutEnv(os.Environ(), "VERSION"), "GOFLAGS=-buildvcs=auto", "DOCKER_BUILDKIT=0",
 		"TREE="+r.tree, "DOWNLOADS="+filepath.Join(dir, "downloads"),
 		"SANDBOX="+filepath.Join(dir, "sandbox"), "WRITTEN="+written), env...)
 	b, err := cmd.CombinedOutput()
