@@ -2,13 +2,25 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build demo test bench
+.PHONY: build demo test bench image
 
 # Static, stripped, reproducible binaries with the version stamped in: svinit, and beside it
 # svinit-net, which makes its network calls (the two ship together).
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/svinit ./cmd/svinit-net
 	@stat -c '%n: %s bytes, static and stripped' bin/svinit bin/svinit-net
+
+# The image to COPY --from (Dockerfile.release): FROM scratch, only svinit and svinit-net of
+# dist/ (make release), checked against dist/SHA256SUMS, for the engine's architecture. Tagged
+# $(IMAGE):$(VERSION) and $(IMAGE), the name a product's `COPY --from=svinit` finds.
+IMAGE ?= svinit
+image:
+	cd dist && sha256sum --quiet -c --ignore-missing SHA256SUMS
+	arch=$$(docker version -f '{{.Server.Arch}}') && \
+		docker build -f Dockerfile.release --build-arg TARGETARCH=$$arch \
+			--build-arg TARGETVARIANT=$$([ $$arch = arm ] && echo v7) -t $(IMAGE):$(VERSION) -t $(IMAGE) dist/
+	@docker run --rm $(IMAGE):$(VERSION) --version | awk -v v='$(VERSION)' '{ for (i = 1; i <= NF; i++) f = f || $$i "" == v "" } END { exit !f }' || \
+		{ echo 'dist/ holds another version than $(VERSION): run make release' >&2; exit 1; }
 
 # svinit running a real program: a shell that leaves an orphan behind and exits 3.
 demo: build
