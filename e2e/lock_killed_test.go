@@ -199,33 +199,67 @@ exec sleep 600
 // license commands svinit runs before it get none of them (a vendor CLI's leftover daemon
 // would hold a socket or a pipe open on the program's behalf).
 func TestInheritedDescriptorsReachOnlyTheProgram(t *testing.T) {
-	dir := t.TempDir()
-	low, high := filepath.Join(dir, "inherited-7"), filepath.Join(dir, "inherited-40")
-	writeFile(t, low, "")
-	writeFile(t, high, "")
-	fds, rec := filepath.Join(dir, "fds"), filepath.Join(dir, "rec")
-	script := filepath.Join(dir, "vendor-cli")
-	writeFile(t, script, "#!/bin/sh\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done >> "+fds+"\necho \"$SVINIT_LICENSE_ACTION\" >> "+fds+"\n")
-	os.Chmod(script, 0o755)
-	// What a parent (systemd, a shell) hands svinit: descriptors below and above the lock's.
-	m := mode{name: "inherits", wrap: []string{"bash", "-c", `exec 7<"$0" 40<"$1"; shift; exec "$@"`, low, high}}
-	s := startSvinit(t, m, "sleep", []string{"REC=" + rec, "SVINIT_LICENSE_KEY=" + testKey},
-		"--lock", filepath.Join(dir, "lock"), "--license-provider", "exec", "--license-activate-cmd", script,
-		"--license-deactivate-cmd", script, "--instance-id", "pod-a", "--", selfBin)
-	waitLine(t, rec, "ready")
+	in := newInherits(t, "vendor-cli", `echo "$SVINIT_LICENSE_ACTION" >> "$FDS"`)
+	s := startSvinit(t, in.mode, "sleep", []string{"REC=" + in.rec, "SVINIT_LICENSE_KEY=" + testKey},
+		"--lock", filepath.Join(in.dir, "lock"), "--license-provider", "exec", "--license-activate-cmd", in.cmd,
+		"--license-deactivate-cmd", in.cmd, "--instance-id", "pod-a", "--", selfBin)
+	waitLine(t, in.rec, "ready")
 	child := childOfSvinit(t, s)
-	for fd, path := range map[int]string{7: low, 40: high} {
+	for fd, path := range map[int]string{7: in.low, 40: in.high} {
 		if target, _ := os.Readlink("/proc/" + strconv.Itoa(child) + "/fd/" + strconv.Itoa(fd)); target != path {
 			t.Errorf("the program's descriptor %d is %q, want the inherited %s", fd, target, path)
 		}
 	}
+	in.stop(t, s, "deactivate")
+}
+
+// svinit-net, run for the start-up check and every license request, gets none of the
+// descriptors svinit inherited either.
+func TestInheritedDescriptorsNeverReachSvinitNet(t *testing.T) {
+	// A stand-in for svinit-net that answers its check and every request with success.
+	in := newInherits(t, "svinit-net", `echo "$*" >> "$FDS"
+if [ "$1" = check ]; then echo '{"protocol":1,"version":"dev"}'; else echo '{}'; fi`)
+	s := startSvinit(t, in.mode, "sleep", []string{"REC=" + in.rec},
+		"--license-provider", "keygen-relay", "--license-url", "http://127.0.0.1:1", "--net-helper", in.cmd,
+		"--instance-id", "pod-a", "--", selfBin)
+	waitLine(t, in.rec, "ready")
+	in.stop(t, s, "license deactivate")
+	if !hasLine(in.fds, "check") {
+		t.Errorf("svinit-net check was not run:\n%s", readFile(t, in.fds))
+	}
+}
+
+// inherits is what a parent (systemd, a shell) hands svinit: descriptors below and above
+// the lock's, 7 and 40; and a command for svinit to run that lists the descriptors it got
+// into fds ($FDS), then runs tail.
+type inherits struct {
+	dir, low, high, fds, rec, cmd string
+	mode                          mode
+}
+
+func newInherits(t *testing.T, name, tail string) inherits {
+	dir := t.TempDir()
+	in := inherits{dir: dir, low: filepath.Join(dir, "inherited-7"), high: filepath.Join(dir, "inherited-40"),
+		fds: filepath.Join(dir, "fds"), rec: filepath.Join(dir, "rec"), cmd: filepath.Join(dir, name)}
+	writeFile(t, in.low, "")
+	writeFile(t, in.high, "")
+	writeFile(t, in.cmd, "#!/bin/sh\nFDS="+in.fds+"\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done >> \"$FDS\"\n"+tail+"\n")
+	os.Chmod(in.cmd, 0o755)
+	in.mode = mode{name: "inherits", wrap: []string{"bash", "-c", `exec 7<"$0" 40<"$1"; shift; exec "$@"`, in.low, in.high}}
+	return in
+}
+
+// stop stops svinit once its command has run its last, and fails if the command got an
+// inherited descriptor.
+func (in inherits) stop(t *testing.T, s *svinit, last string) {
+	t.Helper()
 	s.signal(unix.SIGTERM)
 	if code := s.wait(); code != 143 {
 		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
 	}
-	waitLine(t, fds, "deactivate")
-	if hasLine(fds, low) || hasLine(fds, high) {
-		t.Errorf("a license command got svinit's inherited descriptors:\n%s", readFile(t, fds))
+	waitLine(t, in.fds, last)
+	if hasLine(in.fds, in.low) || hasLine(in.fds, in.high) {
+		t.Errorf("%s got svinit's inherited descriptors:\n%s", filepath.Base(in.cmd), readFile(t, in.fds))
 	}
 }
 
@@ -238,35 +272,4 @@ func holdsFile(pid int, path string) bool {
 		}
 	}
 	return false
-}
-
-// svinit-net, run for the start-up check and every license request, gets none of the
-// descriptors svinit inherited either.
-func TestInheritedDescriptorsNeverReachSvinitNet(t *testing.T) {
-	dir := t.TempDir()
-	low, high := filepath.Join(dir, "inherited-7"), filepath.Join(dir, "inherited-40")
-	writeFile(t, low, "")
-	writeFile(t, high, "")
-	fds, rec := filepath.Join(dir, "fds"), filepath.Join(dir, "rec")
-	// A stand-in for svinit-net that answers its check and every request with success.
-	helper := filepath.Join(dir, "svinit-net")
-	writeFile(t, helper, "#!/bin/sh\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done >> "+fds+"\necho \"$*\" >> "+fds+"\n"+
-		"if [ \"$1\" = check ]; then echo '{\"protocol\":1,\"version\":\"dev\"}'; else echo '{}'; fi\n")
-	os.Chmod(helper, 0o755)
-	m := mode{name: "inherits", wrap: []string{"bash", "-c", `exec 7<"$0" 40<"$1"; shift; exec "$@"`, low, high}}
-	s := startSvinit(t, m, "sleep", []string{"REC=" + rec},
-		"--license-provider", "keygen-relay", "--license-url", "http://127.0.0.1:1", "--net-helper", helper,
-		"--instance-id", "pod-a", "--", selfBin)
-	waitLine(t, rec, "ready")
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
-		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
-	}
-	waitLine(t, fds, "license deactivate")
-	if !hasLine(fds, "check") {
-		t.Errorf("svinit-net check was not run:\n%s", readFile(t, fds))
-	}
-	if hasLine(fds, low) || hasLine(fds, high) {
-		t.Errorf("svinit-net got svinit's inherited descriptors:\n%s", readFile(t, fds))
-	}
 }

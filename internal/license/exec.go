@@ -123,15 +123,9 @@ func (e *execProvider) run(ctx context.Context, action string, argv []string, in
 		env = append(env, kv)
 	}
 	env = append(env, EnvAction+"="+action, EnvInstanceID+"="+instance)
-	if id != "" {
-		env = append(env, EnvActivationID+"="+id)
-	}
-	if e.url != "" {
-		env = append(env, EnvURL+"="+e.url)
-	}
-	if e.key != "" {
-		env = append(env, EnvKey+"="+e.key)
-	}
+	env = appendSet(env, EnvActivationID, id)
+	env = appendSet(env, EnvURL, e.url)
+	env = appendSet(env, EnvKey, e.key)
 	stdout := &cappedBuffer{max: MaxResponse}
 	stderr := &cappedBuffer{max: maxExecStderr}
 	started := time.Now()
@@ -140,11 +134,7 @@ func (e *execProvider) run(ctx context.Context, action string, argv []string, in
 	tail := e.logStderr(action, instance, stderr.Bytes(), code != 0 || err != nil)
 	switch {
 	case ctx.Err() != nil:
-		cause := "cancelled"
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			cause = fmt.Sprintf("killed after %s", time.Since(started).Round(time.Millisecond))
-		}
-		return nil, fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, ErrUncertain, cause)
+		return nil, cutShort(ctx, what, started)
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w: cannot run it: %s", what, ErrPermanent, e.redact.Redact(err.Error()))
 	case stdout.overflow:
@@ -158,6 +148,24 @@ func (e *execProvider) run(ctx context.Context, action string, argv []string, in
 		return nil, fmt.Errorf("%s: %w: exit %d: %s", what, class, code, tail)
 	}
 	return nil, fmt.Errorf("%s: %w: exit %d", what, class, code)
+}
+
+// appendSet appends name=value to env when value is set: the contract leaves a variable
+// unset rather than empty.
+func appendSet(env []string, name, value string) []string {
+	if value == "" {
+		return env
+	}
+	return append(env, name+"="+value)
+}
+
+// cutShort is the error of a command or request that ctx ended: it may have taken effect.
+func cutShort(ctx context.Context, what string, started time.Time) error {
+	cause := "cancelled"
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		cause = fmt.Sprintf("killed after %s", time.Since(started).Round(time.Millisecond))
+	}
+	return fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, ErrUncertain, cause)
 }
 
 // logStderr logs what a command wrote on stderr, line by line and redacted, and returns its

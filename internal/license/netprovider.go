@@ -30,15 +30,9 @@ func newNetProvider(cfg Config, base string, redact *Redactor) (*netProvider, er
 		return nil, err
 	}
 	env := []string{EnvNetProvider + "=" + cfg.Provider, EnvNetHTTPConfig + "=" + string(http)}
-	if base != "" {
-		env = append(env, EnvURL+"="+base)
-	}
-	if cfg.Key != "" {
-		env = append(env, EnvKey+"="+cfg.Key)
-	}
-	if cfg.Pool != "" {
-		env = append(env, EnvNetPool+"="+cfg.Pool)
-	}
+	env = appendSet(env, EnvURL, base)
+	env = appendSet(env, EnvKey, cfg.Key)
+	env = appendSet(env, EnvNetPool, cfg.Pool)
 	n := &netProvider{h: helper{cfg: cfg.Helper, redact: redact}, name: cfg.Provider, env: env}
 	if err := n.h.check(env); err != nil {
 		return nil, err
@@ -62,8 +56,8 @@ func (n *netProvider) Deactivate(ctx context.Context, instance string, l Lease) 
 // call runs svinit-net license action and classifies its exit as the exec contract does.
 func (n *netProvider) call(ctx context.Context, action, instance string, prev Lease) (Lease, error) {
 	env := append(slices.Clip(n.env), EnvInstanceID+"="+instance)
-	if action != "activate" && prev.ID != "" {
-		env = append(env, EnvActivationID+"="+prev.ID)
+	if action != "activate" {
+		env = appendSet(env, EnvActivationID, prev.ID)
 	}
 	if action == "heartbeat" {
 		env = append(env, EnvNetTTL+"="+prev.TTL.String())
@@ -79,11 +73,7 @@ func (n *netProvider) call(ctx context.Context, action, instance string, prev Le
 	r, code, err := n.h.run(ctx, env, "license", action)
 	switch {
 	case ctx.Err() != nil:
-		cause := "cancelled"
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			cause = fmt.Sprintf("killed after %s", time.Since(started).Round(time.Millisecond))
-		}
-		return Lease{}, fmt.Errorf("%s: %w: %w: %s", what, ErrRetryable, ErrUncertain, cause)
+		return Lease{}, cutShort(ctx, what, started)
 	case errors.As(err, new(*helperError)):
 		return Lease{}, fmt.Errorf("%s: %w", what, err)
 	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ENOMEM): // out of processes or memory, for now
