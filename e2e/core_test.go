@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/e2e/e2etest"
 	"github.com/svinit/svinit/internal/proctest"
 	"github.com/svinit/svinit/internal/ptytest"
 	"github.com/svinit/svinit/internal/signals"
@@ -35,20 +36,20 @@ func TestEveryForwardableSignalReachesTheChild(t *testing.T) {
 				if !signals.Forwardable(sig) || signals.IsStop(sig) {
 					continue
 				}
-				s.signal(sig)
+				s.Signal(sig)
 				waitLine(t, rec, unix.SignalName(sig))
 			}
-			s.signal(unix.SIGINT) // starts the stop, so it comes last
+			s.Signal(unix.SIGINT) // starts the stop, so it comes last
 			waitLine(t, rec, "SIGINT")
 			// Never forwarded: SIGURG is the Go runtime's, SIGCHLD svinit's own trigger.
-			s.signal(unix.SIGURG)
-			s.signal(unix.SIGCHLD)
-			s.signal(unix.SIGTERM)
-			if code := s.wait(); code != 0 {
+			s.Signal(unix.SIGURG)
+			s.Signal(unix.SIGCHLD)
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 0 {
 				t.Fatalf("exit code %d, want the child's 0", code)
 			}
 			for _, never := range []string{"SIGURG", "SIGCHLD"} {
-				if hasLine(rec, never) {
+				if proctest.HasLine(rec, never) {
 					t.Errorf("%s reached the child", never)
 				}
 			}
@@ -58,19 +59,19 @@ func TestEveryForwardableSignalReachesTheChild(t *testing.T) {
 
 func TestRewriteAndDrop(t *testing.T) {
 	s, rec := recorder(t, modes[1], []string{"SVINIT_REWRITE=HUP:0"}, "--rewrite", "USR1:USR2", "--rewrite", "WINCH:0", "--rewrite", "QUIT:RTMIN+3")
-	s.signal(unix.SIGUSR1)
+	s.Signal(unix.SIGUSR1)
 	waitLine(t, rec, "SIGUSR2")
-	s.signal(unix.SIGQUIT)
+	s.Signal(unix.SIGQUIT)
 	waitLine(t, rec, unix.SignalName(37))
-	s.signal(unix.SIGWINCH)
-	s.signal(unix.SIGHUP) // the flags replaced the variable: HUP goes through
+	s.Signal(unix.SIGWINCH)
+	s.Signal(unix.SIGHUP) // the flags replaced the variable: HUP goes through
 	waitLine(t, rec, "SIGHUP")
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 0 {
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 	for _, never := range []string{"SIGUSR1", "SIGWINCH", "SIGQUIT"} {
-		if hasLine(rec, never) {
+		if proctest.HasLine(rec, never) {
 			t.Errorf("%s reached the child although it was rewritten", never)
 		}
 	}
@@ -81,21 +82,21 @@ func TestKillGroupReachesGrandchildren(t *testing.T) {
 		t.Run(fmt.Sprintf("kill-group=%v", group), func(t *testing.T) {
 			grand := filepath.Join(t.TempDir(), "grand")
 			s, rec := recorder(t, modes[1], []string{"REC_CHILD=" + grand}, "--kill-group="+strconv.FormatBool(group))
-			s.signal(unix.SIGUSR1)
+			s.Signal(unix.SIGUSR1)
 			waitLine(t, rec, "SIGUSR1")
 			if group {
 				waitLine(t, grand, "SIGUSR1")
 			} else {
 				// A barrier: a SIGUSR1 forwarded to the grandchild would have been recorded
 				// before this later SIGWINCH, which the test sends to the group itself.
-				unix.Kill(-s.childPid(), unix.SIGWINCH)
+				unix.Kill(-s.ChildPid(), unix.SIGWINCH)
 				waitLine(t, grand, "SIGWINCH")
-				if hasLine(grand, "SIGUSR1") {
+				if proctest.HasLine(grand, "SIGUSR1") {
 					t.Error("the grandchild got SIGUSR1 without --kill-group")
 				}
 			}
-			s.signal(unix.SIGTERM)
-			s.wait()
+			s.Signal(unix.SIGTERM)
+			s.Wait()
 		})
 	}
 }
@@ -106,10 +107,10 @@ func TestChildIgnoringTermIsKilledAfterGrace(t *testing.T) {
 			rec := filepath.Join(t.TempDir(), "rec")
 			s := startSvinit(t, m, "ignore-term", []string{"REC=" + rec}, "--grace", "300ms", "--", selfBin)
 			waitLine(t, rec, "ready")
-			child := s.childPid()
+			child := s.ChildPid()
 			sent := time.Now()
-			s.signal(unix.SIGTERM)
-			if code := s.wait(); code != 137 {
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 137 {
 				t.Fatalf("exit code %d, want 137 (SIGKILL after the grace)", code)
 			}
 			if elapsed := time.Since(sent); elapsed < 300*time.Millisecond {
@@ -126,14 +127,14 @@ func TestExitCodes(t *testing.T) {
 	for _, code := range []int{0, 1, 2, 42, 255} {
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
 			s := startSvinit(t, modes[1], "exit", nil, "--", selfBin, strconv.Itoa(code))
-			if got := s.wait(); got != code {
+			if got := s.Wait(); got != code {
 				t.Errorf("exit code %d, want %d", got, code)
 			}
 		})
 	}
 	t.Run("remap", func(t *testing.T) {
 		s := startSvinit(t, modes[1], "exit", []string{"SVINIT_REMAP_EXIT=42:0"}, "--remap-exit", "3:4", "--remap-exit", "143:0", "--", selfBin, "143")
-		if got := s.wait(); got != 0 {
+		if got := s.Wait(); got != 0 {
 			t.Errorf("exit code %d, want 143 remapped to 0", got)
 		}
 	})
@@ -145,8 +146,8 @@ func TestKilledChildGives128PlusSignal(t *testing.T) {
 			rec := filepath.Join(t.TempDir(), "rec")
 			s := startSvinit(t, m, "sleep", []string{"REC=" + rec}, "--", selfBin)
 			waitLine(t, rec, "ready")
-			s.signal(unix.SIGTERM)
-			if code := s.wait(); code != 143 {
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
 				t.Errorf("exit code %d, want 143", code)
 			}
 		})
@@ -154,8 +155,8 @@ func TestKilledChildGives128PlusSignal(t *testing.T) {
 			rec := filepath.Join(t.TempDir(), "rec")
 			s := startSvinit(t, m, "sleep", []string{"REC=" + rec}, "--", selfBin)
 			waitLine(t, rec, "ready")
-			unix.Kill(s.childPid(), unix.SIGKILL)
-			if code := s.wait(); code != 137 {
+			unix.Kill(s.ChildPid(), unix.SIGKILL)
+			if code := s.Wait(); code != 137 {
 				t.Errorf("exit code %d, want 137", code)
 			}
 		})
@@ -184,11 +185,11 @@ func TestProgramCannotStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startSvinit(t, modes[1], "", tc.env, append([]string{"--"}, tc.argv...)...)
-			if code := s.wait(); code != tc.code {
+			if code := s.Wait(); code != tc.code {
 				t.Errorf("exit code %d, want %d", code, tc.code)
 			}
-			if !strings.Contains(s.stderr.String(), tc.argv[0]) {
-				t.Errorf("the message does not name %s:\n%s", tc.argv[0], s.stderr.String())
+			if !strings.Contains(s.Stderr.String(), tc.argv[0]) {
+				t.Errorf("the message does not name %s:\n%s", tc.argv[0], s.Stderr.String())
 			}
 		})
 	}
@@ -196,12 +197,12 @@ func TestProgramCannotStart(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	s := startSvinit(t, modes[1], "", []string{"SVINIT_GRACE=soon", "SVINIT_KILL_GROUP=perhaps"}, "--rewrite", "TERM:NOPE", "--unknown", "--log-format=xml")
-	if code := s.wait(); code != 2 {
+	if code := s.Wait(); code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
 	}
 	for _, want := range []string{"SVINIT_GRACE", "SVINIT_KILL_GROUP", "--rewrite", "--unknown", "--log-format", "no PROGRAM"} {
-		if !strings.Contains(s.stderr.String(), want) {
-			t.Errorf("stderr does not name %s:\n%s", want, s.stderr.String())
+		if !strings.Contains(s.Stderr.String(), want) {
+			t.Errorf("stderr does not name %s:\n%s", want, s.Stderr.String())
 		}
 	}
 }
@@ -213,14 +214,9 @@ func TestOrphansAreReaped(t *testing.T) {
 			rec := filepath.Join(t.TempDir(), "rec")
 			s := startSvinit(t, m, "orphans", []string{"REC=" + rec, "ORPHANS=" + strconv.Itoa(n)}, "--log-level", "debug", "--", selfBin)
 			waitLine(t, rec, "spawned")
-			poll(t, "every orphan reaped", func() bool {
-				return strings.Count(s.stderr.String(), `"orphan reaped"`) == n
-			})
-			if z := zombiesOf(s.pid); z != 0 {
-				t.Errorf("%d zombies left under svinit", z)
-			}
-			s.signal(unix.SIGTERM)
-			if code := s.wait(); code != 143 {
+			s.WaitOrphansReaped(n)
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
 				t.Errorf("exit code %d, want 143", code)
 			}
 		})
@@ -236,7 +232,7 @@ func TestOrphansAreReaped(t *testing.T) {
 		}
 		defer func() { cmd.Process.Kill(); cmd.Wait() }()
 		waitLine(t, rec, "spawned")
-		poll(t, "50 zombies under a parent that does not reap", func() bool { return zombiesOf(cmd.Process.Pid) == 50 })
+		poll(t, "50 zombies under a parent that does not reap", func() bool { return proctest.ZombiesOf(cmd.Process.Pid) == 50 })
 	})
 }
 
@@ -247,13 +243,13 @@ func TestTermStorm(t *testing.T) {
 			s := startSvinit(t, m, "term-count", []string{"REC=" + rec}, "--", selfBin)
 			waitLine(t, rec, "ready")
 			for i := 0; i < 1000; i++ {
-				s.signal(unix.SIGTERM)
+				s.Signal(unix.SIGTERM)
 			}
 			// Go hands pending signals to a program in signal-number order: USR1 (10) would
 			// overtake TERM (15) if both were pending at once.
 			waitLine(t, rec, "term")
-			s.signal(unix.SIGUSR1)
-			if code := s.wait(); code != 0 {
+			s.Signal(unix.SIGUSR1)
+			if code := s.Wait(); code != 0 {
 				t.Fatalf("exit code %d, want 0: svinit must survive the storm", code)
 			}
 			b, _ := os.ReadFile(rec)
@@ -263,8 +259,8 @@ func TestTermStorm(t *testing.T) {
 				t.Errorf("the child got no SIGTERM")
 			}
 			t.Logf("1000 SIGTERMs sent, %d reached the child (the kernel coalesces equal pending signals)", terms)
-			if strings.Contains(s.stderr.String(), "panic") {
-				t.Errorf("svinit panicked:\n%s", s.stderr.String())
+			if strings.Contains(s.Stderr.String(), "panic") {
+				t.Errorf("svinit panicked:\n%s", s.Stderr.String())
 			}
 		})
 	}
@@ -320,25 +316,25 @@ func TestLeftoverProcessesAreStopped(t *testing.T) {
 		t.Run(m.name+"/term", func(t *testing.T) {
 			rec := filepath.Join(t.TempDir(), "rec")
 			s := startSvinit(t, m, "daemon", []string{"REC=" + rec, "DAEMON=record"}, "--", selfBin)
-			if code := s.wait(); code != 0 {
+			if code := s.Wait(); code != 0 {
 				t.Fatalf("exit code %d, want the child's 0", code)
 			}
-			if !hasLine(rec, "SIGTERM") {
+			if !proctest.HasLine(rec, "SIGTERM") {
 				t.Errorf("the daemon left behind was not sent SIGTERM")
 			}
 		})
 		t.Run(m.name+"/kill", func(t *testing.T) {
 			rec := filepath.Join(t.TempDir(), "rec")
 			s := startSvinit(t, m, "daemon", []string{"REC=" + rec, "DAEMON=ignore-term"}, "--", selfBin)
-			if code := s.wait(); code != 0 {
+			if code := s.Wait(); code != 0 {
 				t.Fatalf("exit code %d, want the child's 0", code)
 			}
-			if z := zombiesOf(s.pid); z != 0 || !strings.Contains(s.stderr.String(), "sent SIGKILL") {
-				t.Errorf("the daemon ignoring SIGTERM was not killed:\n%s", s.stderr.String())
+			if z := proctest.ZombiesOf(s.Pid); z != 0 || !strings.Contains(s.Stderr.String(), "sent SIGKILL") {
+				t.Errorf("the daemon ignoring SIGTERM was not killed:\n%s", s.Stderr.String())
 			}
 			// One process was left, and the log says so, as PID 1 too (not "-1").
-			if !strings.Contains(s.stderr.String(), `"count":1,`) {
-				t.Errorf("the log does not count the one process left:\n%s", s.stderr.String())
+			if !strings.Contains(s.Stderr.String(), `"count":1,`) {
+				t.Errorf("the log does not count the one process left:\n%s", s.Stderr.String())
 			}
 		})
 	}
@@ -353,15 +349,15 @@ func TestCtrlCOnTerminal(t *testing.T) {
 				requireRoot(t)
 				argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
 			}
-			s := &svinit{t: t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
-			s.cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=sleep")
-			ptytest.OnTerminal(s.cmd, slave)
-			s.start(m.pid1)
+			s := &e2etest.Svinit{T: t, Cmd: exec.Command(argv[0], argv[1:]...), Limit: waitLimit}
+			s.Cmd.Env = append(proctest.WithoutEnv(os.Environ(), helperEnv), helperEnv+"=sleep")
+			ptytest.OnTerminal(s.Cmd, slave)
+			s.Start(m.pid1)
 			slave.Close()
 			screen := ptytest.Screen(master)
 			poll(t, "the child on the terminal", func() bool { return strings.Contains(screen.String(), "ready") })
 			master.Write([]byte{3}) // Ctrl-C
-			if code := s.wait(); code != 130 {
+			if code := s.Wait(); code != 130 {
 				t.Errorf("exit code %d, want 130; terminal:\n%s", code, screen.String())
 			}
 		})

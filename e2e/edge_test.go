@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/license/licensetest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // takings is what a start-up takes, laid out so that a test can see that none of it was
@@ -46,7 +47,7 @@ func (tk *takings) requireNothingTaken(t *testing.T, s *svinit) {
 		t.Errorf("%d license requests were sent, want none: %v", n, tk.srv.Requests())
 	}
 	if t.Failed() {
-		t.Logf("stderr:\n%s", s.stderr.String())
+		t.Logf("stderr:\n%s", s.Stderr.String())
 	}
 }
 
@@ -83,10 +84,10 @@ func TestConfigErrorIsExit2BeforeAnythingIsTaken(t *testing.T) {
 				extra[i] = strings.ReplaceAll(arg, "{dir}", tk.dir)
 			}
 			s := startSvinit(t, modes[1], "env", env, append(append(tk.args(), extra...), "--", selfBin)...)
-			if code := s.wait(); code != 2 {
+			if code := s.Wait(); code != 2 {
 				t.Errorf("exit %d, want 2", code)
 			}
-			if out := s.stderr.String(); !strings.Contains(out, "svinit: invalid configuration:\n") || !strings.Contains(out, tc.want) {
+			if out := s.Stderr.String(); !strings.Contains(out, "svinit: invalid configuration:\n") || !strings.Contains(out, tc.want) {
 				t.Errorf("stderr does not report %q as a configuration error:\n%s", tc.want, out)
 			}
 			tk.requireNothingTaken(t, s)
@@ -96,8 +97,8 @@ func TestConfigErrorIsExit2BeforeAnythingIsTaken(t *testing.T) {
 
 func TestInstanceIDWithSlashNamesTheFix(t *testing.T) {
 	s := startSvinit(t, modes[1], "", nil, "--license-provider", "keygen-relay", "--license-url", "http://127.0.0.1:1", "--instance-id", "ns/pod", "--", "/bin/true")
-	if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), "ns-pod") {
-		t.Errorf("exit %d, want 2 and a message suggesting ns-pod:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), "ns-pod") {
+		t.Errorf("exit %d, want 2 and a message suggesting ns-pod:\n%s", code, s.Stderr.String())
 	}
 }
 
@@ -132,11 +133,11 @@ func TestProgramProblemFoundBeforeAnythingIsTaken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := newTakings(t)
 			s := startSvinit(t, modes[1], "", []string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey}, append(append(tk.args(), "--instance-id", "pod-a"), tc.extra...)...)
-			if code := s.wait(); code != tc.code {
+			if code := s.Wait(); code != tc.code {
 				t.Errorf("exit %d, want %d", code, tc.code)
 			}
-			if prog := tc.extra[len(tc.extra)-1]; !strings.Contains(s.stderr.String(), prog) {
-				t.Errorf("the message does not name %s:\n%s", prog, s.stderr.String())
+			if prog := tc.extra[len(tc.extra)-1]; !strings.Contains(s.Stderr.String(), prog) {
+				t.Errorf("the message does not name %s:\n%s", prog, s.Stderr.String())
 			}
 			tk.requireNothingTaken(t, s)
 		})
@@ -148,8 +149,8 @@ func TestEveryConfigProblemInOneReport(t *testing.T) {
 	s := startSvinit(t, modes[1], "", []string{"SVINIT_LOCK_HEARTBEAT=5ms", "SVINIT_LICENSE_KEY=abc", "SVINIT_USER=no-such-user-svinit", "API_TOKEN_FILE=" + filepath.Join(dir, "missing")},
 		"--license-provider", "http", "--instance-id", "a b", "--file-env", "API_TOKEN",
 		"--template", filepath.Join(dir, "missing.tmpl")+":"+filepath.Join(dir, "out"), "--", "no-such-program-svinit")
-	code := s.wait()
-	out := s.stderr.String()
+	code := s.Wait()
+	out := s.Stderr.String()
 	if code != 2 {
 		t.Errorf("exit %d, want 2", code)
 	}
@@ -182,23 +183,23 @@ func TestFileEnvIsOptInPerName(t *testing.T) {
 		"--file-env", "DB_PASSWORD", "--", selfBin)
 	waitLine(t, rec, "ready")
 	for _, want := range []string{"DB_PASSWORD=hunter2", "SSL_CERT_FILE=" + bundle, "TF_CLI_CONFIG_FILE=/missing"} {
-		if !hasLine(rec, want) {
+		if !proctest.HasLine(rec, want) {
 			t.Errorf("the child's environment has no %s", want)
 		}
 	}
 	if b := readFile(t, rec); strings.Contains(b, "SSL_CERT=") || strings.Contains(b, "DB_PASSWORD_FILE=") {
 		t.Errorf("a variable not asked for was expanded, or the path kept:\n%s", b)
 	}
-	s.signal(unix.SIGTERM)
-	s.wait()
-	out := s.stderr.String()
+	s.Signal(unix.SIGTERM)
+	s.Wait()
+	out := s.Stderr.String()
 	if !strings.Contains(out, `"names":["DB_PASSWORD"]`) || strings.Contains(out, "hunter2") {
 		t.Errorf("the log does not name what was read, or holds the secret:\n%s", out)
 	}
 
 	s = startSvinit(t, modes[1], "", []string{"DB_PASSWORD_FILE=" + pw, "DB_PASSWORD=inline"}, "--file-env", "DB_PASSWORD", "--", "/bin/true")
-	if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), "DB_PASSWORD and DB_PASSWORD_FILE are both set") {
-		t.Errorf("both set: exit %d, want 2:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), "DB_PASSWORD and DB_PASSWORD_FILE are both set") {
+		t.Errorf("both set: exit %d, want 2:\n%s", code, s.Stderr.String())
 	}
 }
 
@@ -218,8 +219,8 @@ func TestSecretFileMustBeRegular(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startSvinit(t, modes[1], "", tc.env, append(tc.args, "--", "/bin/true")...)
-			if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), "not a regular file") {
-				t.Errorf("exit %d, want 2 naming the FIFO:\n%s", code, s.stderr.String())
+			if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), "not a regular file") {
+				t.Errorf("exit %d, want 2 naming the FIFO:\n%s", code, s.Stderr.String())
 			}
 		})
 	}
@@ -242,9 +243,9 @@ func TestStopSignalInterruptsStartupReads(t *testing.T) {
 		return writer >= 0
 	})
 	defer unix.Close(writer)
-	s.signal(unix.SIGHUP) // dropped: there is no child yet
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 128+int(unix.SIGTERM) {
+	s.Signal(unix.SIGHUP) // dropped: there is no child yet
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 128+int(unix.SIGTERM) {
 		t.Errorf("exit %d, want %d", code, 128+int(unix.SIGTERM))
 	}
 	tk.requireNothingTaken(t, s)

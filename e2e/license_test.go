@@ -39,8 +39,8 @@ func TestSeatHeldExactlyWhileChildRuns(t *testing.T) {
 			if srv.Live() != 1 || !srv.Holds("pod-a-uid-1") {
 				t.Fatalf("seats live while the child runs: %d", srv.Live())
 			}
-			s.signal(unix.SIGTERM)
-			if code := s.wait(); code != 143 {
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
 				t.Fatalf("exit %d", code)
 			}
 			if srv.Live() != 0 {
@@ -56,8 +56,8 @@ func TestSeatHeldExactlyWhileChildRuns(t *testing.T) {
 
 func checkNoKey(t *testing.T, s *svinit, rec string) {
 	t.Helper()
-	if strings.Contains(s.stderr.String(), testKey) {
-		t.Errorf("the key reached svinit's log:\n%s", s.stderr.String())
+	if strings.Contains(s.Stderr.String(), testKey) {
+		t.Errorf("the key reached svinit's log:\n%s", s.Stderr.String())
 	}
 	if b, _ := os.ReadFile(rec); strings.Contains(string(b), testKey) {
 		t.Errorf("the key reached the child's environment")
@@ -68,8 +68,8 @@ func TestSeatGivenBackWhenChildIsKilled(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Seats: 1, Keys: []string{testKey}})
 	s, rec := licensed(t, srv, "keygen-relay", filepath.Join(t.TempDir(), "journal"))
 	waitLine(t, rec, "ready")
-	unix.Kill(s.childPid(), unix.SIGKILL)
-	if code := s.wait(); code != 137 {
+	unix.Kill(s.ChildPid(), unix.SIGKILL)
+	if code := s.Wait(); code != 137 {
 		t.Fatalf("exit %d", code)
 	}
 	if srv.Live() != 0 {
@@ -81,10 +81,10 @@ func TestNoSeatsStartsNothing(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Seats: 0, Keys: []string{testKey}})
 	lockPath := filepath.Join(t.TempDir(), "lock")
 	s, rec := licensed(t, srv, "keygen-relay", filepath.Join(t.TempDir(), "journal"), "--lock", lockPath)
-	if code := s.wait(); code != 69 {
-		t.Fatalf("exit %d, want 69 (no seats):\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 69 {
+		t.Fatalf("exit %d, want 69 (no seats):\n%s", code, s.Stderr.String())
 	}
-	if hasLine(rec, "ready") {
+	if proctest.HasLine(rec, "ready") {
 		t.Error("the child started without a seat")
 	}
 	if _, err := os.Lstat(lockPath); !os.IsNotExist(err) {
@@ -96,10 +96,10 @@ func TestServerDownAtStart(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Seats: 1, Keys: []string{testKey}})
 	srv.Down()
 	s, rec := licensed(t, srv, "opswat", filepath.Join(t.TempDir(), "journal"))
-	if code := s.wait(); code != 75 {
-		t.Fatalf("exit %d, want 75 (server unreachable):\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 75 {
+		t.Fatalf("exit %d, want 75 (server unreachable):\n%s", code, s.Stderr.String())
 	}
-	if hasLine(rec, "ready") {
+	if proctest.HasLine(rec, "ready") {
 		t.Error("the child started without a seat")
 	}
 	checkNoKey(t, s, rec)
@@ -110,8 +110,8 @@ func TestCrashedSvinitSeatIsReclaimed(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "journal")
 	s, rec := licensed(t, srv, "opswat", state)
 	waitLine(t, rec, "ready")
-	killTree(s.pid) // the node died: no deactivation
-	s.wait()
+	proctest.KillTree(s.Pid) // the node died: no deactivation
+	s.Wait()
 	if srv.Live() != 1 {
 		t.Fatalf("live seats after the crash: %d, want the leaked 1", srv.Live())
 	}
@@ -125,8 +125,8 @@ func runAndStopCleanly(t *testing.T, srv *licensetest.Server, state string) {
 	t.Helper()
 	s, rec := licensed(t, srv, "opswat", state)
 	waitLine(t, rec, "ready")
-	s.signal(unix.SIGTERM)
-	s.wait()
+	s.Signal(unix.SIGTERM)
+	s.Wait()
 	if srv.Live() != 0 {
 		t.Errorf("%d seats leaked", srv.Live())
 	}
@@ -138,8 +138,8 @@ func TestServerDownAtStopKeepsJournal(t *testing.T) {
 	s, rec := licensed(t, srv, "opswat", state)
 	waitLine(t, rec, "ready")
 	srv.Down()
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 143 {
 		t.Errorf("exit %d, want the child's 143 although deactivation failed", code)
 	}
 	if _, err := os.Stat(state); err != nil {
@@ -162,13 +162,13 @@ func TestExecProviderAsPID1(t *testing.T) {
 		"--instance-id", "pod-b", "--", selfBin)
 	waitLine(t, rec, "ready")
 	waitLine(t, log, "activate pod-b key=15")
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
-		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.Stderr.String())
 	}
 	waitLine(t, log, "deactivate pod-b key=15")
-	if n := strings.Count(s.stderr.String(), `"license deactivated"`); n != 1 {
-		t.Errorf("\"license deactivated\" logged %d times for one deactivation:\n%s", n, s.stderr.String())
+	if n := strings.Count(s.Stderr.String(), `"license deactivated"`); n != 1 {
+		t.Errorf("\"license deactivated\" logged %d times for one deactivation:\n%s", n, s.Stderr.String())
 	}
 	checkNoKey(t, s, rec)
 }
@@ -178,11 +178,11 @@ func TestSignalDuringActivationGivesSeatBack(t *testing.T) {
 	srv.SetActivationDelay(waitLimit) // the seat is taken, the answer never comes in time
 	s, rec := licensed(t, srv, "keygen-relay", filepath.Join(t.TempDir(), "journal"), "--license-request-timeout", "20s", "--license-timeout", "25s")
 	poll(t, "the activation to take the seat", func() bool { return srv.Live() == 1 })
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 143 {
 		t.Fatalf("exit %d, want 143", code)
 	}
-	if hasLine(rec, "ready") {
+	if proctest.HasLine(rec, "ready") {
 		t.Error("the child started")
 	}
 	if srv.Live() != 0 {
@@ -249,7 +249,7 @@ func TestRelayChildReceivesLicenseFileAndKey(t *testing.T) {
 	s, rec, lic := relayChild(t, srv, nil)
 	waitLine(t, rec, "ready")
 	want := wantLicense(t, srv, "ns.pod-1")
-	if !hasLine(rec, want) {
+	if !proctest.HasLine(rec, want) {
 		t.Fatalf("the child read:\n%s\nwant %q", readFile(t, rec), want)
 	}
 	fi, err := os.Stat(lic + ".key")
@@ -257,12 +257,12 @@ func TestRelayChildReceivesLicenseFileAndKey(t *testing.T) {
 		t.Errorf("key file: %v %v; want mode 0600, owner 1234", fi, err)
 	}
 	_, key, _ := srv.Claim("ns.pod-1")
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 0 {
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
-	if strings.Contains(s.stderr.String(), key) {
-		t.Errorf("the relay's license key reached svinit's log:\n%s", s.stderr.String())
+	if strings.Contains(s.Stderr.String(), key) {
+		t.Errorf("the relay's license key reached svinit's log:\n%s", s.Stderr.String())
 	}
 	if n := srv.Live(); n != 0 {
 		t.Errorf("%d licenses leaked", n)
@@ -276,11 +276,11 @@ func TestRelayRestartWithinTTLGivesTheChildAFile(t *testing.T) {
 	relayRequest(t, srv, http.MethodPut, "ns.pod-1", http.StatusCreated) // the earlier run's claim
 	s, rec, _ := relayChild(t, srv, nil)
 	waitLine(t, rec, "ready")
-	if want := wantLicense(t, srv, "ns.pod-1"); !hasLine(rec, want) {
+	if want := wantLicense(t, srv, "ns.pod-1"); !proctest.HasLine(rec, want) {
 		t.Fatalf("the child read:\n%s\nwant %q", readFile(t, rec), want)
 	}
-	s.signal(unix.SIGTERM)
-	s.wait()
+	s.Signal(unix.SIGTERM)
+	s.Wait()
 	if n := srv.Live(); n != 0 {
 		t.Errorf("%d licenses leaked", n)
 	}
@@ -298,8 +298,8 @@ func TestLicenseFileWantedButNoneGiven(t *testing.T) {
 	s := startSvinit(t, modes[1], "exit", nil, "--license-provider", "http", "--license-url", srv.URL,
 		"--license-http-config", cfg, "--license-file", filepath.Join(dir, "license.lic"), "--instance-id", "ns.pod-1",
 		"--", selfBin, "0")
-	if code := s.wait(); code != 78 {
-		t.Errorf("exit %d; want 78, the child not started:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 78 {
+		t.Errorf("exit %d; want 78, the child not started:\n%s", code, s.Stderr.String())
 	}
 	if n := srv.Live(); n != 0 {
 		t.Errorf("%d seats leaked", n)
@@ -333,14 +333,14 @@ func TestRelayChangedLicenseReachesTheChild(t *testing.T) {
 	if b, _ := os.ReadFile(lic + ".key"); string(b) != key {
 		t.Errorf("key file %q; want the new license's key", b)
 	}
-	if !strings.Contains(s.stderr.String(), `"level":"warn"`) || !strings.Contains(s.stderr.String(), "license changed") {
-		t.Errorf("no warning that the license changed:\n%s", s.stderr.String())
+	if !strings.Contains(s.Stderr.String(), `"level":"warn"`) || !strings.Contains(s.Stderr.String(), "license changed") {
+		t.Errorf("no warning that the license changed:\n%s", s.Stderr.String())
 	}
-	s.signal(unix.SIGTERM)
-	s.wait()
+	s.Signal(unix.SIGTERM)
+	s.Wait()
 	for _, k := range []string{firstKey, key} {
-		if strings.Contains(s.stderr.String(), k) {
-			t.Errorf("a license key reached svinit's log:\n%s", s.stderr.String())
+		if strings.Contains(s.Stderr.String(), k) {
+			t.Errorf("a license key reached svinit's log:\n%s", s.Stderr.String())
 		}
 	}
 	if srv.Holds("ns.pod-1") {
@@ -354,12 +354,12 @@ func TestRelayPool(t *testing.T) {
 	srv := licensetest.Start(t, licensetest.Options{Pools: map[string]int{"prod": 1}})
 	s, rec, _ := relayChild(t, srv, []string{"SVINIT_LICENSE_POOL=prod"})
 	waitLine(t, rec, "ready")
-	if want := wantLicense(t, srv, "ns.pod-1"); !hasLine(rec, want) {
+	if want := wantLicense(t, srv, "ns.pod-1"); !proctest.HasLine(rec, want) {
 		t.Fatalf("the child read:\n%s\nwant %q", readFile(t, rec), want)
 	}
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 0 {
-		t.Errorf("exit %d:\n%s", code, s.stderr.String())
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 0 {
+		t.Errorf("exit %d:\n%s", code, s.Stderr.String())
 	}
 	if n := srv.Live(); n != 0 {
 		t.Errorf("%d licenses of pool prod leaked", n)
@@ -381,8 +381,8 @@ func TestLicenseOptionsRefused(t *testing.T) {
 	} {
 		args := append(append([]string{"--license-url", srv.URL, "--instance-id", "ns.pod-1"}, tc.args...), "--", selfBin, "0")
 		s := startSvinit(t, modes[1], "exit", []string{"SVINIT_LICENSE_KEY=" + testKey}, args...)
-		if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), tc.want) {
-			t.Errorf("%v: exit %d; want 2 naming %q:\n%s", tc.args, code, tc.want, s.stderr.String())
+		if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d; want 2 naming %q:\n%s", tc.args, code, tc.want, s.Stderr.String())
 		}
 	}
 	if n := srv.Activations(); n != 0 {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // The promise: whatever kills svinit, a second svinit on the same lock never starts its
@@ -49,8 +51,8 @@ func TestOneProgramPerLockWhenSvinitIsKilled(t *testing.T) {
 						victim = running(t, rec, names, live)
 					}
 					time.Sleep(rand.N(100 * time.Millisecond)) // a random point in its life
-					unix.Kill(victim.pid, unix.SIGKILL)
-					victim.wait()
+					unix.Kill(victim.Pid, unix.SIGKILL)
+					victim.Wait()
 					live = slices.DeleteFunc(live, func(s *svinit) bool { return s == victim })
 					live = append(live, start(n))
 					names[live[1]], n = n, n+1
@@ -59,13 +61,13 @@ func TestOneProgramPerLockWhenSvinitIsKilled(t *testing.T) {
 				for _, s := range live {
 					// A SIGTERM before svinit has caught its signals would end it with 2.
 					poll(t, "svinit to run its program or wait", func() bool {
-						return hasLine(rec, "ran "+strconv.Itoa(names[s])) || strings.Contains(s.stderr.String(), "waiting")
+						return proctest.HasLine(rec, "ran "+strconv.Itoa(names[s])) || strings.Contains(s.Stderr.String(), "waiting")
 					})
-					s.signal(unix.SIGTERM)
+					s.Signal(unix.SIGTERM)
 				}
 				for _, s := range live {
-					if code := s.wait(); code != 143 {
-						t.Errorf("svinit exit %d, want 143:\n%s", code, s.stderr.String())
+					if code := s.Wait(); code != 143 {
+						t.Errorf("svinit exit %d, want 143:\n%s", code, s.Stderr.String())
 					}
 				}
 				if _, err := os.Lstat(lockPath); !os.IsNotExist(err) {
@@ -87,7 +89,7 @@ func running(t *testing.T, rec string, names map[*svinit]int, live []*svinit) *s
 			t.Fatalf("two programs ran at once on the same data:\n%s", b)
 		}
 		for _, s := range live {
-			if hasLine(rec, "ran "+strconv.Itoa(names[s])) {
+			if proctest.HasLine(rec, "ran "+strconv.Itoa(names[s])) {
 				found = s
 			}
 		}
@@ -123,8 +125,8 @@ func TestProgramDiesWithItsSvinit(t *testing.T) {
 			waitLine(t, rec, "ready")
 			child := childOfSvinit(t, s)
 			t.Cleanup(func() { unix.Kill(child, unix.SIGKILL) })
-			s.signal(unix.SIGKILL)
-			s.wait()
+			s.Signal(unix.SIGKILL)
+			s.Wait()
 			poll(t, "the program to die with its svinit", func() bool { return !alive(child) })
 		})
 	}
@@ -146,12 +148,12 @@ func TestLockHeldByTheProgramNotByLicenseCommands(t *testing.T) {
 	if !holdsFile(childOfSvinit(t, s), lockPath) {
 		t.Error("the program holds no copy of the lock's descriptor")
 	}
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
-		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.Stderr.String())
 	}
 	waitLine(t, fds, "deactivate")
-	if hasLine(fds, lockPath) {
+	if proctest.HasLine(fds, lockPath) {
 		t.Errorf("a license command held the lock's descriptor:\n%s", readFile(t, fds))
 	}
 }
@@ -177,18 +179,18 @@ exec sleep 600
 	s := startSvinit(t, modes[1], "", []string{"REC=" + rec, "LOCK=" + lockPath},
 		"--lock", lockPath, "--user", "1234:1234", "--", program)
 	waitLine(t, rec, "ready")
-	if !hasLine(rec, "refused") {
+	if !proctest.HasLine(rec, "refused") {
 		t.Errorf("the program's write to the lock's descriptor was not refused: %q", readFile(t, rec))
 	}
 	if b := readFile(t, lockPath); !strings.HasPrefix(b, `{"hostname"`) {
 		t.Errorf("lock record changed by the program: %q", b)
 	}
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
-		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.Stderr.String())
 	}
-	if strings.Contains(s.stderr.String(), "another holder") {
-		t.Errorf("svinit took its own lock for another's:\n%s", s.stderr.String())
+	if strings.Contains(s.Stderr.String(), "another holder") {
+		t.Errorf("svinit took its own lock for another's:\n%s", s.Stderr.String())
 	}
 	if _, err := os.Lstat(lockPath); !os.IsNotExist(err) {
 		t.Errorf("lock file left behind: %v", err)
@@ -224,7 +226,7 @@ if [ "$1" = check ]; then echo '{"protocol":1,"version":"dev"}'; else echo '{}';
 		"--instance-id", "pod-a", "--", selfBin)
 	waitLine(t, in.rec, "ready")
 	in.stop(t, s, "license deactivate")
-	if !hasLine(in.fds, "check") {
+	if !proctest.HasLine(in.fds, "check") {
 		t.Errorf("svinit-net check was not run:\n%s", readFile(t, in.fds))
 	}
 }
@@ -253,12 +255,12 @@ func newInherits(t *testing.T, name, tail string) inherits {
 // inherited descriptor.
 func (in inherits) stop(t *testing.T, s *svinit, last string) {
 	t.Helper()
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
-		t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 143 {
+		t.Fatalf("exit %d:\n%s", code, s.Stderr.String())
 	}
 	waitLine(t, in.fds, last)
-	if hasLine(in.fds, in.low) || hasLine(in.fds, in.high) {
+	if proctest.HasLine(in.fds, in.low) || proctest.HasLine(in.fds, in.high) {
 		t.Errorf("%s got svinit's inherited descriptors:\n%s", filepath.Base(in.cmd), readFile(t, in.fds))
 	}
 }

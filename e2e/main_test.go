@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/svinit/svinit/e2e/e2etest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // helperEnv selects the helper program the test binary plays (see helpers_test.go).
-const helperEnv = "SVINIT_E2E_HELPER"
+const helperEnv = e2etest.HelperEnv
 
 var (
 	svinitBin string // the svinit binary under test
@@ -21,23 +23,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(helpers.Run(mode, os.Args[1:]))
-	}
-	os.Exit(buildAndRun(m))
+	os.Exit(helpers.Main(helperEnv, func() int { return buildAndRun(m) }))
 }
 
 func buildAndRun(m *testing.M) int {
 	// svinit must start with SIGINT and SIGHUP at their defaults, whatever this process
-	// inherited (a background job of a non-interactive shell ignores SIGINT, and svinit
-	// rightly keeps an inherited SIG_IGN): while this process catches them, the Go runtime
-	// resets them to SIG_DFL in every child it starts. Interrupted, it exits as it would.
-	interrupts := make(chan os.Signal, 1)
-	signal.Notify(interrupts, syscall.SIGINT, syscall.SIGHUP)
-	go func() {
-		sig := <-interrupts
-		os.Exit(128 + int(sig.(syscall.Signal)))
-	}()
+	// inherited: svinit rightly keeps an inherited SIG_IGN.
+	proctest.ExitOnInterrupt(nil, syscall.SIGINT, syscall.SIGHUP)
 	dir, err := os.MkdirTemp("", "svinit-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

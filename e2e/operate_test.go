@@ -20,12 +20,12 @@ import (
 // svinitCmd runs `svinit ARGS...` (status, stop) against s's state file and returns its exit
 // code and output.
 func (s *svinit) command(args ...string) (int, string) {
-	s.t.Helper()
+	s.T.Helper()
 	cmd := exec.Command(svinitBin, args...)
-	cmd.Env = append(os.Environ(), "SVINIT_STATE_FILE="+s.state)
+	cmd.Env = append(os.Environ(), "SVINIT_STATE_FILE="+s.State)
 	out, err := cmd.CombinedOutput()
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		s.t.Fatalf("svinit %s: %v", strings.Join(args, " "), err)
+		s.T.Fatalf("svinit %s: %v", strings.Join(args, " "), err)
 	}
 	return cmd.ProcessState.ExitCode(), string(out)
 }
@@ -58,13 +58,13 @@ type statusJSON struct {
 }
 
 func (s *svinit) status() (int, statusJSON) {
-	s.t.Helper()
+	s.T.Helper()
 	code, out := s.command("status", "--json")
 	var st statusJSON
 	if code != 4 {
 		dec := json.NewDecoder(strings.NewReader(out))
 		if err := dec.Decode(&st); err != nil {
-			s.t.Fatalf("svinit status --json: %v:\n%s", err, out)
+			s.T.Fatalf("svinit status --json: %v:\n%s", err, out)
 		}
 	}
 	return code, st
@@ -72,12 +72,12 @@ func (s *svinit) status() (int, statusJSON) {
 
 // awaitPhase polls svinit status until it reports phase, and returns its exit code then.
 func (s *svinit) awaitPhase(phase string) (int, statusJSON) {
-	s.t.Helper()
+	s.T.Helper()
 	var (
 		code int
 		st   statusJSON
 	)
-	poll(s.t, "phase "+phase, func() bool {
+	poll(s.T, "phase "+phase, func() bool {
 		code, st = s.status()
 		return st.Phase == phase
 	})
@@ -103,8 +103,8 @@ func TestStatusInEachPhase(t *testing.T) {
 	if code, st := waiter.awaitPhase("waiting-for-lock"); code != 3 || st.Lock == nil || st.Lock.Held || st.Child != nil {
 		t.Errorf("waiter: status %d %+v, want 3 waiting with the lock not held", code, st)
 	}
-	holder.signal(unix.SIGTERM)
-	if code := holder.wait(); code != 143 {
+	holder.Signal(unix.SIGTERM)
+	if code := holder.Wait(); code != 143 {
 		t.Fatalf("holder exit %d", code)
 	}
 	if code, st := holder.status(); code != 3 || st.Phase != "exited" || st.ExitCode == nil || *st.ExitCode != 143 || st.Lock.Held {
@@ -113,8 +113,8 @@ func TestStatusInEachPhase(t *testing.T) {
 	if code, st := waiter.awaitPhase("activating"); code != 3 || st.License == nil || st.License.Instance != "pod-a" || !st.Lock.Held {
 		t.Errorf("waiter: status %d %+v, want 3 activating pod-a with the lock held", code, st)
 	}
-	waiter.signal(unix.SIGTERM)
-	if code := waiter.wait(); code != 143 {
+	waiter.Signal(unix.SIGTERM)
+	if code := waiter.Wait(); code != 143 {
 		t.Fatalf("waiter exit %d", code)
 	}
 	if code, _ := waiter.status(); code != 3 {
@@ -126,12 +126,12 @@ func TestStatusWhileStoppingAndStale(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "rec")
 	s := startSvinit(t, modes[1], "ignore-term", []string{"REC=" + rec}, "--grace", "60s", "--", selfBin)
 	waitLine(t, rec, "ready")
-	s.signal(unix.SIGTERM)
+	s.Signal(unix.SIGTERM)
 	if code, st := s.awaitPhase("stopping"); code != 3 || st.Stale {
 		t.Errorf("status %d %+v, want 3, not stale", code, st)
 	}
-	killTree(s.cmd.Process.Pid) // svinit dies without a word, as under SIGKILL
-	<-s.done
+	proctest.KillTree(s.Cmd.Process.Pid) // svinit dies without a word, as under SIGKILL
+	s.Wait()
 	code, st := s.status()
 	if code != 1 || !st.Stale {
 		t.Errorf("after SIGKILL: status %d %+v, want 1 and stale", code, st)
@@ -151,7 +151,7 @@ func TestStatusFailsWhileFrozen(t *testing.T) {
 	for _, who := range []struct {
 		name string
 		pid  int
-	}{{"the program", s.childPid()}, {"svinit", s.pid}} {
+	}{{"the program", s.ChildPid()}, {"svinit", s.Pid}} {
 		if err := unix.Kill(who.pid, unix.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
@@ -168,8 +168,8 @@ func TestStatusFailsWhileFrozen(t *testing.T) {
 			t.Errorf("%s continued: status %d, want 0:\n%s", who.name, code, out)
 		}
 	}
-	s.signal(unix.SIGTERM)
-	s.wait()
+	s.Signal(unix.SIGTERM)
+	s.Wait()
 }
 
 func TestStatusWithoutStateFile(t *testing.T) {
@@ -187,13 +187,13 @@ func TestStatusProbeInsidePIDNamespace(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "rec")
 	s := startSvinit(t, modes[0], "sleep", []string{"REC=" + rec}, "--", selfBin)
 	waitLine(t, rec, "ready")
-	probe := exec.Command("nsenter", "--target", strconv.Itoa(s.pid), "--pid", "--mount", svinitBin, "status", "--state-file", s.state)
+	probe := exec.Command("nsenter", "--target", strconv.Itoa(s.Pid), "--pid", "--mount", svinitBin, "status", "--state-file", s.State)
 	out, err := probe.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "svinit pid 1,") {
 		t.Errorf("probe in the namespace: %v:\n%s", err, out)
 	}
-	s.signal(unix.SIGTERM)
-	s.wait()
+	s.Signal(unix.SIGTERM)
+	s.Wait()
 }
 
 // stop --wait inside svinit's PID namespace (docker exec, a preStop hook) returns 0 once
@@ -204,12 +204,12 @@ func TestStopWaitInsidePIDNamespace(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "rec")
 	s := startSvinit(t, modes[0], "slow-stop", []string{"REC=" + rec, "STOP_TIME=300ms"}, "--", selfBin)
 	waitLine(t, rec, "ready")
-	stop := exec.Command("nsenter", "--target", strconv.Itoa(s.pid), "--pid", "--mount", svinitBin, "stop", "--wait", "--state-file", s.state)
+	stop := exec.Command("nsenter", "--target", strconv.Itoa(s.Pid), "--pid", "--mount", svinitBin, "stop", "--wait", "--state-file", s.State)
 	out, err := stop.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "stopped") {
 		t.Errorf("stop --wait in the namespace: %v, want exit 0:\n%s", err, out)
 	}
-	if code := s.wait(); code != 0 || !hasLine(rec, "stopped") {
+	if code := s.Wait(); code != 0 || !proctest.HasLine(rec, "stopped") {
 		t.Errorf("svinit exited %d, want the child's 0 after its stop", code)
 	}
 }
@@ -225,14 +225,14 @@ func TestStopWaitsForSlowChild(t *testing.T) {
 		t.Fatalf("stop --wait: %d:\n%s", code, out)
 	}
 	// svinit is our child: it has exited once it is a zombie, before our Wait reaps it.
-	if alive(s.pid) || !hasLine(rec, "stopped") {
+	if alive(s.Pid) || !proctest.HasLine(rec, "stopped") {
 		t.Fatal("stop --wait returned before svinit had exited")
 	}
 	if took < 2*time.Second {
 		t.Errorf("stop --wait returned after %s, before the child's 2 s stop", took)
 	}
-	if s.wait() != 0 {
-		t.Errorf("exit %d, want the child's 0", s.code)
+	if code := s.Wait(); code != 0 {
+		t.Errorf("exit %d, want the child's 0", code)
 	}
 	t.Logf("stop --wait returned %s after it was called (child takes 2 s)", took.Round(time.Millisecond))
 	if code, out := s.command("stop", "--wait"); code != 0 || !strings.Contains(out, "not running") {
@@ -256,20 +256,20 @@ func TestStopDelayCountsAgainstGrace(t *testing.T) {
 	s := startSvinit(t, modes[1], "record", []string{"REC=" + rec, "GODEBUG=asyncpreemptoff=1"}, "--stop-delay", "1500ms", "--", selfBin)
 	waitLine(t, rec, "ready")
 	sent := time.Now()
-	s.signal(unix.SIGTERM)
+	s.Signal(unix.SIGTERM)
 	waitLine(t, rec, "SIGTERM")
 	if held := time.Since(sent); held < 1500*time.Millisecond {
 		t.Errorf("SIGTERM reached the child %s after svinit got it, before the 1.5 s delay", held)
 	}
-	if code := s.wait(); code != 0 {
+	if code := s.Wait(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 
 	s = startSvinit(t, modes[1], "ignore-term", []string{"REC=" + rec + "2"}, "--stop-delay", "3s", "--grace", "4s", "--", selfBin)
 	waitLine(t, rec+"2", "ready")
 	sent = time.Now()
-	s.signal(unix.SIGTERM)
-	code := s.wait()
+	s.Signal(unix.SIGTERM)
+	code := s.Wait()
 	took := time.Since(sent)
 	if code != 137 {
 		t.Errorf("exit %d, want 137 (SIGKILL at --grace)", code)
@@ -281,8 +281,8 @@ func TestStopDelayCountsAgainstGrace(t *testing.T) {
 
 func TestStopDelayMustFitInGrace(t *testing.T) {
 	s := startSvinit(t, modes[1], "", nil, "--stop-delay", "10s", "--grace", "5s", "--", "/bin/true")
-	if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), "--stop-delay 10s: must be 0 or more and shorter than --grace 5s") {
-		t.Errorf("exit %d:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), "--stop-delay 10s: must be 0 or more and shorter than --grace 5s") {
+		t.Errorf("exit %d:\n%s", code, s.Stderr.String())
 	}
 }
 
@@ -301,26 +301,26 @@ func TestSecretsFromFiles(t *testing.T) {
 	rec := filepath.Join(dir, "rec")
 	s := startSvinit(t, modes[1], "env", []string{"REC=" + rec, "DB_PASSWORD_FILE=" + pw}, "--file-env", "DB_PASSWORD", "--", selfBin)
 	waitLine(t, rec, "ready")
-	if !hasLine(rec, "DB_PASSWORD=hunter2") || hasLine(rec, "DB_PASSWORD_FILE="+pw) {
+	if !proctest.HasLine(rec, "DB_PASSWORD=hunter2") || proctest.HasLine(rec, "DB_PASSWORD_FILE="+pw) {
 		t.Errorf("the child's environment is not expanded:\n%s", readFile(t, rec))
 	}
-	s.signal(unix.SIGTERM)
-	s.wait()
-	if strings.Contains(s.stderr.String(), "hunter2") {
-		t.Errorf("the secret reached svinit's log:\n%s", s.stderr.String())
+	s.Signal(unix.SIGTERM)
+	s.Wait()
+	if strings.Contains(s.Stderr.String(), "hunter2") {
+		t.Errorf("the secret reached svinit's log:\n%s", s.Stderr.String())
 	}
 
 	rec2 := filepath.Join(dir, "rec2")
 	s = startSvinit(t, modes[1], "env", []string{"REC=" + rec2, "DB_PASSWORD_FILE=" + filepath.Join(dir, "missing"), "API_TOKEN_FILE=" + dir},
 		"--file-env", "DB_PASSWORD,API_TOKEN", "--", selfBin)
-	code := s.wait()
+	code := s.Wait()
 	for _, want := range []string{"DB_PASSWORD_FILE=" + filepath.Join(dir, "missing") + ": open", "API_TOKEN_FILE=" + dir + ": not a regular file"} {
-		if !strings.Contains(s.stderr.String(), want) {
-			t.Errorf("the error does not name %q:\n%s", want, s.stderr.String())
+		if !strings.Contains(s.Stderr.String(), want) {
+			t.Errorf("the error does not name %q:\n%s", want, s.Stderr.String())
 		}
 	}
-	if code != 2 || hasLine(rec2, "ready") {
-		t.Errorf("exit %d, child started %v; want 2 and nothing started", code, hasLine(rec2, "ready"))
+	if code != 2 || proctest.HasLine(rec2, "ready") {
+		t.Errorf("exit %d, child started %v; want 2 and nothing started", code, proctest.HasLine(rec2, "ready"))
 	}
 }
 
@@ -355,14 +355,14 @@ func TestUserDropsPrivileges(t *testing.T) {
 			if uid != "1234 1234 1234 1234" || gid != "1234 1234 1234 1234" || groups != "1234" {
 				t.Errorf("child ids: Uid %q Gid %q Groups %q, want 1234 everywhere", uid, gid, groups)
 			}
-			if !hasLine(rec, "HOME=/") {
+			if !proctest.HasLine(rec, "HOME=/") {
 				t.Errorf("HOME is not / for a uid without a passwd entry:\n%s", readFile(t, rec))
 			}
-			if u, _, _ := procIDs(t, s.pid); !strings.HasPrefix(u, "0 ") {
+			if u, _, _ := procIDs(t, s.Pid); !strings.HasPrefix(u, "0 ") {
 				t.Errorf("svinit itself changed user: Uid %q", u)
 			}
-			s.signal(unix.SIGTERM)
-			s.wait()
+			s.Signal(unix.SIGTERM)
+			s.Wait()
 		})
 	}
 }
@@ -378,8 +378,8 @@ func TestUserOwnsRenderedFiles(t *testing.T) {
 	dst := filepath.Join(userDir(t, 1234), "db.yaml")
 	s := startSvinit(t, modes[1], "", nil, "--user", "1234:1234", "--replica-index", "2",
 		"--template", src+":"+dst, "--", "/bin/sh", "-c", `grep -q s3cret-2 "$0"`, dst)
-	if code := s.wait(); code != 0 {
-		t.Errorf("the child could not read its rendered config: exit %d:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 0 {
+		t.Errorf("the child could not read its rendered config: exit %d:\n%s", code, s.Stderr.String())
 	}
 	if fi, err := os.Stat(dst); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1234 || fi.Mode().Perm() != 0o600 {
 		t.Errorf("rendered file: %v %v, want owner 1234 and mode 0600", fi, err)
@@ -392,16 +392,16 @@ func TestUserAlreadyThatUser(t *testing.T) {
 	requireRoot(t)
 	t.Setenv("USER", "nobody") // as a login shell sets it; not SVINIT_USER
 	s := startSvinitAs(t, 1234, "--user", "1234:1234", "--", "/bin/sh", "-c", `test "$(id -u):$(id -g)" = 1234:1234`)
-	if code := s.wait(); code != 0 {
-		t.Errorf("--user 1234:1234 as uid 1234: exit %d:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 0 {
+		t.Errorf("--user 1234:1234 as uid 1234: exit %d:\n%s", code, s.Stderr.String())
 	}
 	s = startSvinitAs(t, 1234, "--user", "1234:0", "--", "/bin/true")
-	if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), "cannot switch to gid 0") {
-		t.Errorf("--user 1234:0 as 1234:1234: exit %d, want 2 naming the gid:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), "cannot switch to gid 0") {
+		t.Errorf("--user 1234:0 as 1234:1234: exit %d, want 2 naming the gid:\n%s", code, s.Stderr.String())
 	}
 	s = startSvinitAs(t, 1234, "--", "/bin/true")
-	if code := s.wait(); code != 0 {
-		t.Errorf("USER=nobody in the environment: exit %d:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 0 {
+		t.Errorf("USER=nobody in the environment: exit %d:\n%s", code, s.Stderr.String())
 	}
 }
 
@@ -409,7 +409,7 @@ func TestUserAlreadyThatUser(t *testing.T) {
 func childOfSvinit(t *testing.T, s *svinit) int {
 	t.Helper()
 	var kids []int
-	poll(t, "svinit's child", func() bool { kids = proctest.Children(s.pid); return len(kids) > 0 })
+	poll(t, "svinit's child", func() bool { kids = proctest.Children(s.Pid); return len(kids) > 0 })
 	return kids[0]
 }
 
@@ -435,15 +435,15 @@ func TestUserNamesFromImageFiles(t *testing.T) {
 	if uid != "1234 1234 1234 1234" || gid != "1234 1234 1234 1234" || groups != "1234 1300" {
 		t.Errorf("child ids: Uid %q Gid %q Groups %q, want sv (1234) with groups 1234 1300", uid, gid, groups)
 	}
-	if !hasLine(rec, "HOME=/home/sv") {
+	if !proctest.HasLine(rec, "HOME=/home/sv") {
 		t.Errorf("HOME is not sv's:\n%s", readFile(t, rec))
 	}
-	s.signal(unix.SIGTERM)
-	s.wait()
+	s.Signal(unix.SIGTERM)
+	s.Wait()
 
 	s = inNS("svadmin")
-	if code := s.wait(); code != 2 || !strings.Contains(s.stderr.String(), `--user: user "svadmin": no such user in /etc/passwd`) {
-		t.Errorf("unknown user: exit %d:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), `--user: user "svadmin": no such user in /etc/passwd`) {
+		t.Errorf("unknown user: exit %d:\n%s", code, s.Stderr.String())
 	}
 }
 
@@ -485,14 +485,14 @@ func TestStopReachesAFrozenProgram(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "rec")
 	s := startSvinit(t, modes[1], "slow-stop", []string{"REC=" + rec, "STOP_TIME=0s"}, "--grace", "60s", "--", selfBin)
 	waitLine(t, rec, "ready")
-	child := s.childPid()
+	child := s.ChildPid()
 	if err := unix.Kill(child, unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, "the program stopped", func() bool { return procState(child) == "T" })
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 0 || !hasLine(rec, "stopped") {
-		t.Errorf("exit %d, want the program's own 0 after it handled SIGTERM (a SIGKILL at --grace gives 137):\n%s", code, s.stderr.String())
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 0 || !proctest.HasLine(rec, "stopped") {
+		t.Errorf("exit %d, want the program's own 0 after it handled SIGTERM (a SIGKILL at --grace gives 137):\n%s", code, s.Stderr.String())
 	}
 }
 
@@ -501,10 +501,10 @@ func TestStopReachesAFrozenProgram(t *testing.T) {
 func TestCleanUpReachesAFrozenLeftover(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "rec")
 	s := startSvinit(t, modes[1], "daemon", []string{"REC=" + rec, "DAEMON=slow-stop", "STOP_TIME=0s", "FREEZE=1"}, "--", selfBin)
-	if code := s.wait(); code != 0 {
+	if code := s.Wait(); code != 0 {
 		t.Errorf("exit %d, want the program's 0", code)
 	}
-	if !hasLine(rec, "stopped") || strings.Contains(s.stderr.String(), "sent SIGKILL") {
-		t.Errorf("the frozen leftover did not stop on SIGTERM (SIGKILLed instead):\n%s\n%s", readFile(t, rec), s.stderr.String())
+	if !proctest.HasLine(rec, "stopped") || strings.Contains(s.Stderr.String(), "sent SIGKILL") {
+		t.Errorf("the frozen leftover did not stop on SIGTERM (SIGKILLed instead):\n%s\n%s", readFile(t, rec), s.Stderr.String())
 	}
 }

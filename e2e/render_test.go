@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 const agdbConfig = "../internal/render/testdata/agdb/agdb_server.yaml"
@@ -25,8 +27,8 @@ func TestTemplateFromVariableMatchesSed(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "agdb", "agdb_server.yaml")
 		s := startSvinit(t, modes[1], "", []string{"AGDB_REPLICA_INDEX=" + index, "SVINIT_REPLICA_INDEX=" + index},
 			"--template", agdbConfig+":"+dst, "--", "cat", dst)
-		if code := s.wait(); code != 0 {
-			t.Fatalf("exit %d:\n%s", code, s.stderr.String())
+		if code := s.Wait(); code != 0 {
+			t.Fatalf("exit %d:\n%s", code, s.Stderr.String())
 		}
 		if got, _ := os.ReadFile(dst); string(got) != string(sedAgdb(t, index)) {
 			t.Errorf("index %s: svinit rendered\n%s\nsed renders\n%s", index, got, sedAgdb(t, index))
@@ -58,18 +60,18 @@ func TestBadTemplateStartsNothing(t *testing.T) {
 	out1, out2 := filepath.Join(dir, "out", "good.yaml"), filepath.Join(dir, "out", "bad.yaml")
 	s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec, "SVINIT_REPLICA_INDEX=1"},
 		"--lock", lockPath, "--template", good+":"+out1, "--template", bad+":"+out2, "--", selfBin)
-	if code := s.wait(); code != 2 {
+	if code := s.Wait(); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
-	if !strings.Contains(s.stderr.String(), `bad.yaml.tmpl:2: map has no entry for key "Indx"`) {
-		t.Errorf("the error does not name file, line and problem:\n%s", s.stderr.String())
+	if !strings.Contains(s.Stderr.String(), `bad.yaml.tmpl:2: map has no entry for key "Indx"`) {
+		t.Errorf("the error does not name file, line and problem:\n%s", s.Stderr.String())
 	}
 	for _, p := range []string{out1, out2, lockPath} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left behind", p)
 		}
 	}
-	if hasLine(rec, "ready") {
+	if proctest.HasLine(rec, "ready") {
 		t.Error("the child started")
 	}
 }

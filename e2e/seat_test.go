@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/license/licensetest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // seatInstance is the instance id of every run in these tests: a restart is the same pod.
@@ -73,17 +74,17 @@ func killAtStepThenRestart(t *testing.T, m mode, r seatRig, step seatStep, sig u
 	s, rec := run()
 	step.reach(t, s, rec)
 	if sig == unix.SIGKILL {
-		killTree(s.pid)
+		proctest.KillTree(s.Pid)
 	} else {
-		s.signal(sig)
+		s.Signal(sig)
 	}
-	s.wait()
+	s.Wait()
 	r.release()
 
 	s, rec = run()
 	waitLine(t, rec, "ready")
-	s.signal(unix.SIGTERM)
-	if code := s.wait(); code != 143 {
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 143 {
 		t.Errorf("the restart exited %d, want the child's 143", code)
 	}
 	if left := r.leaked(); len(left) != 0 {
@@ -127,7 +128,7 @@ func execSeatRig(t *testing.T) seatRig {
 			{name: "deactivation", stopping: true, reach: func(t *testing.T, s *svinit, rec string) {
 				waitLine(t, rec, "ready")
 				holdAt(t, "deactivate")
-				s.signal(unix.SIGTERM)
+				s.Signal(unix.SIGTERM)
 				held(t, "deactivate")
 			}},
 		},

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // fullTmpfs mounts a small tmpfs and fills it, so that no file with content fits in it.
@@ -49,8 +51,8 @@ func TestFullDiskChangesNoTemplate(t *testing.T) {
 	rec := filepath.Join(dir, "rec")
 	s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec, "SVINIT_REPLICA_INDEX=1"},
 		"--template", src+":"+first, "--template", src+":"+second, "--", selfBin)
-	if code := s.wait(); code == 0 || !strings.Contains(s.stderr.String(), "no space left on device") {
-		t.Fatalf("exit %d, want a failure naming the full disk:\n%s", code, s.stderr.String())
+	if code := s.Wait(); code == 0 || !strings.Contains(s.Stderr.String(), "no space left on device") {
+		t.Fatalf("exit %d, want a failure naming the full disk:\n%s", code, s.Stderr.String())
 	}
 	if got := readFile(t, first); got != "old 1\n" {
 		t.Errorf("the first DST was replaced: %q", got)
@@ -63,7 +65,7 @@ func TestFullDiskChangesNoTemplate(t *testing.T) {
 			t.Errorf("temporary files left: %q", left)
 		}
 	}
-	if hasLine(rec, "ready") {
+	if proctest.HasLine(rec, "ready") {
 		t.Error("the child started")
 	}
 }

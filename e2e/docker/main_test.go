@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -17,10 +16,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/svinit/svinit/e2e/e2etest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // helperEnv selects the helper program the test binary plays (see helpers_test.go).
-const helperEnv = "SVINIT_E2E_HELPER"
+const helperEnv = e2etest.HelperEnv
 
 // busybox is the static shell and tool box of the images: Debian's busybox-static.
 const busybox = "/bin/busybox"
@@ -43,10 +45,7 @@ var (
 func netBin() string { return filepath.Join(filepath.Dir(svinitBin), "svinit-net") }
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(helpers.Run(mode, os.Args[1:]))
-	}
-	os.Exit(setUpAndRun(m))
+	os.Exit(helpers.Main(helperEnv, func() int { return setUpAndRun(m) }))
 }
 
 func setUpAndRun(m *testing.M) int {
@@ -65,17 +64,12 @@ func setUpAndRun(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// The docker CLI and svinit must start with SIGINT and SIGHUP at their defaults (a
-	// background job inherits them ignored; the runtime resets what this process catches).
+	// The docker CLI and svinit must start with SIGINT and SIGHUP at their defaults.
 	// An interrupted run removes what it made; one killed or timed out is swept by the next.
-	interrupts := make(chan os.Signal, 1)
-	signal.Notify(interrupts, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM)
-	go func() {
-		sig := <-interrupts
+	proctest.ExitOnInterrupt(func() {
 		removeRuns(isThisRun)
 		os.RemoveAll(dir)
-		os.Exit(128 + int(sig.(syscall.Signal)))
-	}()
+	}, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM)
 	defer os.RemoveAll(dir)
 	svinitBin = filepath.Join(dir, "svinit")
 	build := exec.Command("go", "build", "-trimpath", "-o", dir, "github.com/svinit/svinit/cmd/svinit", "github.com/svinit/svinit/cmd/svinit-net")
@@ -123,17 +117,13 @@ func engineDown() string {
 	return ""
 }
 
-// requireDocker fails the test when the engine or the test image is unusable: CI must not
-// pass by skipping. Only with -short, a developer without docker skips these tests.
+// requireDocker fails the test when the engine or the test image is unusable (with -short,
+// skips it).
 func requireDocker(t *testing.T) {
 	t.Helper()
-	if dockerDown == "" {
-		return
+	if dockerDown != "" {
+		e2etest.Require(t, dockerDown+"; these tests need a docker engine and busybox-static")
 	}
-	if testing.Short() {
-		t.Skip("skipped in -short mode: " + dockerDown)
-	}
-	t.Fatal(dockerDown + "; these tests need a docker engine and busybox-static (go test -short skips them)")
 }
 
 // buildTestImage builds testImage in dir from svinit, the test binary (the helpers) and

@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/e2e/e2etest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 func TestEmulatedExitCodes(t *testing.T) {
@@ -20,7 +23,7 @@ func TestEmulatedExitCodes(t *testing.T) {
 			for _, code := range []int{0, 3, 42} {
 				t.Run(strconv.Itoa(code), func(t *testing.T) {
 					s := startSvinit(t, a, "exit", nil, "--", selfBin, strconv.Itoa(code))
-					if got := s.wait(); got != code {
+					if got := s.Wait(); got != code {
 						t.Errorf("exit code %d, want the child's %d", got, code)
 					}
 				})
@@ -28,9 +31,9 @@ func TestEmulatedExitCodes(t *testing.T) {
 			t.Run("killed", func(t *testing.T) {
 				rec := filepath.Join(t.TempDir(), "rec")
 				s := startSvinit(t, a, "sleep", []string{"REC=" + rec}, "--", selfBin)
-				waitLine(t, rec, "ready")
-				unix.Kill(s.childPid(), unix.SIGKILL)
-				if got := s.wait(); got != 128+9 {
+				proctest.WaitLine(t, waitLimit, rec, "ready")
+				unix.Kill(s.ChildPid(), unix.SIGKILL)
+				if got := s.Wait(); got != 128+9 {
 					t.Errorf("exit code %d, want 137 (128+SIGKILL)", got)
 				}
 			})
@@ -43,11 +46,11 @@ func TestEmulatedExitCodes(t *testing.T) {
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					s := startSvinit(t, a, "", nil, "--", tc.program)
-					if got := s.wait(); got != tc.code {
+					if got := s.Wait(); got != tc.code {
 						t.Errorf("exit code %d, want %d", got, tc.code)
 					}
-					if !strings.Contains(s.stderr.String(), tc.program) {
-						t.Errorf("the message does not name %s:\n%s", tc.program, s.stderr.String())
+					if !strings.Contains(s.Stderr.String(), tc.program) {
+						t.Errorf("the message does not name %s:\n%s", tc.program, s.Stderr.String())
 					}
 				})
 			}
@@ -63,12 +66,12 @@ func TestEmulatedSignalsReachTheChild(t *testing.T) {
 		t.Run(a.name, func(t *testing.T) {
 			rec := filepath.Join(t.TempDir(), "rec")
 			s := startSvinit(t, a, "record", []string{"REC=" + rec}, "--", selfBin)
-			waitLine(t, rec, "ready")
+			proctest.WaitLine(t, waitLimit, rec, "ready")
 			for _, sig := range []unix.Signal{unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGTERM} {
-				s.signal(sig)
-				waitLine(t, rec, unix.SignalName(sig))
+				s.Signal(sig)
+				proctest.WaitLine(t, waitLimit, rec, unix.SignalName(sig))
 			}
-			if code := s.wait(); code != 143 {
+			if code := s.Wait(); code != 143 {
 				t.Errorf("exit code %d, want 143 (the child killed by SIGTERM)", code)
 			}
 		})
@@ -85,7 +88,7 @@ func TestEmulatedOrphansAreReaped(t *testing.T) {
 			s := startSvinit(t, a, "orphans", env, "--log-level", "debug", "--", selfBin)
 			// The child looks from inside the namespace; its verdict comes before waitLimit.
 			var verdict string
-			poll(t, "the child's count of the orphans", func() bool {
+			proctest.Poll(t, waitLimit, "the child's count of the orphans", func() bool {
 				b, _ := os.ReadFile(rec)
 				verdict = strings.TrimSpace(string(b))
 				return verdict != ""
@@ -94,14 +97,9 @@ func TestEmulatedOrphansAreReaped(t *testing.T) {
 				t.Fatalf("the child saw %q, want %q", verdict, want)
 			}
 			// svinit says it was the one reaping them, and leaves no zombie seen from outside.
-			poll(t, "svinit to log every orphan reaped", func() bool {
-				return strings.Count(s.stderr.String(), `"orphan reaped"`) == n
-			})
-			if z := zombiesOf(s.pid); z != 0 {
-				t.Errorf("%d zombies left under svinit", z)
-			}
-			s.signal(unix.SIGTERM)
-			if code := s.wait(); code != 143 {
+			s.WaitOrphansReaped(n)
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
 				t.Errorf("exit code %d, want 143", code)
 			}
 		})
@@ -118,27 +116,27 @@ func TestEmulatedLockHandoff(t *testing.T) {
 			t.Run(a.name+"/"+mode, func(t *testing.T) {
 				dir := t.TempDir()
 				lockPath, rec := filepath.Join(dir, "lock"), filepath.Join(dir, "rec")
-				start := func(name string) *svinit {
+				start := func(name string) *e2etest.Svinit {
 					env := []string{"REC=" + rec, "DATA=" + filepath.Join(dir, "data"), "NAME=" + name}
 					// Only a handoff can start the second child: a timeout would fail.
 					return startSvinit(t, a, "guarded", env, "--lock", lockPath, mode, "--lock-timeout", "5m", "--lock-on-timeout", "fail", "--", selfBin)
 				}
 				first := start("first")
-				waitLine(t, rec, "ran first")
+				proctest.WaitLine(t, waitLimit, rec, "ran first")
 				second := start("second")
-				poll(t, "the second svinit to wait", func() bool {
-					return strings.Contains(second.stderr.String(), "lock is held; waiting") || second.exited()
+				proctest.Poll(t, waitLimit, "the second svinit to wait", func() bool {
+					return strings.Contains(second.Stderr.String(), "lock is held; waiting") || second.Exited()
 				})
 				if b, _ := os.ReadFile(rec); string(b) != "ran first\n" {
 					t.Fatalf("the second child started while the first held the lock:\n%s", b)
 				}
-				first.signal(unix.SIGTERM)
-				if code := first.wait(); code != 143 {
+				first.Signal(unix.SIGTERM)
+				if code := first.Wait(); code != 143 {
 					t.Errorf("first svinit exit %d, want 143", code)
 				}
-				waitLine(t, rec, "ran second")
-				second.signal(unix.SIGTERM)
-				if code := second.wait(); code != 143 {
+				proctest.WaitLine(t, waitLimit, rec, "ran second")
+				second.Signal(unix.SIGTERM)
+				if code := second.Wait(); code != 143 {
 					t.Errorf("second svinit exit %d, want 143", code)
 				}
 				if b, _ := os.ReadFile(rec); string(b) != "ran first\nran second\n" {

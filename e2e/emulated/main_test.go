@@ -16,15 +16,17 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/svinit/svinit/e2e/e2etest"
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // helperEnv selects the helper program the test binary plays (see helpers_test.go).
-const helperEnv = "SVINIT_E2E_HELPER"
+const helperEnv = e2etest.HelperEnv
 
 // arch is a target svinit is built for and emulated on.
 type arch struct {
@@ -50,22 +52,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(helpers.Run(mode, os.Args[1:]))
-	}
-	os.Exit(buildAndRun(m))
+	os.Exit(helpers.Main(helperEnv, func() int { return buildAndRun(m) }))
 }
 
 func buildAndRun(m *testing.M) int {
 	flag.Parse()
-	// svinit must start with SIGINT and SIGHUP at their defaults, whatever this process
-	// inherited: while this process catches them, the runtime resets them in its children.
-	interrupts := make(chan os.Signal, 1)
-	signal.Notify(interrupts, syscall.SIGINT, syscall.SIGHUP)
-	go func() {
-		sig := <-interrupts
-		os.Exit(128 + int(sig.(syscall.Signal)))
-	}()
+	// svinit must start with SIGINT and SIGHUP at their defaults, whatever this process inherited.
+	proctest.ExitOnInterrupt(nil, syscall.SIGINT, syscall.SIGHUP)
 	var err error
 	if selfBin, err = os.Executable(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -144,17 +137,4 @@ func (a *arch) check(path string) error {
 		}
 	}
 	return nil
-}
-
-// requireEmulation fails the test when this machine cannot run it: CI must not pass by
-// skipping. Only with -short, a developer without root or qemu skips these tests.
-func requireEmulation(t *testing.T) {
-	t.Helper()
-	if unavailable == "" {
-		return
-	}
-	if testing.Short() {
-		t.Skip("skipped in -short mode: " + unavailable)
-	}
-	t.Fatal(unavailable + " (go test -short skips these tests)")
 }

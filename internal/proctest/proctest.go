@@ -5,11 +5,17 @@ package proctest
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proc"
 )
 
 // SelfPath is the running test binary, which the tests start again as a helper program.
@@ -76,6 +82,33 @@ func (h Helpers) Run(mode string, args []string) int {
 	return run(args)
 }
 
+// Main is the body of TestMain for a test binary that plays helper programs: when the
+// variable env names a helper, it plays it; else it runs the tests with run. It returns the
+// exit code.
+func (h Helpers) Main(env string, run func() int) int {
+	if mode := os.Getenv(env); mode != "" {
+		return h.Run(mode, os.Args[1:])
+	}
+	return run()
+}
+
+// ExitOnInterrupt catches sigs so that the children this process starts get them at their
+// defaults, whatever it inherited: the Go runtime resets a caught signal to SIG_DFL in a
+// child, but passes an inherited SIG_IGN on (a background job of a non-interactive shell
+// ignores SIGINT). At the first of them it runs cleanup, if any, and exits as the signal
+// would have ended it.
+func ExitOnInterrupt(cleanup func(), sigs ...os.Signal) {
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, sigs...)
+	go func() {
+		sig := <-interrupts
+		if cleanup != nil {
+			cleanup()
+		}
+		os.Exit(128 + int(sig.(syscall.Signal)))
+	}()
+}
+
 // Exit is the helper that exits with the code given as its argument.
 func Exit(args []string) int {
 	n, _ := strconv.Atoi(args[0])
@@ -93,4 +126,58 @@ func Poll(t testing.TB, limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// FirstChild waits until ppid has a child and returns its pid, failing the test when limit
+// passes first.
+func FirstChild(t testing.TB, limit time.Duration, ppid int) int {
+	t.Helper()
+	var pid int
+	Poll(t, limit, fmt.Sprintf("a child of %d", ppid), func() bool {
+		if kids := Children(ppid); len(kids) > 0 {
+			pid = kids[0]
+		}
+		return pid != 0
+	})
+	return pid
+}
+
+// KillTree SIGKILLs pid and everything below it, as a node crash or the OOM killer would:
+// each process is frozen first, so that none sees a child die and cleans up before its
+// own SIGKILL. Also used so that a failed test leaves nothing behind.
+func KillTree(pid int) {
+	unix.Kill(pid, unix.SIGSTOP)
+	for _, k := range Children(pid) {
+		KillTree(k)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+}
+
+// ZombiesOf counts the zombie children of ppid.
+func ZombiesOf(ppid int) int {
+	n := 0
+	for _, pid := range proc.PIDs() {
+		if st, err := proc.ReadStat(pid); err == nil && st.State == "Z" && st.PPID == ppid {
+			n++
+		}
+	}
+	return n
+}
+
+// HasLine reports whether the record file at path has a line equal to want.
+func HasLine(path, want string) bool {
+	b, _ := os.ReadFile(path)
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == want {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitLine waits until the record file at path has a line equal to want, failing the test
+// when limit passes first.
+func WaitLine(t testing.TB, limit time.Duration, path, want string) {
+	t.Helper()
+	Poll(t, limit, "line "+strconv.Quote(want)+" in "+filepath.Base(path), func() bool { return HasLine(path, want) })
 }
