@@ -2,13 +2,18 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build demo test bench image
+.PHONY: build release image demo test bench
 
 # Static, stripped, reproducible binaries with the version stamped in: svinit, and beside it
 # svinit-net, which makes its network calls (the two ship together).
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/svinit ./cmd/svinit-net
 	@stat -c '%n: %s bytes, static and stripped' bin/svinit bin/svinit-net
+
+# dist/: the release of the commit checked out, for every architecture: binaries named by
+# Docker's TARGETARCH+TARGETVARIANT, an SBOM of each, a .deb each, SHA256SUMS (checked).
+release:
+	scripts/release
 
 # The image to COPY --from (Dockerfile.release): FROM scratch, only svinit and svinit-net of
 # dist/ (make release), checked against dist/SHA256SUMS, for the engine's architecture. Tagged

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/buildinfo"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
 	"github.com/svinit/svinit/internal/exitcode"
@@ -49,7 +50,7 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	cfg, cfgErr := config.Parse(args[1:])
 	if errors.Is(cfgErr, config.ErrHelp) {
 		if cfg.Version {
-			fmt.Fprintf(stdout, "svinit %s\n", version)
+			fmt.Fprintln(stdout, buildinfo.Describe("svinit", version))
 		} else {
 			config.Usage(stdout)
 		}

@@ -48,7 +48,7 @@ func TestRunExitCodes(t *testing.T) {
 		stdout, stderr string // each must hold it
 	}{
 		{name: "help", args: []string{"--help"}, want: 0, stdout: "usage: svinit"},
-		{name: "version", args: []string{"--version"}, want: 0, stdout: "svinit v-test\n"},
+		{name: "version", args: []string{"--version"}, want: 0, stdout: "svinit v-test (commit "},
 		{name: "bad options, all at once", args: []string{"--grace", "soon", "--log-level", "loud", "--", "/bin/true"}, want: 2,
 			stderr: "invalid configuration:\n  "},
 		{name: "no program", args: nil, want: 2, stderr: "invalid configuration"},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/svinit/svinit/internal/buildinfo"
 	"github.com/svinit/svinit/internal/k8s"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/remote"
@@ -34,7 +35,7 @@ func Run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 	c.redact.Add(learned...)
 	switch {
 	case len(args) == 2 && (args[1] == "--version" || args[1] == "version"):
-		fmt.Fprintf(stdout, "%s %s\n", license.HelperName, version)
+		fmt.Fprintln(stdout, buildinfo.Describe(license.HelperName, version))
 		return 0
 	case len(args) == 2 && args[1] == "check":
 		return c.check()
