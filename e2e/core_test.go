@@ -363,3 +363,23 @@ func TestCtrlCOnTerminal(t *testing.T) {
 		})
 	}
 }
+
+// SIGABRT, SIGTRAP, SIGSYS, SIGILL and the fault signals, sent to svinit by another process,
+// are dropped: the Go runtime's default would dump its goroutines and exit 2, with no
+// clean-up, even as PID 1. svinit goes on, and stops as asked.
+func TestSentFaultSignalsAreDropped(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			rec := filepath.Join(t.TempDir(), "rec")
+			s := startSvinit(t, m, "sleep", []string{"REC=" + rec}, "--", selfBin)
+			waitLine(t, rec, "ready")
+			for _, sig := range []unix.Signal{unix.SIGABRT, unix.SIGTRAP, unix.SIGSYS, unix.SIGILL, unix.SIGSEGV, unix.SIGBUS, unix.SIGFPE} {
+				s.Signal(sig)
+			}
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
+				t.Errorf("exit code %d, want 143 (the child's, after SIGTERM):\n%s", code, s.Stderr.String())
+			}
+		})
+	}
+}

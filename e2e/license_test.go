@@ -23,7 +23,7 @@ func licensed(t *testing.T, srv *licensetest.Server, provider, state string, ext
 	t.Helper()
 	rec := filepath.Join(t.TempDir(), "rec")
 	args := append([]string{"--license-provider", provider, "--license-url", srv.URL, "--license-state", state,
-		"--instance-id", "pod-a-uid-1", "--license-timeout", "2s", "--license-request-timeout", "500ms"}, extra...)
+		"--instance-id", "pod-a-uid-1", "--license-timeout", "4s", "--license-request-timeout", "2s"}, extra...)
 	s := startSvinit(t, modes[1], "env", []string{"REC=" + rec, "SVINIT_LICENSE_KEY=" + testKey, "LICENSE_KEY=" + testKey},
 		append(args, "--", selfBin)...)
 	return s, rec

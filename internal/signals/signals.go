@@ -78,8 +78,22 @@ func Subscribe(c chan<- os.Signal) (subscribed <-chan struct{}) {
 	go func() {
 		defer close(done)
 		signal.Notify(c, rest...)
+		dropSentFaults()
 	}()
 	return done
+}
+
+// dropSentFaults drops the fault signals when a process sends them with kill(2): SIGABRT,
+// SIGTRAP, SIGSYS and SIGILL would otherwise make the Go runtime dump its goroutines and
+// exit 2, with no clean-up and the seat left taken, even as PID 1, as it handles every
+// signal. They are not forwarded, as tini does not. A fault of svinit's own still crashes it.
+func dropSentFaults() {
+	drop := make(chan os.Signal, 1)
+	signal.Notify(drop, unix.SIGABRT, unix.SIGTRAP, unix.SIGSYS, unix.SIGILL, unix.SIGSEGV, unix.SIGBUS, unix.SIGFPE)
+	go func() {
+		for range drop {
+		}
+	}()
 }
 
 // IsStop reports whether sig asks svinit to stop the child (and so starts the grace timer).

@@ -95,6 +95,8 @@ func TestPhaseSignalTable(t *testing.T) {
 			events: run([]string{"kill -100 SIGUSR1", "kill -100 SIGTERM", "kill -100 SIGCONT"}, 143, "set"), timers: []time.Duration{fakeGrace, stoppingShown}},
 		{name: "running/rewrite", phase: "running", acts: acts(hup, term), exitOn: exitOnStop, fwd: Forwarding{Rewrite: rewrites("HUP:0,TERM:QUIT")}, want: 131,
 			events: run([]string{"kill 100 SIGQUIT", "kill 100 SIGCONT"}, 131, "set"), timers: []time.Duration{fakeGrace, stoppingShown}},
+		{name: "running/a stop signal rewritten to 0 starts no grace", phase: "running", acts: acts(intr, exits(3)), fwd: Forwarding{Rewrite: rewrites("INT:0")}, want: 3,
+			events: run(nil, 3, "none")},
 		{name: "running/grace then SIGKILL to the group", phase: "running", acts: acts(term, fire(fakeGrace)), want: 137,
 			events: run([]string{"kill 100 SIGTERM", "kill 100 SIGCONT", "kill -100 SIGKILL"}, 137, "set"), timers: []time.Duration{fakeGrace, stoppingShown}},
 		{name: "running/stop delay holds the first TERM", phase: "running", acts: acts(term, fire(fakeStopDelay)), exitOn: exitOnStop, fwd: Forwarding{StopDelay: fakeStopDelay}, want: 143,

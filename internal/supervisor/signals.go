@@ -181,10 +181,12 @@ func (l *signalLoop) run() {
 			l.forward(unix.SIGTERM)
 		case <-l.kill:
 			l.kill = nil
-			l.Log.Warn().Int("pid", l.pid).Dur("grace_ms", l.fwd.Grace).Msg("child outlived the grace period, sending SIGKILL to its process group")
+			// The kill first: a log line can block (a log pipe nobody reads) and must not
+			// hold back what the grace period promises.
 			if err := l.child.Signal(-l.pid, unix.SIGKILL); err != nil {
 				l.child.Signal(l.pid, unix.SIGKILL)
 			}
+			l.Log.Warn().Int("pid", l.pid).Dur("grace_ms", l.fwd.Grace).Msg("child outlived the grace period, sent SIGKILL to its process group")
 		}
 	}
 }
@@ -242,9 +244,11 @@ func (l *signalLoop) childExited(ws unix.WaitStatus) {
 
 // forwardOrStop forwards sig to the running child. The first stop signal starts the grace
 // period, from its arrival, and with --stop-delay a first SIGTERM is held back for the
-// delay (a second one goes at once).
+// delay (a second one goes at once). A stop signal --rewrite drops asks nothing of the
+// child, and starts no grace period.
 func (l *signalLoop) forwardOrStop(sig unix.Signal) {
-	firstStop := signals.IsStop(sig) && l.deadline.IsZero()
+	_, forwarded := l.fwd.Rewrite.Apply(sig)
+	firstStop := signals.IsStop(sig) && forwarded && l.deadline.IsZero()
 	if firstStop {
 		l.deadline = time.Now().Add(l.fwd.Grace)
 		l.kill = l.After(l.fwd.Grace)
