@@ -42,11 +42,11 @@ func buildAndRun(m *testing.M) int {
 	// svinit and svinit-net, side by side as they ship. svinit-net is never built with the
 	// race detector: one call per process shares nothing, and the detector's start-up would
 	// eat the tests' request timeouts.
-	args := []string{"build", "-o", dir, "github.com/svinit/svinit/cmd/svinit"}
+	args := []string{"build", "-o", dir}
 	if raceBuild() {
 		args = append(args, "-race") // the supervisor's goroutines, under the race detector
 	}
-	build := exec.Command("go", args...)
+	build := exec.Command("go", append(args, "github.com/svinit/svinit/cmd/svinit")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	buildNet := exec.Command("go", "build", "-o", dir, "github.com/svinit/svinit/cmd/svinit-net")
 	buildNet.Stdout, buildNet.Stderr = os.Stderr, os.Stderr

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // archs keeps the test short: one 64-bit target of each kind would do, these two are the
@@ -33,8 +35,8 @@ func TestReproducible(t *testing.T) {
 			t.Fatalf("%s is needed to build a release: %v (scripts/test installs it)", tool, err)
 		}
 	}
-	root := strings.TrimSpace(run(t, ".", nil, "git", "rev-parse", "--show-toplevel"))
-	commit := strings.TrimSpace(run(t, root, nil, "git", "rev-parse", "HEAD"))
+	root := strings.TrimSpace(proctest.Output(t, ".", nil, "git", "rev-parse", "--show-toplevel"))
+	commit := strings.TrimSpace(proctest.Output(t, root, nil, "git", "rev-parse", "HEAD"))
 	builds := []struct {
 		dir string
 		env []string
@@ -44,11 +46,11 @@ func TestReproducible(t *testing.T) {
 			"SOURCE_DATE_EPOCH=" + strconv.FormatInt(time.Now().Unix(), 10)}},
 	}
 	for _, b := range builds {
-		run(t, root, nil, "git", "clone", "-q", "--no-checkout", root, b.dir)
-		run(t, b.dir, nil, "git", "checkout", "-q", "--detach", commit)
+		proctest.Output(t, root, nil, "git", "clone", "-q", "--no-checkout", root, b.dir)
+		proctest.Output(t, b.dir, nil, "git", "checkout", "-q", "--detach", commit)
 		start := time.Now()
 		env := append(b.env, "RELEASE_ARCHS="+archs)
-		out := run(t, b.dir, env, "sh", "-c", `umask "$UMASK" && exec scripts/release`)
+		out := proctest.Output(t, b.dir, env, "sh", "-c", `umask "$UMASK" && exec scripts/release`)
 		t.Logf("built in %s with %s:\n%s", time.Since(start).Round(time.Second), strings.Join(env, " "), out)
 	}
 
@@ -57,7 +59,7 @@ func TestReproducible(t *testing.T) {
 	if other := list(t, b); !slices.Equal(names, other) {
 		t.Fatalf("the two builds made different files:\n%v\n%v", names, other)
 	}
-	version := strings.TrimSpace(run(t, root, nil, "git", "describe", "--tags", "--always", commit))
+	version := strings.TrimSpace(proctest.Output(t, root, nil, "git", "describe", "--tags", "--always", commit))
 	want := []string{"SHA256SUMS"}
 	for _, arch := range strings.Fields(archs) {
 		for _, cmd := range []string{"svinit", "svinit-net"} {
@@ -82,17 +84,17 @@ func TestReproducible(t *testing.T) {
 	// What the binaries say of themselves comes from the same build: the commit from the
 	// go command's VCS stamp, the version from the ldflags.
 	for _, cmd := range []string{"svinit", "svinit-net"} {
-		got := strings.TrimSpace(run(t, a, nil, "./"+cmd+"-linux-amd64", "--version"))
+		got := strings.TrimSpace(proctest.Output(t, a, nil, "./"+cmd+"-linux-amd64", "--version"))
 		if want := cmd + " " + version + " (commit " + commit[:12] + ", go"; !strings.HasPrefix(got, want) {
 			t.Errorf("%s --version: %q, want it to start with %q", cmd, got, want)
 		}
 	}
 	deb := filepath.Join(a, "svinit_"+debVersion(version)+"_arm64.deb")
-	if got := run(t, a, nil, "dpkg-deb", "--field", deb, "Package", "Version", "Architecture"); got !=
+	if got := proctest.Output(t, a, nil, "dpkg-deb", "--field", deb, "Package", "Version", "Architecture"); got !=
 		"Package: svinit\nVersion: "+debVersion(version)+"\nArchitecture: arm64\n" {
 		t.Errorf("the .deb's control file says:\n%s", got)
 	}
-	contents := run(t, a, nil, "dpkg-deb", "--contents", deb)
+	contents := proctest.Output(t, a, nil, "dpkg-deb", "--contents", deb)
 	for _, want := range []string{"-rwxr-xr-x root/root", "./usr/bin/svinit\n", "./usr/bin/svinit-net\n"} {
 		if !strings.Contains(contents, want) {
 			t.Errorf("the .deb holds no %q:\n%s", want, contents)
@@ -108,20 +110,6 @@ func debVersion(version string) string {
 		return v
 	}
 	return "0~" + version
-}
-
-// run runs name in dir with env added to this process's, and returns its standard output.
-func run(t *testing.T, dir string, env []string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.String())
-	}
-	return string(out)
 }
 
 func list(t *testing.T, dir string) []string {

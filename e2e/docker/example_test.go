@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // TestDockerfileExample builds Dockerfile.example as CI can: from the source tree with
@@ -291,16 +293,8 @@ func moduleRoot(t *testing.T) string {
 	return filepath.Dir(strings.TrimSpace(output(t, ".", "go", "env", "GOMOD")))
 }
 
-// output runs name with args in dir and returns its standard output.
+// output runs name in dir and returns its standard output.
 func output(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.String())
-	}
-	return string(out)
+	return proctest.Output(t, dir, nil, name, args...)
 }

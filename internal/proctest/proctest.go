@@ -3,8 +3,10 @@
 package proctest
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -180,4 +182,19 @@ func HasLine(path, want string) bool {
 func WaitLine(t testing.TB, limit time.Duration, path, want string) {
 	t.Helper()
 	Poll(t, limit, "line "+strconv.Quote(want)+" in "+filepath.Base(path), func() bool { return HasLine(path, want) })
+}
+
+// Output runs name in dir, with env added to this process's environment, and returns its
+// standard output; the test fails with both outputs when it fails.
+func Output(t testing.TB, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
 }
