@@ -110,7 +110,9 @@ func TestWaitEndsAtOnceWithItsContext(t *testing.T) {
 	f.block["exec:slow"] = true
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Wait(ctx, mustList(t, "exec:slow"), WaitOptions{Attempt: f.attempt, Log: zerolog.Nop()}) }()
+	go func() {
+		done <- Wait(ctx, mustList(t, "exec:slow"), WaitOptions{Attempt: f.attempt, Log: zerolog.Nop()})
+	}()
 	for f.count("exec:slow") == 0 {
 		time.Sleep(time.Millisecond)
 	}
