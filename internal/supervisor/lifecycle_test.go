@@ -443,43 +443,37 @@ func (h *harness) signal(sig unix.Signal) {
 // thing at a time, and this SIGCHLD only after them.
 func (h *harness) sync() { h.sigchld <- unix.SIGCHLD }
 
-type fakeDependencies struct{ h *harness }
-
-func (d fakeDependencies) Wait(ctx context.Context) error {
-	d.h.record("wait")
-	if err := d.h.fail["wait"]; err != nil {
+// step is a fake step that can wait: it records what it was asked, fails when the test
+// says (fail[phase]), else stops in the test's phase until proceed or until ctx ends.
+func (h *harness) step(event, phase string, ctx context.Context) error {
+	h.record("%s", event)
+	if err := h.fail[phase]; err != nil {
 		return err
 	}
-	return d.h.inPhase("wait", ctx)
+	return h.inPhase(phase, ctx)
 }
 
+type fakeDependencies struct{ h *harness }
+
+func (d fakeDependencies) Wait(ctx context.Context) error { return d.h.step("wait", "wait", ctx) }
+
 // fakeReadiness watches until its context ends, and says nothing: its goroutine's
-// records would race the signal goroutine's (TestReadinessEndsWithTheStop looks at it).
+// records would race the signal goroutine's (TestReadinessRunsWhileTheChildRuns looks at it).
 type fakeReadiness struct{ h *harness }
 
 func (r fakeReadiness) Watch(ctx context.Context) { <-ctx.Done() }
 
 type fakeLock struct{ h *harness }
 
-func (l fakeLock) Take(ctx context.Context) error {
-	l.h.record("lock")
-	if err := l.h.fail["lock"]; err != nil {
-		return err
-	}
-	return l.h.inPhase("lock", ctx)
-}
-func (l fakeLock) FD() int              { return fakeLockFD }
-func (l fakeLock) ChildStarted(pid int) { l.h.record("lock names group %d", pid) }
-func (l fakeLock) Release()             { l.h.record("unlock") }
+func (l fakeLock) Take(ctx context.Context) error { return l.h.step("lock", "lock", ctx) }
+func (l fakeLock) FD() int                        { return fakeLockFD }
+func (l fakeLock) ChildStarted(pid int)           { l.h.record("lock names group %d", pid) }
+func (l fakeLock) Release()                       { l.h.record("unlock") }
 
 type fakeTemplates struct{ h *harness }
 
 func (r fakeTemplates) Write() error {
-	r.h.record("render")
-	if err := r.h.fail["render"]; err != nil {
-		return err
-	}
-	return r.h.inPhase("render", context.Background()) // waits on nothing but the test
+	return r.h.step("render", "render", context.Background()) // waits on nothing but the test
 }
 
 type fakeLicense struct {
@@ -488,11 +482,7 @@ type fakeLicense struct {
 }
 
 func (l *fakeLicense) Activate(ctx context.Context) error {
-	l.h.record("activate")
-	if err := l.h.fail["license"]; err != nil {
-		return err
-	}
-	return l.h.inPhase("license", ctx)
+	return l.h.step("activate", "license", ctx)
 }
 func (l *fakeLicense) Deactivate(deadline time.Time) {
 	l.h.record("deactivate %s", deadlineOf(deadline))
@@ -607,38 +597,36 @@ func (r watchedReadiness) Watch(ctx context.Context) {
 // recorded, end when the stop begins (the phase stopping) with the child still running,
 // and have ended before the clean-up whatever ended the child.
 func TestReadinessRunsWhileTheChildRuns(t *testing.T) {
-	t.Run("child exits", func(t *testing.T) {
-		h := newHarness(t, "running")
-		r := watchedReadiness{started: make(chan struct{}), ended: make(chan struct{})}
-		h.life.Readiness = r
-		h.life.CleanUp = endedBefore{h, r.ended}
-		code := h.run(func() {
-			h.waitPhase()
-			waitClosed(t, r.started, "the watch to start")
-			h.child.exit(exitStatus(0))
-		})
-		if code != 0 || !slices.Contains(h.events(), "clean-up none") {
-			t.Errorf("exit code %d, steps did %q", code, h.events())
-		}
-	})
-	t.Run("stop", func(t *testing.T) {
-		h := newHarness(t, "running")
-		h.life.Forward.Grace = fakeGrace
-		r := watchedReadiness{started: make(chan struct{}), ended: make(chan struct{})}
-		h.life.Readiness = r
-		h.life.CleanUp = endedBefore{h, r.ended}
-		code := h.run(func() {
-			h.waitPhase()
-			waitClosed(t, r.started, "the watch to start")
+	for _, tc := range []struct {
+		name  string
+		ended func(h *harness, r watchedReadiness) // ends the child, and the watch with it
+		want  int
+		clean string
+	}{
+		{"child exits", func(h *harness, r watchedReadiness) { h.child.exit(exitStatus(0)) }, 0, "clean-up none"},
+		{"stop", func(h *harness, r watchedReadiness) {
 			h.do(sig(unix.SIGTERM))
 			h.do(fire(stoppingShown))
-			waitClosed(t, r.ended, "the watch to end when the stop began")
+			waitClosed(h.t, r.ended, "the watch to end when the stop began")
 			h.do(fire(fakeGrace))
+		}, 137, "clean-up set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "running")
+			h.life.Forward.Grace = fakeGrace
+			r := watchedReadiness{started: make(chan struct{}), ended: make(chan struct{})}
+			h.life.Readiness = r
+			h.life.CleanUp = endedBefore{h, r.ended}
+			code := h.run(func() {
+				h.waitPhase()
+				waitClosed(t, r.started, "the watch to start")
+				tc.ended(h, r)
+			})
+			if code != tc.want || !slices.Contains(h.events(), tc.clean) {
+				t.Errorf("exit code %d, steps did %q; want %d and %q", code, h.events(), tc.want, tc.clean)
+			}
 		})
-		if code != 137 {
-			t.Errorf("exit code %d, steps did %q", code, h.events())
-		}
-	})
+	}
 }
 
 func waitClosed(t *testing.T, ch chan struct{}, what string) {
