@@ -258,8 +258,10 @@ func TestStuckCheckHoldsNothingBack(t *testing.T) {
 	}
 	checks := mustList(t, "file:/hung/mount")
 	for name, run := range map[string]func(ctx context.Context){
-		"wait":  func(ctx context.Context) { Wait(ctx, checks, WaitOptions{Attempt: attempt, Log: zerolog.Nop()}) },
-		"watch": func(ctx context.Context) { Watch(ctx, checks, WatchOptions{Attempt: attempt, Interval: time.Hour, Log: zerolog.Nop()}) },
+		"wait": func(ctx context.Context) { Wait(ctx, checks, WaitOptions{Attempt: attempt, Log: zerolog.Nop()}) },
+		"watch": func(ctx context.Context) {
+			Watch(ctx, checks, WatchOptions{Attempt: attempt, Interval: time.Hour, Log: zerolog.Nop()})
+		},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
