@@ -14,17 +14,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// phaseOf reads svinit's phase from its state file, as seen from outside its PID namespace.
-func phaseOf(t *testing.T, s *svinit) (phase string, ready map[string]any) {
-	t.Helper()
-	var st struct {
-		Phase string         `json:"phase"`
-		Ready map[string]any `json:"ready"`
+// stateOf is svinit's state file, read as seen from outside its PID namespace.
+type stateOf struct {
+	Phase   string         `json:"phase"`
+	Ready   map[string]any `json:"ready"`
+	Waiting []struct {
+		Check string `json:"check"`
+		Error string `json:"error"`
+	} `json:"waiting_for"`
+}
+
+func readState(s *svinit) stateOf {
+	var st stateOf
+	if b, err := os.ReadFile(s.State); err == nil {
+		json.Unmarshal(b, &st)
 	}
-	b, err := os.ReadFile(s.State)
-	if err != nil || json.Unmarshal(b, &st) != nil {
-		return "", nil
-	}
+	return st
+}
+
+func phaseOf(s *svinit) (phase string, ready map[string]any) {
+	st := readState(s)
 	return st.Phase, st.Ready
 }
 
@@ -101,16 +110,20 @@ func TestWaitForEachKindBeforeTheStart(t *testing.T) {
 			rec := filepath.Join(dir, "rec")
 			chk, failing, appear := tc.setup(t, dir)
 			s := startSvinit(t, modes[0], "sleep", []string{"REC=" + rec}, "--wait-for", chk, "--wait-timeout", "0", "--", selfBin)
-			poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(t, s); return p == "waiting-for-dependencies" })
+			poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(s); return p == "waiting-for-dependencies" })
 			if failing != nil {
 				poll(t, "a failed attempt", failing)
 			}
+			poll(t, "the state file to name what is missing", func() bool {
+				st := readState(s)
+				return len(st.Waiting) == 1 && st.Waiting[0].Check == chk && st.Waiting[0].Error != ""
+			})
 			if readFile(t, rec) != "" {
 				t.Fatal("the child started before its dependency was there")
 			}
 			appear()
 			waitLine(t, rec, "ready")
-			if p, _ := phaseOf(t, s); p != "running" {
+			if p, _ := phaseOf(s); p != "running" {
 				t.Errorf("phase %q once the child runs", p)
 			}
 			if !strings.Contains(s.Stderr.String(), `"dependencies ready"`) {
@@ -137,6 +150,9 @@ func TestWaitTimeoutIs124AndTakesNothing(t *testing.T) {
 	if msg := s.Stderr.String(); !strings.Contains(msg, "file:"+missing+": does not exist") || !strings.Contains(msg, "--wait-timeout passed") {
 		t.Errorf("the log does not name the failing check and why:\n%s", msg)
 	}
+	if st := readState(s); st.Phase != "exited" || len(st.Waiting) != 1 || st.Waiting[0].Error != "does not exist" {
+		t.Errorf("state file %+v, want exited and the missing file named", st)
+	}
 	tk.requireNothingTaken(t, s)
 }
 
@@ -146,7 +162,7 @@ func TestStopSignalEndsTheWait(t *testing.T) {
 	tk := newTakings(t)
 	s := startSvinit(t, modes[0], "sleep", []string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey}, append(tk.args(), "--instance-id", "pod-a",
 		"--wait-for", "tcp://"+freeAddr(t), "--wait-for", "exec:sleep 3600", "--check-timeout", "1h", "--wait-timeout", "0", "--", selfBin)...)
-	poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(t, s); return p == "waiting-for-dependencies" })
+	poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(s); return p == "waiting-for-dependencies" })
 	s.Signal(unix.SIGTERM)
 	if code := s.Wait(); code != 143 {
 		t.Errorf("exit %d, want 143", code)
@@ -171,12 +187,12 @@ func TestStatusReadyFollowsTheCheck(t *testing.T) {
 	}
 	ln := listen(t, addr)
 	poll(t, "status --ready to pass", func() bool { code, _ := statusReady(); return code == 0 })
-	if _, ready := phaseOf(t, s); ready["ready"] != true || ready["since"] == nil {
+	if _, ready := phaseOf(s); ready["ready"] != true || ready["since"] == nil {
 		t.Errorf("state file's ready %v", ready)
 	}
 	ln.Close()
 	poll(t, "status --ready to fail again", func() bool { code, _ := statusReady(); return code == 3 })
-	_, ready := phaseOf(t, s)
+	_, ready := phaseOf(s)
 	if reason, _ := ready["reason"].(string); ready["ready"] != false || !strings.Contains(reason, "tcp://"+addr) || !strings.Contains(reason, "refused") {
 		t.Errorf("state file's ready %v, want not ready and why", ready)
 	}
