@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
 // stateOf is svinit's state file, read as seen from outside its PID namespace.
@@ -156,18 +159,64 @@ func TestWaitTimeoutIs124AndTakesNothing(t *testing.T) {
 	tk.requireNothingTaken(t, s)
 }
 
-// SIGTERM ends the wait at once, a check's process running included: 143, nothing taken,
-// no child started.
+// SIGTERM ends the wait at once, a check's command killed: 143, nothing taken, no child
+// started; as PID 1 and as a plain process, where nothing else would kill the command.
 func TestStopSignalEndsTheWait(t *testing.T) {
-	tk := newTakings(t)
-	s := startSvinit(t, modes[0], "sleep", []string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey}, append(tk.args(), "--instance-id", "pod-a",
-		"--wait-for", "tcp://"+freeAddr(t), "--wait-for", "exec:sleep 3600", "--check-timeout", "1h", "--wait-timeout", "0", "--", selfBin)...)
-	poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(s); return p == "waiting-for-dependencies" })
-	s.Signal(unix.SIGTERM)
-	if code := s.Wait(); code != 143 {
-		t.Errorf("exit %d, want 143", code)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			tk := newTakings(t)
+			s := startSvinit(t, m, "sleep", []string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey}, append(tk.args(), "--instance-id", "pod-a",
+				"--wait-for", "tcp://"+freeAddr(t), "--wait-for", "exec:sleep 3600", "--check-timeout", "1h", "--wait-timeout", "0", "--", selfBin)...)
+			sleeper := checkCommand(t, s)
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
+				t.Errorf("exit %d, want 143", code)
+			}
+			if alive(sleeper) {
+				t.Errorf("the check's command, pid %d, outlived svinit", sleeper)
+			}
+			tk.requireNothingTaken(t, s)
+		})
 	}
-	tk.requireNothingTaken(t, s)
+}
+
+// checkCommand waits for svinit's exec: check `sleep` to run, and returns its pid.
+func checkCommand(t *testing.T, s *svinit) int {
+	t.Helper()
+	var sleeper int
+	poll(t, "the exec check's command to run", func() bool {
+		for _, pid := range proctest.Children(s.Pid) {
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sleep" {
+				sleeper = pid
+				return true
+			}
+		}
+		return false
+	})
+	return sleeper
+}
+
+// A readiness check that hangs holds back neither the stop nor svinit's exit: it is
+// cancelled when the child exits, its command killed.
+func TestHungReadinessCheckHoldsNothingBack(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			rec := filepath.Join(t.TempDir(), "rec")
+			s := startSvinit(t, m, "sleep", []string{"REC=" + rec}, "--ready", "exec:sleep 3600", "--check-timeout", "1h", "--", selfBin)
+			waitLine(t, rec, "ready")
+			sleeper := checkCommand(t, s)
+			if st := readState(s); st.Ready["ready"] != false || st.Ready["reason"] != "not checked yet" {
+				t.Errorf("state file's ready %v while the first round runs, want not checked yet", st.Ready)
+			}
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
+				t.Errorf("exit %d, want 143", code)
+			}
+			if alive(sleeper) {
+				t.Errorf("the check's command, pid %d, outlived svinit", sleeper)
+			}
+		})
+	}
 }
 
 // svinit status --ready fails until the --ready check passes, then succeeds, then fails
