@@ -159,7 +159,7 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	}
 	return &Life{
 		Lock: &lockStep{state: s.state, opts: lock.Options{
-			Path:      s.cfg.Lock,
+			Path:      s.cfg.Lock.File,
 			Timeout:   s.cfg.LockTimeout,
 			OnTimeout: policy,
 			Heartbeat: s.cfg.LockHeartbeat,
