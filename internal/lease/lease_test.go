@@ -342,8 +342,8 @@ func lostYet(l *lostCalls) bool {
 	}
 }
 
-func (l *lostCalls) call()   { l.ch <- struct{}{} }
-func (l *lostCalls) n() int  { return len(l.ch) }
+func (l *lostCalls) call()  { l.ch <- struct{}{} }
+func (l *lostCalls) n() int { return len(l.ch) }
 func (l *lostCalls) wait() bool {
 	select {
 	case <-l.ch:
