@@ -17,6 +17,7 @@ import (
 
 	"github.com/svinit/svinit/internal/buildinfo"
 	"github.com/svinit/svinit/internal/k8s"
+	"github.com/svinit/svinit/internal/lease"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/remote"
 )
@@ -43,8 +44,10 @@ func Run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 		return c.license(args[2])
 	case len(args) == 3 && args[1] == "ledger":
 		return c.ledger(args[2])
+	case len(args) == 3 && args[1] == "lease":
+		return c.lease(args[2])
 	}
-	fmt.Fprintf(stderr, "usage: %s check | license activate|heartbeat|deactivate | ledger load|save|delete|others|put|remove\n"+
+	fmt.Fprintf(stderr, "usage: %s check | license activate|heartbeat|deactivate | ledger load|save|delete|others|put|remove | lease get|create|update\n"+
 		"%s makes svinit's network calls; svinit runs it, with its settings in the environment.\n", license.HelperName, license.HelperName)
 	return license.ExitHelperUsage
 }
@@ -76,11 +79,16 @@ func (c call) failed(err error) int {
 	return c.reply(r, license.ExitCodeOf(err))
 }
 
-// ledgerFailed answers a ledger call's err: permanent (a permission the pod lacks) or to be
-// tried again.
+// ledgerFailed answers a Kubernetes call's err (the ledger's, the Lease's): permanent (a
+// permission the pod lacks) or to be tried again, with the API's status for the caller to
+// act on.
 func (c call) ledgerFailed(err error) int {
 	var p interface{ Permanent() bool }
 	r := license.HelperReply{Error: c.redact.Redact(err.Error()), Permanent: errors.As(err, &p) && p.Permanent()}
+	var ae *k8s.APIError
+	if errors.As(err, &ae) {
+		r.Status = ae.Code
+	}
 	if r.Permanent {
 		return c.reply(r, license.ExitConfig)
 	}
@@ -106,6 +114,10 @@ func (c call) check() int {
 	}
 	if c.env(license.EnvNetLedger) != "" {
 		_, err := c.newLedger()
+		add(err)
+	}
+	if c.env(license.EnvNetLease) != "" {
+		_, err := c.leaseClient()
 		add(err)
 	}
 	code := 0
@@ -186,16 +198,11 @@ func (c call) ledger(action string) int {
 	if err != nil {
 		return c.ledgerFailed(&permanentError{err})
 	}
-	ctx := context.Background()
-	if ms := c.env(license.EnvNetDeadline); ms != "" { // svinit kills the run at its own deadline: answer before
-		n, err := strconv.ParseInt(ms, 10, 64)
-		if err != nil {
-			return c.ledgerFailed(&permanentError{fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)})
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(n))
-		defer cancel()
+	ctx, cancel, err := c.context()
+	if err != nil {
+		return c.ledgerFailed(err)
 	}
+	defer cancel()
 	var r license.HelperReply
 	switch action {
 	case "load":
@@ -231,6 +238,67 @@ func (c call) ledger(action string) int {
 		return c.ledgerFailed(err)
 	}
 	return c.reply(r, 0)
+}
+
+// context bounds a Kubernetes call by svinit's deadline: svinit kills the run at its own,
+// so the helper answers before.
+func (c call) context() (context.Context, context.CancelFunc, error) {
+	ms := c.env(license.EnvNetDeadline)
+	if ms == "" {
+		return context.Background(), func() {}, nil
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return nil, nil, &permanentError{fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.UnixMilli(n))
+	return ctx, cancel, nil
+}
+
+// leaseClient is the client of the Lease the environment names.
+func (c call) leaseClient() (*k8s.Client, error) {
+	client, err := k8s.InCluster(c.lookup)
+	if err != nil {
+		return nil, fmt.Errorf("--lock k8s-lease:%s: %w", c.env(license.EnvNetLease), err)
+	}
+	return client, nil
+}
+
+// lease makes one call on the Lease.
+func (c call) lease(action string) int {
+	name := c.env(license.EnvNetLease)
+	client, err := c.leaseClient()
+	if err == nil && name == "" {
+		err = fmt.Errorf("%s must be set", license.EnvNetLease)
+	}
+	if err != nil {
+		return c.ledgerFailed(&permanentError{err})
+	}
+	ctx, cancel, err := c.context()
+	if err != nil {
+		return c.ledgerFailed(err)
+	}
+	defer cancel()
+	var in, out lease.Record
+	if action != "get" {
+		if err := decodeStrict(c.env(license.EnvNetRecord), &in); err != nil {
+			return c.ledgerFailed(&permanentError{fmt.Errorf("%s: %w", license.EnvNetRecord, err)})
+		}
+	}
+	switch action {
+	case "get":
+		out, err = client.GetLease(ctx, name)
+	case "create":
+		out, err = client.CreateLease(ctx, name, in)
+	case "update":
+		out, err = client.UpdateLease(ctx, name, in)
+	default:
+		err = &permanentError{fmt.Errorf("lease action %q unknown", action)}
+	}
+	if err != nil {
+		return c.ledgerFailed(err)
+	}
+	return c.reply(license.HelperReply{K8sLease: &out}, 0)
 }
 
 // permanentError is a ledger call that cannot succeed as asked.
