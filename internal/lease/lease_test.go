@@ -47,43 +47,47 @@ func (f *fakeAPI) put(r Record) {
 }
 
 func (f *fakeAPI) Get(ctx context.Context) (Record, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.hook("get"); err != nil {
-		return Record{}, err
-	}
-	if !f.exists {
-		return Record{}, ErrNotFound
-	}
-	return f.rec, nil
+	return f.call("get", func() error {
+		if !f.exists {
+			return ErrNotFound
+		}
+		return nil
+	})
 }
 
 func (f *fakeAPI) Create(ctx context.Context, r Record) (Record, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.hook("create"); err != nil {
-		return Record{}, err
-	}
-	if f.exists {
-		return Record{}, ErrConflict
-	}
-	f.put(r)
-	return f.rec, nil
+	return f.call("create", func() error {
+		if f.exists {
+			return ErrConflict
+		}
+		f.put(r)
+		return nil
+	})
 }
 
 func (f *fakeAPI) Update(ctx context.Context, r Record) (Record, error) {
+	return f.call("update", func() error {
+		switch {
+		case !f.exists:
+			return ErrNotFound
+		case r.ResourceVersion != f.rec.ResourceVersion:
+			return ErrConflict
+		}
+		f.put(r)
+		return nil
+	})
+}
+
+// call runs one call, do, after the hook, and answers with the Lease as it is then.
+func (f *fakeAPI) call(name string, do func() error) (Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.hook("update"); err != nil {
+	if err := f.hook(name); err != nil {
 		return Record{}, err
 	}
-	switch {
-	case !f.exists:
-		return Record{}, ErrNotFound
-	case r.ResourceVersion != f.rec.ResourceVersion:
-		return Record{}, ErrConflict
+	if err := do(); err != nil {
+		return Record{}, err
 	}
-	f.put(r)
 	return f.rec, nil
 }
 
@@ -397,6 +401,12 @@ func TestHolderRenewsEveryRetryPeriod(t *testing.T) {
 	if got.HolderIdentity != "me" || !got.RenewTime.After(first.RenewTime) || !got.AcquireTime.Equal(first.AcquireTime) || got.LeaseTransitions != first.LeaseTransitions {
 		t.Errorf("after renewals %+v, first %+v", got, first)
 	}
+	releaseKept(t, l, lost)
+}
+
+// releaseKept releases l, which must not have been lost.
+func releaseKept(t *testing.T, l *Lease, lost *lostCalls) {
+	t.Helper()
 	l.Release(context.Background())
 	if lost.n() != 0 || l.Lost() {
 		t.Error("lost while the API answered")
@@ -485,10 +495,7 @@ func TestForeignEditKeepsTheLease(t *testing.T) {
 	tick(t, c)
 	tick(t, c)
 	idle(t, c)
-	l.Release(context.Background())
-	if lost.n() != 0 || l.Lost() {
-		t.Error("an edit by someone else lost the Lease")
-	}
+	releaseKept(t, l, lost)
 }
 
 // Release clears the holder, as the last step of a clean stop, so that a waiter takes the

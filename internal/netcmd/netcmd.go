@@ -116,9 +116,10 @@ func (c call) check() int {
 		_, err := c.newLedger()
 		add(err)
 	}
-	if c.env(license.EnvNetLease) != "" {
-		_, err := c.leaseClient()
-		add(err)
+	if name := c.env(license.EnvNetLease); name != "" {
+		if _, err := k8s.InCluster(c.lookup); err != nil {
+			add(fmt.Errorf("--lock k8s-lease:%s: %w", name, err))
+		}
 	}
 	code := 0
 	if len(problems) > 0 {
@@ -195,110 +196,91 @@ func (c call) newLedger() (*k8s.Ledger, error) {
 // ledger makes one ledger call.
 func (c call) ledger(action string) int {
 	l, err := c.newLedger()
+	return c.kubernetes(err, func(ctx context.Context) (r license.HelperReply, err error) {
+		switch action {
+		case "load":
+			rec, found, err := l.Load(ctx)
+			if found {
+				r.Record = &rec
+			}
+			return r, err
+		case "save", "put":
+			// save: this pod's record; put: another pod's whole entry.
+			var e license.LedgerEntry
+			into := any(&e)
+			if action == "save" {
+				into = &e.Record
+			}
+			if err := decodeStrict(c.env(license.EnvNetRecord), into); err != nil {
+				return r, &permanentError{err}
+			}
+			if action == "save" {
+				return r, l.Save(ctx, e.Record)
+			}
+			return r, l.Put(ctx, e)
+		case "delete":
+			return r, l.Delete(ctx)
+		case "others":
+			r.Others, r.Partial, err = l.Others(ctx)
+			return r, err
+		case "remove":
+			return r, l.Remove(ctx, c.env(license.EnvNetEntryKey))
+		}
+		return r, &permanentError{fmt.Errorf("ledger action %q unknown", action)}
+	})
+}
+
+// lease makes one call on the Lease SVINIT_NET_LEASE.
+func (c call) lease(action string) int {
+	name := c.env(license.EnvNetLease)
+	client, err := k8s.InCluster(c.lookup)
 	if err != nil {
-		return c.ledgerFailed(&permanentError{err})
+		err = fmt.Errorf("--lock k8s-lease:%s: %w", name, err)
+	} else if name == "" {
+		err = fmt.Errorf("%s must be set", license.EnvNetLease)
 	}
-	ctx, cancel, err := c.context()
-	if err != nil {
-		return c.ledgerFailed(err)
+	return c.kubernetes(err, func(ctx context.Context) (license.HelperReply, error) {
+		var in lease.Record
+		if action != "get" {
+			if err := decodeStrict(c.env(license.EnvNetRecord), &in); err != nil {
+				return license.HelperReply{}, &permanentError{fmt.Errorf("%s: %w", license.EnvNetRecord, err)}
+			}
+		}
+		call, ok := map[string]func() (lease.Record, error){
+			"get":    func() (lease.Record, error) { return client.GetLease(ctx, name) },
+			"create": func() (lease.Record, error) { return client.CreateLease(ctx, name, in) },
+			"update": func() (lease.Record, error) { return client.UpdateLease(ctx, name, in) },
+		}[action]
+		if !ok {
+			return license.HelperReply{}, &permanentError{fmt.Errorf("lease action %q unknown", action)}
+		}
+		out, err := call()
+		return license.HelperReply{K8sLease: &out}, err
+	})
+}
+
+// kubernetes makes one Kubernetes call, do, bounded by svinit's deadline (svinit kills the
+// run at its own, so the helper answers before); a client that could not be set up (setup)
+// fails it for good.
+func (c call) kubernetes(setup error, do func(ctx context.Context) (license.HelperReply, error)) int {
+	if setup != nil {
+		return c.ledgerFailed(&permanentError{setup})
 	}
-	defer cancel()
-	var r license.HelperReply
-	switch action {
-	case "load":
-		rec, found, err := l.Load(ctx)
+	ctx := context.Background()
+	if ms := c.env(license.EnvNetDeadline); ms != "" {
+		n, err := strconv.ParseInt(ms, 10, 64)
 		if err != nil {
-			return c.ledgerFailed(err)
+			return c.ledgerFailed(&permanentError{fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)})
 		}
-		if found {
-			r.Record = &rec
-		}
-	case "save":
-		var rec license.Record
-		if err := decodeStrict(c.env(license.EnvNetRecord), &rec); err != nil {
-			return c.ledgerFailed(&permanentError{err})
-		}
-		err = l.Save(ctx, rec)
-	case "delete":
-		err = l.Delete(ctx)
-	case "others":
-		r.Others, r.Partial, err = l.Others(ctx)
-	case "put":
-		var e license.LedgerEntry
-		if err := decodeStrict(c.env(license.EnvNetRecord), &e); err != nil {
-			return c.ledgerFailed(&permanentError{err})
-		}
-		err = l.Put(ctx, e)
-	case "remove":
-		err = l.Remove(ctx, c.env(license.EnvNetEntryKey))
-	default:
-		err = &permanentError{fmt.Errorf("ledger action %q unknown", action)}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(n))
+		defer cancel()
 	}
+	r, err := do(ctx)
 	if err != nil {
 		return c.ledgerFailed(err)
 	}
 	return c.reply(r, 0)
-}
-
-// context bounds a Kubernetes call by svinit's deadline: svinit kills the run at its own,
-// so the helper answers before.
-func (c call) context() (context.Context, context.CancelFunc, error) {
-	ms := c.env(license.EnvNetDeadline)
-	if ms == "" {
-		return context.Background(), func() {}, nil
-	}
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
-		return nil, nil, &permanentError{fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), time.UnixMilli(n))
-	return ctx, cancel, nil
-}
-
-// leaseClient is the client of the Lease the environment names.
-func (c call) leaseClient() (*k8s.Client, error) {
-	client, err := k8s.InCluster(c.lookup)
-	if err != nil {
-		return nil, fmt.Errorf("--lock k8s-lease:%s: %w", c.env(license.EnvNetLease), err)
-	}
-	return client, nil
-}
-
-// lease makes one call on the Lease.
-func (c call) lease(action string) int {
-	name := c.env(license.EnvNetLease)
-	client, err := c.leaseClient()
-	if err == nil && name == "" {
-		err = fmt.Errorf("%s must be set", license.EnvNetLease)
-	}
-	if err != nil {
-		return c.ledgerFailed(&permanentError{err})
-	}
-	ctx, cancel, err := c.context()
-	if err != nil {
-		return c.ledgerFailed(err)
-	}
-	defer cancel()
-	var in, out lease.Record
-	if action != "get" {
-		if err := decodeStrict(c.env(license.EnvNetRecord), &in); err != nil {
-			return c.ledgerFailed(&permanentError{fmt.Errorf("%s: %w", license.EnvNetRecord, err)})
-		}
-	}
-	switch action {
-	case "get":
-		out, err = client.GetLease(ctx, name)
-	case "create":
-		out, err = client.CreateLease(ctx, name, in)
-	case "update":
-		out, err = client.UpdateLease(ctx, name, in)
-	default:
-		err = &permanentError{fmt.Errorf("lease action %q unknown", action)}
-	}
-	if err != nil {
-		return c.ledgerFailed(err)
-	}
-	return c.reply(license.HelperReply{K8sLease: &out}, 0)
 }
 
 // permanentError is a ledger call that cannot succeed as asked.

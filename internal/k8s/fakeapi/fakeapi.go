@@ -7,12 +7,12 @@ package fakeapi
 import (
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -113,7 +113,7 @@ func (s *Server) Put(name string, spec map[string]any) {
 func (s *Server) store(name string, obj map[string]any) {
 	s.rv++
 	meta := obj["metadata"].(map[string]any)
-	meta["resourceVersion"] = strconv.Itoa(s.rv)
+	meta["resourceVersion"] = fmt.Sprint(s.rv)
 	meta["namespace"] = Namespace
 	if obj["spec"] == nil {
 		obj["spec"] = map[string]any{}
