@@ -39,6 +39,9 @@ func same(a, b Record) bool {
 var (
 	ErrNotFound = errors.New("the Lease does not exist")
 	ErrConflict = errors.New("the Lease exists already or changed since it was read")
+	// ErrRefused: the API refused the Lease for good (a permission the pod lacks), and the
+	// wait ended.
+	ErrRefused = errors.New("the API refused the Lease")
 )
 
 // API makes one call on the Lease each.
@@ -132,7 +135,7 @@ func (l *Lease) Acquire(ctx context.Context) error {
 			l.log.Info().Str("holder", l.opts.Identity).Int("transitions", l.held.LeaseTransitions).Dur("waited_ms", c.Now().Sub(began)).Msg("lease taken")
 			return nil
 		case err != nil && permanent(err):
-			return fmt.Errorf("lease %s: %w", l.opts.Name, err)
+			return fmt.Errorf("lease %s: %w: %w", l.opts.Name, ErrRefused, err)
 		case err != nil && err.Error() != lastErr:
 			lastErr = err.Error()
 			l.log.Warn().Err(err).Msg("cannot read or take the lease; trying again")

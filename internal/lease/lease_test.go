@@ -317,7 +317,7 @@ func (forbidden) Permanent() bool { return true }
 func TestPermanentRefusalEndsTheWait(t *testing.T) {
 	api, c := &fakeAPI{}, newClock()
 	api.before = func(string, *fakeAPI) error { return forbidden{} }
-	if err, waited := acquire(t, newLease(api, c, "me"), c, nil); !errors.As(err, new(forbidden)) || waited != 0 {
+	if err, waited := acquire(t, newLease(api, c, "me"), c, nil); !errors.As(err, new(forbidden)) || !errors.Is(err, ErrRefused) || waited != 0 {
 		t.Errorf("Acquire = %v after %s, want the 403 at once", err, waited)
 	}
 }
