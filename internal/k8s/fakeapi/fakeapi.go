@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -40,7 +42,9 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{leases: map[string]map[string]any{}, denied: map[string]bool{}}
-	s.ts = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.ts.Config.ErrorLog = log.New(io.Discard, "", 0) // a helper killed mid-handshake is no news
+	s.ts.StartTLS()
 	t.Cleanup(s.ts.Close)
 	s.SADir = t.TempDir()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.ts.Certificate().Raw})
