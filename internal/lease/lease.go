@@ -127,9 +127,13 @@ func (l *Lease) Acquire(ctx context.Context) error {
 	c := l.opts.Clock
 	began := c.Now()
 	timedOut := false
-	var lastErr string
+	var lastErr, lastHolder string
 	for {
 		holder, err := l.tryAcquire(ctx)
+		if err == nil && holder != "" && holder != lastHolder {
+			lastHolder = holder
+			l.log.Info().Str("holder", holder).Msg("lease is held; waiting")
+		}
 		switch {
 		case err == nil && holder == "":
 			l.log.Info().Str("holder", l.opts.Identity).Int("transitions", l.held.LeaseTransitions).Dur("waited_ms", c.Now().Sub(began)).Msg("lease taken")
