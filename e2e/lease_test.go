@@ -123,3 +123,26 @@ func TestLeaseOptionsRefused(t *testing.T) {
 		t.Errorf("outside a pod: exit %d:\n%s", code, s.Stderr.String())
 	}
 }
+
+// --lock FILE --lock k8s-lease:NAME holds both while the program runs, the file taken first,
+// and gives both back on a clean stop: the lock file removed, the Lease cleared.
+func TestFileLockAndLeaseTogether(t *testing.T) {
+	api := fakeapi.Start(t)
+	lockPath := filepath.Join(t.TempDir(), "lock")
+	s, rec := leased(t, api, "web-0", "--lock", lockPath, "--lease-retry-period", "100ms")
+	waitLine(t, rec, "ready")
+	_, st := s.status()
+	if holder, _ := api.Holder("web"); st.Lock == nil || !st.Lock.Held || st.Lock.Path != lockPath || st.Lease == nil || !st.Lease.Held || st.Lease.Holder != holder {
+		t.Fatalf("while running: lock %+v, lease %+v, holder %q", st.Lock, st.Lease, holder)
+	}
+	if readFile(t, lockPath) == "" {
+		t.Error("no lock file while the program runs")
+	}
+	s.Signal(unix.SIGTERM)
+	if code := s.Wait(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if h, _ := api.Holder("web"); h != "" || readFile(t, lockPath) != "" {
+		t.Errorf("after a clean stop: holder %q, lock file %q", h, readFile(t, lockPath))
+	}
+}
