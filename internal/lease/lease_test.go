@@ -542,3 +542,31 @@ func TestReleaseAfterOutageClears(t *testing.T) {
 		t.Errorf("after Release %+v", got)
 	}
 }
+
+// Release while a renewal is in flight waits for it, then clears the Lease with the version
+// that renewal wrote (go test -race).
+func TestReleaseDuringARenewal(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	l, lost := holding(t, api, c)
+	entered, goOn := make(chan struct{}), make(chan struct{})
+	blocked := false
+	api.mu.Lock()
+	api.before = func(call string, _ *fakeAPI) error {
+		if call == "update" && !blocked {
+			blocked = true
+			entered <- struct{}{}
+			<-goOn
+		}
+		return nil
+	}
+	api.mu.Unlock()
+	tick(t, c)
+	<-entered
+	released := make(chan struct{})
+	go func() { defer close(released); releaseKept(t, l, lost) }()
+	close(goOn)
+	<-released
+	if got := api.current(); got.HolderIdentity != "" {
+		t.Errorf("after Release %+v, want it cleared", got)
+	}
+}
