@@ -478,9 +478,15 @@ func TestAnotherHolderLosesTheLeaseAtOnce(t *testing.T) {
 	if !lost.wait() || !l.Lost() {
 		t.Fatal("not lost")
 	}
+	releaseLeaves(t, l, api, "thief")
+}
+
+// releaseLeaves releases l and checks the holder it leaves in the Lease.
+func releaseLeaves(t *testing.T, l *Lease, api *fakeAPI, holder string) {
+	t.Helper()
 	l.Release(context.Background())
-	if got := api.current(); got.HolderIdentity != "thief" {
-		t.Errorf("Release cleared another holder's Lease: %+v", got)
+	if got := api.current(); got.HolderIdentity != holder {
+		t.Errorf("after Release %+v, want holder %q", got, holder)
 	}
 }
 
@@ -537,10 +543,7 @@ func TestReleaseAfterOutageClears(t *testing.T) {
 	api.mu.Lock()
 	api.before = nil
 	api.mu.Unlock()
-	l.Release(context.Background())
-	if got := api.current(); got.HolderIdentity != "" {
-		t.Errorf("after Release %+v", got)
-	}
+	releaseLeaves(t, l, api, "")
 }
 
 // Release while a renewal is in flight waits for it, then clears the Lease with the version
