@@ -16,6 +16,7 @@ import (
 	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
+	"github.com/svinit/svinit/internal/lease"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/reaper"
@@ -45,12 +46,14 @@ type Supervisor struct {
 	// inherited are the descriptors above stderr svinit was started with, for the child
 	// alone: close-on-exec from the start, before svinit-net's check or any command runs.
 	inherited []int
-	user      *account.Account // nil without --user
-	provider  license.Provider // nil without --license-provider
-	ledger    *license.Ledger  // set with --license-state k8s-secret:NAME
-	net       *license.Helper  // svinit-net for the network checks; nil without any
-	license   *license.Manager // set once a seat is held
-	plan      *render.Plan     // the templates, checked; written once the lock is held
+	user      *account.Account  // nil without --user
+	provider  license.Provider  // nil without --license-provider
+	ledger    *license.Ledger   // set with --license-state k8s-secret:NAME
+	net       *license.Helper   // svinit-net for the network checks; nil without any
+	leaseAPI  *license.LeaseAPI // set with --lock k8s-lease:NAME
+	holder    string            // this run's identity in the Lease
+	license   *license.Manager  // set once a seat is held
+	plan      *render.Plan      // the templates, checked; written once the lock is held
 	state     *state.Tracker
 
 	redactor     *license.Redactor
@@ -120,6 +123,13 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--wait-for, --ready: the network checks need %w", err))
 		}
 	}
+	if name := p.Config.Lock.Lease; name != "" && !p.Config.DryRun { // a dry run takes no lock
+		if s.leaseAPI, err = license.NewLeaseAPI(name, s.helper(), s.redactor); err != nil {
+			errs = append(errs, fmt.Errorf("--lock %s%s: %w", config.LeasePrefix, name, err))
+		}
+		s.holder, err = leaseHolder(p.Config.PodName)
+		errs = append(errs, err)
+	}
 	errs = append(errs, checkLicenseFiles(p.Config, provider != nil))
 	if len(p.Config.Program) > 0 && !p.Config.DryRun {
 		// As the child will look for it: in its PATH, with its user's rights.
@@ -167,8 +177,9 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	return &Life{
 		Dependencies: dependenciesStep{checks: s.cfg.WaitFor, timeout: s.cfg.WaitTimeout, attempt: checks.Run, state: s.state, log: s.log},
 		Readiness:    readinessStep{checks: s.cfg.Ready, interval: s.cfg.ReadyInterval, attempt: checks.Run, state: s.state, log: s.log},
+		Lease:        s.leaseStep(policy),
 		Lock: &lockStep{state: s.state, opts: lock.Options{
-			Path:      s.cfg.Lock,
+			Path:      s.cfg.Lock.File,
 			Timeout:   s.cfg.LockTimeout,
 			OnTimeout: policy,
 			Heartbeat: s.cfg.LockHeartbeat,
@@ -192,6 +203,27 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 		Argv:      s.cfg.Program,
 		Log:       s.log,
 	}
+}
+
+// leaseStep builds --lock k8s-lease:NAME's step; one that does nothing without it.
+func (s *Supervisor) leaseStep(policy lock.Policy) *leaseStep {
+	step := &leaseStep{state: s.state, budget: s.cfg.LeaseRenewDeadline}
+	if s.leaseAPI == nil {
+		return step
+	}
+	step.holder = s.holder
+	step.path = config.LeasePrefix + s.cfg.Lock.Lease
+	step.lease = lease.New(s.leaseAPI, lease.Options{
+		Name:          s.cfg.Lock.Lease,
+		Identity:      s.holder,
+		Duration:      s.cfg.LeaseDuration,
+		RenewDeadline: s.cfg.LeaseRenewDeadline,
+		RetryPeriod:   s.cfg.LeaseRetryPeriod,
+		Timeout:       s.cfg.LockTimeout,
+		OnTimeout:     policy,
+		Log:           s.log,
+	})
+	return step
 }
 
 // cleanUpStep ends every process the child left behind, and reaps them all.
