@@ -36,6 +36,15 @@ type Templates interface {
 	Write() error
 }
 
+// Watch is --template-watch: while the child runs, it renders the templates again when
+// their sources change, and tells the child.
+type Watch interface {
+	// Start begins once the child runs; closing stop (the stop begins) ends it.
+	Start(stop <-chan struct{})
+	// Stop ends it, once the child has exited.
+	Stop()
+}
+
 // License is the seat the child runs under.
 type License interface {
 	// Activate takes the seat; ctx ends the attempts. It fails with nothing held, or with a
@@ -79,6 +88,7 @@ type Recorder interface {
 type Life struct {
 	Lock      Lock
 	Templates Templates
+	Watch     Watch // nil without --template-watch: no watch at all
 	License   License
 	Child     Child
 	CleanUp   CleanUp
@@ -140,8 +150,14 @@ func (l *Life) runChild() (code int, stopDeadline time.Time) {
 	l.Lock.ChildStarted(pid)
 	l.Log.Info().Int("pid", pid).Strs("argv", l.Argv).Msg("child started")
 	l.Record.ChildStarted(pid, started)
+	if l.Watch != nil {
+		l.Watch.Start(l.Signals.StopBegun())
+	}
 
 	exit := l.Signals.waitChild()
+	if l.Watch != nil {
+		l.Watch.Stop()
+	}
 	code = exitcode.Of(exit.Status)
 	ev := l.Log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed_ms", time.Since(started))
 	if exit.Status.Signaled() {

@@ -52,6 +52,7 @@ type Signals struct {
 	subscribed <-chan struct{}
 	starts     chan startRequest
 	exits      chan ChildExit
+	stopBegun  chan struct{} // closed at the child's first stop signal
 	quit, done chan struct{}
 }
 
@@ -81,6 +82,7 @@ func OwnSignals(src SignalSources) *Signals {
 		subscribed: src.Subscribed,
 		starts:     make(chan startRequest),
 		exits:      make(chan ChildExit, 1),
+		stopBegun:  make(chan struct{}),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
@@ -94,6 +96,9 @@ func (o *Signals) Startup() context.Context { return o.startup }
 
 // Stopped returns the stop signal that came before the child existed, or 0.
 func (o *Signals) Stopped() unix.Signal { return unix.Signal(o.stop.Load()) }
+
+// StopBegun is closed once the running child was asked to stop: what runs beside it ends.
+func (o *Signals) StopBegun() <-chan struct{} { return o.stopBegun }
 
 // Close ends the goroutine; signals that come after stay in their channels.
 func (o *Signals) Close() {
@@ -252,6 +257,7 @@ func (l *signalLoop) forwardOrStop(sig unix.Signal) {
 	if firstStop {
 		l.deadline = time.Now().Add(l.fwd.Grace)
 		l.kill = l.After(l.fwd.Grace)
+		close(l.o.stopBegun) // once: the deadline is set from here on
 	}
 	switch {
 	case firstStop && sig == unix.SIGTERM && l.fwd.StopDelay > 0:
