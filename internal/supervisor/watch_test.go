@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/reaper"
@@ -98,5 +100,72 @@ func TestRenderErrorKeepsTheOldFiles(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "s3cr3t-value") {
 		t.Errorf("a value a template uses reached the log:\n%s", logs.String())
+	}
+}
+
+// fakeWatch records when the life cycle starts and stops the watch, and keeps its stop.
+type fakeWatch struct {
+	h    *harness
+	stop <-chan struct{}
+}
+
+func (w *fakeWatch) Start(stop <-chan struct{}) { w.stop = stop; w.h.record("watch start") }
+func (w *fakeWatch) Stop()                      { w.h.record("watch stop") }
+
+// The watch runs from the child's start to its exit, before the clean-up; its stop channel
+// is closed by the first stop signal, and not by an exit of the child's own.
+func TestWatchRunsWhileTheChildRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		drive      func(h *harness)
+		stopClosed bool
+		want       int
+	}{
+		{"stopped", func(h *harness) { h.signal(unix.SIGTERM) }, true, 143},
+		{"exits by itself", func(h *harness) { h.child.exit(exitStatus(3)) }, false, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "running")
+			h.child.exitOn = map[unix.Signal]unix.WaitStatus{unix.SIGTERM: killedBy(unix.SIGTERM)}
+			w := &fakeWatch{h: h}
+			h.life.Watch = w
+			code := h.run(func() {
+				h.waitPhase()
+				tc.drive(h)
+			})
+			ev := h.events()
+			at := func(e string) int { return slices.Index(ev, e) }
+			if code != tc.want || at("watch start") < at("state running 100") || at("watch stop") < at("watch start") ||
+				at("clean-up set") >= 0 && at("clean-up set") < at("watch stop") || at("clean-up none") >= 0 && at("clean-up none") < at("watch stop") {
+				t.Errorf("exit %d, steps did %q; want %d, the watch from the child's start to before the clean-up", code, ev, tc.want)
+			}
+			select {
+			case <-w.stop:
+				if !tc.stopClosed {
+					t.Error("the watch's stop is closed, and nobody asked the child to stop")
+				}
+			default:
+				if tc.stopClosed {
+					t.Error("the watch's stop is open after a stop signal")
+				}
+			}
+		})
+	}
+}
+
+// Without --template-watch there is no watch step: no inotify descriptor, no goroutine.
+func TestNoWatchWithoutTheOption(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "a.conf")
+	if err := os.WriteFile(src, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, "--template", src+":"+filepath.Join(dir, "out.conf"), "--", "/bin/true")
+	s, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := s.watchStep(); w != nil {
+		t.Errorf("a watch step %T without --template-watch", w)
 	}
 }
