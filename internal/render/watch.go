@@ -96,11 +96,9 @@ func newWatcher(specs []Spec, opts WatchOptions) (*Watcher, error) {
 // Done is closed once the watch's goroutine has returned.
 func (w *Watcher) Done() <-chan struct{} { return w.done }
 
-// Close ends the watch and waits for its goroutine, and so for a Changed call under way.
-func (w *Watcher) Close() {
-	w.closeOnce.Do(func() { close(w.quit) })
-	<-w.done
-}
+// Close ends the watch without waiting: a Changed call under way runs to its end, and Done
+// is closed after it.
+func (w *Watcher) Close() { w.closeOnce.Do(func() { close(w.quit) }) }
 
 // closeOnStop closes the descriptor, which ends a blocked Read at once.
 func (w *Watcher) closeOnStop() {

@@ -112,7 +112,7 @@ func startWatchDebounced(t *testing.T, specs []Spec, r *recorder, debounce time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(w.Close)
+	t.Cleanup(func() { w.Close(); <-w.Done() })
 	return w, stop
 }
 
@@ -242,6 +242,7 @@ func TestWatchStopsWhenTheStopBegins(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close() // idempotent after the stop
+	<-w.Done()
 	if got := r.seen(); len(got) != 0 {
 		t.Errorf("called after the stop: %q", got)
 	}

@@ -11,12 +11,16 @@ import (
 // ConfigMap update is a burst of operations (the kubelet's atomic writer), and one change.
 const watchDebounce = 300 * time.Millisecond
 
+// watchStopWait bounds the wait for a render under way once the child has exited.
+const watchStopWait = time.Second
+
 // watchStep is --template-watch. Its goroutine alone renders and writes the templates again,
 // so one render never races another.
 type watchStep struct {
 	s       *Supervisor
 	written *render.Plan // what the files hold: the last plan written
 	w       *render.Watcher
+	stop    <-chan struct{} // closed when the stop begins
 }
 
 // watchStep returns the step of --template-watch, or nil without it.
@@ -30,6 +34,7 @@ func (s *Supervisor) watchStep() Watch {
 // Start sets the watches, and renders once at once: the sources may have changed since they
 // were read, before the lock and the seat were taken.
 func (t *watchStep) Start(stop <-chan struct{}) {
+	t.stop = stop
 	w, err := render.Watch(t.s.cfg.Templates, render.WatchOptions{
 		Debounce: watchDebounce, Stop: stop, Changed: t.rerender, CheckFirst: true, Log: t.s.log,
 	})
@@ -41,11 +46,18 @@ func (t *watchStep) Start(stop <-chan struct{}) {
 	t.s.log.Info().Stringer("templates", t.s.cfg.Templates).Msg("watching the templates")
 }
 
-// Stop ends the watch, and waits for a render under way: its files are written whole or not
-// at all, and it signals no child whose exit was collected.
+// Stop ends the watch, and waits for a render under way at most watchStopWait: a source on
+// a hung file system must not hold up the clean-up. A render that finishes later writes its
+// files whole or not at all, and signals no child whose exit was collected.
 func (t *watchStep) Stop() {
-	if t.w != nil {
-		t.w.Close()
+	if t.w == nil {
+		return
+	}
+	t.w.Close()
+	select {
+	case <-t.w.Done():
+	case <-time.After(watchStopWait):
+		t.s.log.Warn().Dur("waited_ms", watchStopWait).Msg("a render of the templates is still under way; the stop goes on")
 	}
 }
 
@@ -69,6 +81,11 @@ func (t *watchStep) rerender() {
 		return
 	}
 	t.written = plan
+	select {
+	case <-t.stop:
+		return // the child is stopping: a reload would only hold its stop up
+	default:
+	}
 	t.s.templatesChanged(changed)
 }
 
