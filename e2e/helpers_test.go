@@ -35,6 +35,7 @@ var helpers = proctest.Helpers{
 	"exec-seats":  func(args []string) int { return licensetest.ExecSeats(args[0]) },
 	"guarded":     helperGuarded,
 	"lingerer":    helperLingerer,
+	"reloader":    helperReloader,
 }
 
 // helperSlowStop takes $STOP_TIME to stop after SIGTERM, as a server flushing its state

@@ -58,11 +58,13 @@ type Config struct {
 	LeaseRenewDeadline time.Duration `flag:"lease-renew-deadline" env:"LEASE_RENEW_DEADLINE" default:"15s" desc:"k8s-lease: when no renewal has succeeded for this long, svinit stops the program (the normal stop, --grace) and exits 73"`
 	LeaseRetryPeriod   time.Duration `flag:"lease-retry-period" env:"LEASE_RETRY_PERIOD" default:"2s" desc:"k8s-lease: how often the holder renews and a waiter looks again; shorter than --lease-renew-deadline"`
 
-	Templates    render.Specs `flag:"template" env:"TEMPLATES" desc:"render SRC (a file or a directory) to DST before the child starts, SRC:DST; repeatable, comma list in the variable"`
-	ReplicaIndex string       `flag:"replica-index" env:"REPLICA_INDEX" desc:"replica index for templates (from the apps.kubernetes.io/pod-index label); unset: the hostname's trailing ordinal"`
-	Replicas     int          `flag:"replicas" env:"REPLICAS" default:"0" desc:"replica count for templates ({{ .Replicas }}); 0: unknown"`
-	TemplateMode render.Mode  `flag:"template-mode" env:"TEMPLATE_MODE" desc:"file mode of the rendered files, in octal; unset: each SRC's mode"`
-	DryRun       bool         `flag:"dry-run" desc:"render the templates to stdout and exit, starting nothing"`
+	Templates     render.Specs `flag:"template" env:"TEMPLATES" desc:"render SRC (a file or a directory) to DST before the child starts, SRC:DST; repeatable, comma list in the variable"`
+	ReplicaIndex  string       `flag:"replica-index" env:"REPLICA_INDEX" desc:"replica index for templates (from the apps.kubernetes.io/pod-index label); unset: the hostname's trailing ordinal"`
+	Replicas      int          `flag:"replicas" env:"REPLICAS" default:"0" desc:"replica count for templates ({{ .Replicas }}); 0: unknown"`
+	TemplateMode  render.Mode  `flag:"template-mode" env:"TEMPLATE_MODE" desc:"file mode of the rendered files, in octal; unset: each SRC's mode"`
+	DryRun        bool         `flag:"dry-run" desc:"render the templates to stdout and exit, starting nothing"`
+	TemplateWatch bool         `flag:"template-watch" env:"TEMPLATE_WATCH" default:"false" desc:"while the child runs, watch every --template SRC (a ConfigMap volume's updates too) and render them all again after a change, all or none; a change that does not render keeps the old files"`
+	ReloadSignal  string       `flag:"reload-signal" env:"RELOAD_SIGNAL" desc:"with --template-watch: signal sent to the child after a rendered file changed, e.g. HUP; unset: none, the change is logged"`
 
 	LicenseProvider       string        `flag:"license-provider" env:"LICENSE_PROVIDER" default:"none" desc:"license provider: none, exec, http, opswat or keygen-relay"`
 	NetHelper             string        `flag:"net-helper" env:"NET_HELPER" desc:"svinit-net, which makes svinit's network calls (the opswat, keygen-relay and http providers, k8s-secret:, k8s-lease:); unset: beside svinit's own executable"`

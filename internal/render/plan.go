@@ -2,6 +2,7 @@ package render
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -173,4 +174,22 @@ func flatten(errs *multierror.Error) error {
 		return strings.Join(lines, "\n")
 	}
 	return errs
+}
+
+// Changed returns the DSTs whose content differs from prev's, or that prev has not; prev
+// may be nil. A mode alone is no change.
+func (p *Plan) Changed(prev *Plan) []string {
+	old := map[string][]byte{}
+	if prev != nil {
+		for _, o := range prev.outputs {
+			old[o.dst] = o.content
+		}
+	}
+	var changed []string
+	for _, o := range p.outputs {
+		if before, ok := old[o.dst]; !ok || !bytes.Equal(before, o.content) {
+			changed = append(changed, o.dst)
+		}
+	}
+	return changed
 }

@@ -116,3 +116,33 @@ func TestTemplatesAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// A re-render reports the DSTs whose content is new: changed ones and new ones, not those
+// that render the same, nor a mode alone.
+func TestPlanChangedNamesNewContent(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/src/a", "a {id}", 0o644)
+	writeFile(t, dir+"/src/b", "b", 0o644)
+	spec := []Spec{{Src: dir + "/src", Dst: dir + "/dst"}}
+	prepare := func(index int) *Plan {
+		t.Helper()
+		p, err := Prepare(spec, Options{Data: Data{Index: index, HasIndex: true}, Log: testLog(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first := prepare(1)
+	if got := prepare(1).Changed(first); len(got) != 0 {
+		t.Errorf("the same render changed %q", got)
+	}
+	os.Chmod(dir+"/src/b", 0o600)
+	if got := prepare(1).Changed(first); len(got) != 0 {
+		t.Errorf("a mode alone changed %q", got)
+	}
+	writeFile(t, dir+"/src/c", "c", 0o644)
+	sameList(t, "changed", prepare(2).Changed(first), []string{dir + "/dst/a", dir + "/dst/c"})
+	if got := first.Changed(nil); len(got) != 2 {
+		t.Errorf("against no plan, changed %q; want both", got)
+	}
+}

@@ -64,6 +64,15 @@ type Templates interface {
 	Write() error
 }
 
+// Watch is --template-watch: while the child runs, it renders the templates again when
+// their sources change, and tells the child.
+type Watch interface {
+	// Start begins once the child runs; closing stop (the stop begins) ends it.
+	Start(stop <-chan struct{})
+	// Stop ends it, once the child has exited.
+	Stop()
+}
+
 // License is the seat the child runs under.
 type License interface {
 	// Activate takes the seat; ctx ends the attempts. It fails with nothing held, or with a
@@ -110,6 +119,7 @@ type Life struct {
 	Lock         Lock
 	Lease        Lease
 	Templates    Templates
+	Watch        Watch // nil without --template-watch: no watch at all
 	License      License
 	Child        Child
 	CleanUp      CleanUp
@@ -185,15 +195,10 @@ func (l *Life) underLocks(startup context.Context) (code int, stopDeadline time.
 // child to stop), which the deactivation gets what is left of.
 func (l *Life) runChild() (code int, stopDeadline time.Time) {
 	started := time.Now()
-	// The readiness checks end when the stop begins: cancelled from the signal goroutine,
-	// which a cancel never holds up.
-	watch, endWatch := context.WithCancel(context.Background())
-	defer endWatch()
-	stopping := func() {
-		endWatch()
-		l.Record.Enter(state.Stopping)
-	}
-	pid, stopped, err := l.Signals.startChild(l.Child, l.Lock.FD(), l.Forward, stopping)
+	// What runs beside the child ends when its stop begins, or when it exits.
+	beside, endBeside := context.WithCancel(l.Signals.StopBegun())
+	defer endBeside()
+	pid, stopped, err := l.Signals.startChild(l.Child, l.Lock.FD(), l.Forward, func() { l.Record.Enter(state.Stopping) })
 	defer l.Child.Release() // after the reaping: the child may end with what held it
 	switch {
 	case stopped != 0:
@@ -209,11 +214,17 @@ func (l *Life) runChild() (code int, stopDeadline time.Time) {
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		l.Readiness.Watch(watch)
+		l.Readiness.Watch(beside)
 	}()
+	if l.Watch != nil {
+		l.Watch.Start(l.Signals.StopBegun().Done())
+	}
 
 	exit := l.Signals.waitChild()
-	endWatch()
+	endBeside()
+	if l.Watch != nil {
+		l.Watch.Stop()
+	}
 	<-watched // its check processes are killed, and it writes no more state
 	code = exitcode.Of(exit.Status)
 	ev := l.Log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed_ms", time.Since(started))

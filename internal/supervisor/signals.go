@@ -53,6 +53,8 @@ type Signals struct {
 	starts     chan startRequest
 	requests   chan struct{} // RequestStop's: one slot, as a second request adds nothing
 	exits      chan ChildExit
+	stopBegun  context.Context // done at the child's first stop signal
+	beginStop  context.CancelFunc
 	quit, done chan struct{}
 }
 
@@ -86,6 +88,7 @@ func OwnSignals(src SignalSources) *Signals {
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	o.stopBegun, o.beginStop = context.WithCancel(context.Background())
 	loop := &signalLoop{SignalSources: src, o: o, cancel: cancel}
 	go loop.run()
 	return o
@@ -108,6 +111,10 @@ func (o *Signals) RequestStop() {
 	default: // one is pending already
 	}
 }
+
+// StopBegun is done once the running child was asked to stop: what runs beside it (the
+// readiness checks, the template watch) ends.
+func (o *Signals) StopBegun() context.Context { return o.stopBegun }
 
 // Close ends the goroutine; signals that come after stay in their channels.
 func (o *Signals) Close() {
@@ -282,6 +289,7 @@ func (l *signalLoop) forwardOrStop(sig unix.Signal, requested bool) {
 	if firstStop {
 		l.deadline = time.Now().Add(l.fwd.Grace)
 		l.kill = l.After(l.fwd.Grace)
+		l.o.beginStop() // once: the deadline is set from here on
 	}
 	switch {
 	case firstStop && sig == unix.SIGTERM && l.fwd.StopDelay > 0:

@@ -405,9 +405,19 @@ func (s *Supervisor) licenseRenewed(l license.Lease) {
 		return
 	}
 	ev.Str("signal", signals.Name(s.reloadSignal)).Int("pid", s.childPID).Msg("license changed: the server leased another license; license file rewritten, signalling the child")
-	if err := s.reaper.Signal(s.childPID, s.reloadSignal); err != nil {
+	if err := s.signalChildLocked(s.reloadSignal); err != nil {
 		s.log.Info().Err(err).Str("signal", signals.Name(s.reloadSignal)).Msg("license reload signal not sent: the child has exited")
 	}
+}
+
+// signalChildLocked sends sig to the child through the reaper, which refuses a pid whose
+// exit it has collected: that pid may be another process's by now. The caller holds
+// licenseMu, under which the child's pid is set.
+func (s *Supervisor) signalChildLocked(sig unix.Signal) error {
+	if s.childPID == 0 {
+		return errors.New("no child started")
+	}
+	return s.reaper.Signal(s.childPID, sig)
 }
 
 // deactivate gives the seat back within what is left of the stop budget (deadline; zero

@@ -58,6 +58,8 @@ type Supervisor struct {
 
 	redactor     *license.Redactor
 	reloadSignal unix.Signal // --license-reload-signal; 0: none
+	// templateSignal is --reload-signal, sent after --template-watch changed a file; 0: none.
+	templateSignal unix.Signal
 	// licenseMu orders the license file's rewrites with the child's start: a license that
 	// changes is on disk before the child starts, or signalled to it after.
 	licenseMu   sync.Mutex
@@ -91,6 +93,9 @@ func New(p Params) (*Supervisor, error) {
 			return nil, fmt.Errorf("--license-reload-signal %s: it tells the child that --license-file changed; set --license-file too", p.Config.LicenseReloadSignal)
 		}
 		s.reloadSignal = sig
+	}
+	if err := s.checkTemplateWatch(); err != nil {
+		return nil, err
 	}
 	if !p.Config.LicenseKeepKey {
 		s.childEnv = license.ScrubEnv(p.Env)
@@ -146,6 +151,25 @@ func New(p Params) (*Supervisor, error) {
 	return s, nil
 }
 
+// checkTemplateWatch checks --template-watch and --reload-signal.
+func (s *Supervisor) checkTemplateWatch() error {
+	var errs []error
+	if s.cfg.TemplateWatch && len(s.cfg.Templates) == 0 {
+		errs = append(errs, errors.New("--template-watch: it watches the --template sources; set --template too"))
+	}
+	if s.cfg.ReloadSignal != "" {
+		sig, err := signals.Parse(s.cfg.ReloadSignal)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--reload-signal: %w", err))
+		case !s.cfg.TemplateWatch:
+			errs = append(errs, fmt.Errorf("--reload-signal %s: it tells the child that --template-watch rendered the templates again; set --template-watch too", s.cfg.ReloadSignal))
+		}
+		s.templateSignal = sig
+	}
+	return config.Join(errs...)
+}
+
 // ProgramExitCode returns the exit code of a problem with PROGRAM that New found: 127 when
 // it is not found, 126 when it cannot be executed.
 func ProgramExitCode(err error) (int, bool) {
@@ -188,6 +212,7 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 			Version:   s.version,
 		}},
 		Templates: templates,
+		Watch:     s.watchStep(),
 		License:   licenseStep{s},
 		Child:     &childStep{s: s, inherited: s.inherited},
 		CleanUp:   cleanUpStep{reaper: s.reaper, state: s.state, log: s.log},
