@@ -49,6 +49,11 @@ type statusJSON struct {
 		Path string `json:"path"`
 		Held bool   `json:"held"`
 	} `json:"lock"`
+	Lease *struct {
+		Path   string `json:"path"`
+		Held   bool   `json:"held"`
+		Holder string `json:"holder"`
+	} `json:"lease"`
 	License *struct {
 		Provider     string `json:"provider"`
 		Instance     string `json:"instance"`

@@ -102,8 +102,9 @@ func TestStatusAndStopCodes(t *testing.T) {
 	code3 := 3
 	var (
 		running = stateOf("running.json", state.State{Phase: state.Running, Svinit: svinit, Child: &svinit,
-			Lock: &state.Lock{Path: "/data/lock", Held: true, Instance: "i-1"}, License: &state.License{Provider: "exec", Instance: "i-1", ActivationID: "a-1"}}, 0)
+			Lock: &state.Lock{Path: "/data/lock", Held: true, Instance: "i-1"}, Lease: &state.Lock{Path: "k8s-lease:web", Held: true, Holder: "web-0_0a1b2c3d"}, License: &state.License{Provider: "exec", Instance: "i-1", ActivationID: "a-1"}}, 0)
 		starting = stateOf("starting.json", state.State{Phase: state.WaitingForLock, Svinit: svinit, Lock: &state.Lock{Path: "/data/lock"}}, 0)
+		leasing  = stateOf("leasing.json", state.State{Phase: state.WaitingForLock, Svinit: svinit, Lease: &state.Lock{Path: "k8s-lease:web"}}, 0)
 		exited   = stateOf("exited.json", state.State{Phase: state.Exited, Svinit: svinit, ExitCode: &code3}, 0)
 		stale    = stateOf("stale.json", state.State{Phase: state.Running, Svinit: state.Process{PID: deadPID, StartTicks: 1}}, 0)
 		planted  = stateOf("planted.json", state.State{Phase: state.Running, Svinit: svinit}, 0o666)
@@ -117,6 +118,8 @@ func TestStatusAndStopCodes(t *testing.T) {
 		{[]string{"status", "--state-file", running}, 0, "running"},
 		{[]string{"status", "--json", "--state-file", running}, 0, `"phase": "running"`},
 		{[]string{"status", "--state-file", starting}, 3, "waiting for it"},
+		{[]string{"status", "--state-file", running}, 0, "lease:   k8s-lease:web, held (holder web-0_0a1b2c3d)"},
+		{[]string{"status", "--state-file", leasing}, 3, "lease:   k8s-lease:web, waiting for it"},
 		{[]string{"status", "--state-file", exited}, 3, "exit code: 3"},
 		{[]string{"status", "--state-file", stale}, 1, "stale"},
 		{[]string{"status", "--state-file", planted}, 4, ""},

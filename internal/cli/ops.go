@@ -113,14 +113,23 @@ func printStatus(w io.Writer, st state.State, stale bool, path string) {
 		}
 		fmt.Fprintf(w, "  child:   pid %d, %s, started %s ago: %s\n", c.PID, what, since(now, c.Started), strings.Join(c.Argv, " "))
 	}
-	if l := st.Lock; l != nil {
+	for _, l := range []struct {
+		what string
+		l    *state.Lock
+	}{{"lock:   ", st.Lock}, {"lease:  ", st.Lease}} {
+		if l.l == nil {
+			continue
+		}
 		held := "waiting for it"
-		if l.Held {
-			held = "held (instance " + l.Instance + ")"
-		} else if st.Phase != state.WaitingForLock {
+		switch {
+		case l.l.Held && l.l.Holder != "":
+			held = "held (holder " + l.l.Holder + ")"
+		case l.l.Held:
+			held = "held (instance " + l.l.Instance + ")"
+		case st.Phase != state.WaitingForLock:
 			held = "released"
 		}
-		fmt.Fprintf(w, "  lock:    %s, %s\n", l.Path, held)
+		fmt.Fprintf(w, "  %s %s, %s\n", l.what, l.l.Path, held)
 	}
 	if l := st.License; l != nil {
 		line := fmt.Sprintf("  license: %s, instance %s", l.Provider, l.Instance)

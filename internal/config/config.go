@@ -41,11 +41,15 @@ type Config struct {
 	LogFormat string           `flag:"log-format" env:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
 	LogLevel  string           `flag:"log-level" env:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
 
-	Lock          string        `flag:"lock" env:"LOCK" desc:"lock file to wait for, take and hold while the child runs (on the persistent volume)"`
+	Lock          Locks         `flag:"lock" env:"LOCK" desc:"lock to wait for, take and hold while the child runs: a file (on the persistent volume), or k8s-lease:NAME for a Lease of the pod's namespace, held across nodes; repeatable, one of each, the file taken first; comma list in the variable"`
 	LockTimeout   time.Duration `flag:"lock-timeout" env:"LOCK_TIMEOUT" default:"60s" desc:"how long to wait for a lock held by someone else before --lock-on-timeout applies"`
 	LockOnTimeout string        `flag:"lock-on-timeout" env:"LOCK_ON_TIMEOUT" default:"takeover" desc:"when the wait times out: takeover (remove a foreign or stale lock and take it; a live holder is never broken) or fail (exit 73)"`
 	LockHeartbeat time.Duration `flag:"lock-heartbeat" env:"LOCK_HEARTBEAT" default:"5s" desc:"how often the holder refreshes the lock's mtime; a lock not refreshed for 3 heartbeats is stale"`
 	LockPoll      bool          `flag:"lock-poll" env:"LOCK_POLL" default:"false" desc:"poll for the lock instead of using inotify (NFS and volumes whose changes inotify does not see)"`
+
+	LeaseDuration      time.Duration `flag:"lease-duration" env:"LEASE_DURATION" default:"30s" desc:"k8s-lease: how long a Lease nobody renews keeps others waiting, in whole seconds; must be longer than --lease-renew-deadline + --grace, so that a holder that cannot renew has stopped its program first"`
+	LeaseRenewDeadline time.Duration `flag:"lease-renew-deadline" env:"LEASE_RENEW_DEADLINE" default:"15s" desc:"k8s-lease: when no renewal has succeeded for this long, svinit stops the program (the normal stop, --grace) and exits 73"`
+	LeaseRetryPeriod   time.Duration `flag:"lease-retry-period" env:"LEASE_RETRY_PERIOD" default:"2s" desc:"k8s-lease: how often the holder renews and a waiter looks again; shorter than --lease-renew-deadline"`
 
 	Templates    render.Specs `flag:"template" env:"TEMPLATES" desc:"render SRC (a file or a directory) to DST before the child starts, SRC:DST; repeatable, comma list in the variable"`
 	ReplicaIndex string       `flag:"replica-index" env:"REPLICA_INDEX" desc:"replica index for templates (from the apps.kubernetes.io/pod-index label); unset: the hostname's trailing ordinal"`
@@ -216,11 +220,14 @@ func (c *Config) validate() error {
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		errs = multierror.Append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
-	if c.Lock != "" {
-		c.Lock = absPath(c.Lock)
-		if err := lock.Check(c.Lock); err != nil {
+	if c.Lock.File != "" {
+		c.Lock.File = absPath(c.Lock.File)
+		if err := lock.Check(c.Lock.File); err != nil {
 			errs = multierror.Append(errs, fmt.Errorf("--lock: %w", err))
 		}
+	}
+	if c.Lock.Lease != "" {
+		errs = multierror.Append(errs, c.checkLeaseTimings())
 	}
 	if _, err := lock.ParsePolicy(c.LockOnTimeout); err != nil {
 		errs = multierror.Append(errs, fmt.Errorf("--lock-on-timeout %q: want takeover or fail", c.LockOnTimeout))
@@ -251,6 +258,36 @@ func (c *Config) validate() error {
 		errs = multierror.Append(errs, fmt.Errorf("--env-file-suffix %s: every variable ending in %s is no longer read (SSL_CERT_FILE would become SSL_CERT): name the ones to read, --file-env DB_PASSWORD or SVINIT_FILE_ENV=DB_PASSWORD,API_TOKEN, and drop the suffix unless it is not _FILE", c.EnvFile, c.EnvFile))
 	}
 	return errs.ErrorOrNil()
+}
+
+// checkLeaseTimings refuses Lease timings that could let two programs run at once: a holder
+// that cannot renew stops its program at most --lease-renew-deadline after its last renewal,
+// and the program is dead --grace later; only then may the Lease expire for anyone else.
+func (c *Config) checkLeaseTimings() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"lease-duration", c.LeaseDuration}, {"lease-renew-deadline", c.LeaseRenewDeadline}, {"lease-retry-period", c.LeaseRetryPeriod}} {
+		if d.d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %s: must be positive", d.name, d.d))
+		}
+	}
+	if len(errs) > 0 {
+		return Join(errs...)
+	}
+	if c.LeaseDuration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--lease-duration %s: a Lease holds whole seconds: use %s", c.LeaseDuration, c.LeaseDuration.Truncate(time.Second)+time.Second))
+	}
+	if least := c.LeaseRenewDeadline + c.Grace; c.LeaseDuration <= least {
+		errs = append(errs, fmt.Errorf("--lease-duration %s must be longer than --lease-renew-deadline %s + --grace %s = %s: a holder that cannot renew must have stopped its program before anyone else may take the Lease; use --lease-duration %s or more, or shorten the others",
+			c.LeaseDuration, c.LeaseRenewDeadline, c.Grace, least, least.Truncate(time.Second)+time.Second))
+	}
+	if c.LeaseRetryPeriod >= c.LeaseRenewDeadline {
+		errs = append(errs, fmt.Errorf("--lease-retry-period %s must be shorter than --lease-renew-deadline %s, so that several renewals are tried before the deadline; use %s or less",
+			c.LeaseRetryPeriod, c.LeaseRenewDeadline, c.LeaseRenewDeadline/3))
+	}
+	return Join(errs...)
 }
 
 // FileEnvSuffix is the suffix of the variables --file-env reads paths from.

@@ -20,7 +20,7 @@ type LicenseState struct {
 func (s *LicenseState) Set(v string) error {
 	*s = LicenseState{}
 	if name, ok := strings.CutPrefix(v, SecretPrefix); ok {
-		if err := checkSecretName(name); err != nil {
+		if err := checkDNSSubdomain("Secret", name); err != nil {
 			return err
 		}
 		s.Secret = name
@@ -40,11 +40,12 @@ func (s *LicenseState) String() string {
 // IsSet reports whether a journal or a ledger is configured.
 func (s LicenseState) IsSet() bool { return s.Path != "" || s.Secret != "" }
 
-// checkSecretName reports whether name can name a Secret (a DNS subdomain).
-func checkSecretName(name string) error {
+// checkDNSSubdomain reports whether name can name an object of kind (a Secret, a Lease): a
+// DNS-1123 subdomain.
+func checkDNSSubdomain(kind, name string) error {
 	if name == "" || len(name) > 253 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789-.") != "" ||
 		!isAlnum(name[0]) || !isAlnum(name[len(name)-1]) {
-		return fmt.Errorf("%q is not a Secret name: lower-case letters, digits, '-' and '.', at most 253, starting and ending with a letter or digit", name)
+		return fmt.Errorf("%q is not a %s name: lower-case letters, digits, '-' and '.', at most 253, starting and ending with a letter or digit", name, kind)
 	}
 	return nil
 }

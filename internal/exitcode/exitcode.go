@@ -10,7 +10,7 @@ const (
 	OK            = 0
 	Usage         = 2   // bad option, variable, secret file, key, lock path or template; nothing was taken
 	NoSeats       = 69  // EX_UNAVAILABLE: every license seat is in use
-	LockTimeout   = 73  // EX_CANTCREAT: --lock-on-timeout fail, and the lock stayed held
+	LockTimeout   = 73  // EX_CANTCREAT: the lock could not be taken (--lock-on-timeout fail, a Lease refused) or was lost
 	TempFail      = 75  // EX_TEMPFAIL: the license server unreachable or failing until --license-timeout
 	Config        = 78  // EX_CONFIG: the license key or the provider configuration was refused
 	Internal      = 125 // svinit itself failed (fork, prctl); the child may not have run

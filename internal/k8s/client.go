@@ -1,5 +1,6 @@
 // Package k8s is svinit's thin client for the few Kubernetes API calls it makes: get,
-// create and merge-patch one Secret (the license ledger) and get a Pod (the zombie sweeper).
+// create and merge-patch one Secret (the license ledger), get a Pod (the zombie sweeper), and
+// get, create and update one Lease (--lock k8s-lease:NAME).
 // It authenticates the standard in-cluster way, with the pod's service-account token, and
 // speaks the real API: Status objects, 404, 409, and 403 reported with the permission the
 // pod's Role lacks.
@@ -153,7 +154,7 @@ func (c *Client) call(ctx context.Context, method, verb, resource, contentType s
 		return err
 	}
 	kind, name, _ := strings.Cut(resource, "/")
-	path := "/api/v1/namespaces/" + url.PathEscape(c.namespace) + "/" + kind
+	path := groups[kind].prefix + "/namespaces/" + url.PathEscape(c.namespace) + "/" + kind
 	if name != "" {
 		path += "/" + url.PathEscape(name)
 	}
@@ -189,6 +190,13 @@ func (c *Client) call(ctx context.Context, method, verb, resource, contentType s
 	return nil
 }
 
+// groups are the API groups of the kinds svinit uses, and the example whose Role grants them.
+var groups = map[string]struct{ prefix, example string }{
+	"secrets": {"/api/v1", "examples/k8s/icap"},
+	"pods":    {"/api/v1", "examples/k8s/icap"},
+	"leases":  {"/apis/coordination.k8s.io/v1", "examples/k8s/lease"},
+}
+
 // maxForeignBody is how much of an error answer that is not a Kubernetes Status goes into
 // the error.
 const maxForeignBody = 512
@@ -216,7 +224,7 @@ func (c *Client) apiError(resp *http.Response, data []byte, verb, resource, kind
 		if name != "" && verb != "create" {
 			scope = fmt.Sprintf(" (resourceNames: [%s])", name)
 		}
-		e.Hint = fmt.Sprintf("the pod's ServiceAccount lacks permission %q on %s%s in namespace %s: add it to its Role (see examples/k8s/icap)", verb, kind, scope, c.namespace)
+		e.Hint = fmt.Sprintf("the pod's ServiceAccount lacks permission %q on %s%s in namespace %s: add it to its Role (see %s)", verb, kind, scope, c.namespace, groups[kind].example)
 	case http.StatusUnauthorized:
 		e.Hint = "the service-account token was refused: is it expired or from another cluster?"
 	}

@@ -9,8 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/svinit/svinit/internal/lease"
 )
 
 // svinit keeps every network call out of PID 1, as git keeps HTTP out of git in
@@ -27,6 +31,11 @@ import (
 //   - svinit-net ledger ACTION: load, save, delete, others, put or remove, on the Secret
 //     SVINIT_NET_LEDGER for the pod SVINIT_NET_POD_NAME (UID SVINIT_NET_POD_UID), with the
 //     pod's Kubernetes environment (KUBERNETES_SERVICE_HOST/PORT, SVINIT_K8S_SA_DIR).
+//   - svinit-net lease ACTION: get, create or update, one call on the Lease SVINIT_NET_LEASE
+//     of the pod's namespace (--lock k8s-lease:NAME), with the pod's Kubernetes environment;
+//     create and update write the record SVINIT_NET_RECORD (JSON), update over the version it
+//     names. The reply carries the Lease as the API answered it, or on failure the API's
+//     HTTP status (404, 409: the caller's to act on).
 //   - svinit-net check: checks the whole configuration and sends nothing; exit 2 with the
 //     problems, or 0. Both answers carry the protocol number and the version, which must be
 //     svinit's own.
@@ -42,11 +51,12 @@ const (
 	EnvNetLedger     = "SVINIT_NET_LEDGER"
 	EnvNetPodName    = "SVINIT_NET_POD_NAME"
 	EnvNetPodUID     = "SVINIT_NET_POD_UID"
-	EnvNetRecord     = "SVINIT_NET_RECORD"   // ledger save: the record; put: the entry (JSON)
+	EnvNetLease      = "SVINIT_NET_LEASE"
+	EnvNetRecord     = "SVINIT_NET_RECORD"   // ledger save: the record; put: the entry; lease create, update: the Lease (JSON)
 	EnvNetEntryKey   = "SVINIT_NET_ENTRY"    // ledger remove: the other pod's key
 	EnvNetTTL        = "SVINIT_NET_TTL"      // license heartbeat: the lease's TTL now (a Go duration)
 	EnvNetRedact     = "SVINIT_NET_REDACT"   // license: secrets learned from earlier answers (JSON list)
-	EnvNetDeadline   = "SVINIT_NET_DEADLINE" // ledger: answer by then (Unix milliseconds), with what is done
+	EnvNetDeadline   = "SVINIT_NET_DEADLINE" // ledger, lease: answer by then (Unix milliseconds), with what is done
 
 	// ExitHelperUsage: svinit-net check found problems, or svinit-net was called wrongly.
 	ExitHelperUsage = 2
@@ -66,6 +76,9 @@ type HelperReply struct {
 	Record  *Record         `json:"record,omitempty"`  // ledger load
 	Others  []LedgerEntry   `json:"others,omitempty"`  // ledger others
 	Partial bool            `json:"partial,omitempty"` // ledger others: cut short by the deadline
+
+	K8sLease *lease.Record `json:"k8s_lease,omitempty"` // lease: the Lease as the API answered
+	Status   int           `json:"status,omitempty"`    // ledger, lease: the API's HTTP status of a failed call
 }
 
 // LedgerEntry is one pod's record in the ledger, as ledger others reports it.
@@ -176,6 +189,33 @@ func (h helper) check(env []string) error {
 		return fmt.Errorf("%s check: exit %d: %s", HelperName, code, h.redact.Redact(r.Error))
 	}
 	return nil
+}
+
+// call runs one Kubernetes call of svinit-net (args), with env on top of its base
+// environment, and classes its failure: retryable when the API may answer later, permanent
+// when it refused for good (a permission the pod lacks).
+func (h helper) call(ctx context.Context, env []string, args ...string) (HelperReply, error) {
+	env = slices.Clip(env)
+	if deadline, ok := ctx.Deadline(); ok {
+		// The helper answers with what it has done a little before svinit would kill it.
+		margin := min(time.Until(deadline)/10, time.Second)
+		env = append(env, EnvNetDeadline+"="+strconv.FormatInt(deadline.Add(-margin).UnixMilli(), 10))
+	}
+	r, code, err := h.run(ctx, env, args...)
+	what := strings.Join(args, " ")
+	switch {
+	case ctx.Err() != nil:
+		return r, &helperError{msg: fmt.Sprintf("%s: no answer from the Kubernetes API in time: %v", what, ctx.Err()), class: ErrRetryable}
+	case err != nil:
+		return r, fmt.Errorf("%s: %w", what, err)
+	case code != 0:
+		class := ErrPermanent
+		if code == execTempFail {
+			class = ErrRetryable
+		}
+		return r, h.replyError(what, class, code, r)
+	}
+	return r, nil
 }
 
 // helperError is a failure svinit-net reported: its text as the helper wrote it, its class

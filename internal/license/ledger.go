@@ -3,8 +3,6 @@ package license
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,27 +34,7 @@ func NewLedger(secret, pod, uid string, hc HelperConfig, redact *Redactor, log z
 
 // call runs svinit-net ledger action with extra on top of the ledger's environment.
 func (l *Ledger) call(ctx context.Context, action string, extra ...string) (HelperReply, error) {
-	env := append(append([]string(nil), l.env...), extra...)
-	if deadline, ok := ctx.Deadline(); ok {
-		// The helper answers with what it has done a little before svinit would kill it.
-		margin := min(time.Until(deadline)/10, time.Second)
-		env = append(env, EnvNetDeadline+"="+strconv.FormatInt(deadline.Add(-margin).UnixMilli(), 10))
-	}
-	r, code, err := l.h.run(ctx, env, "ledger", action)
-	what := "ledger " + action
-	switch {
-	case ctx.Err() != nil:
-		return r, &helperError{msg: fmt.Sprintf("%s: no answer from the Kubernetes API in time: %v", what, ctx.Err()), class: ErrRetryable}
-	case err != nil:
-		return r, fmt.Errorf("%s: %w", what, err)
-	case code != 0:
-		class := ErrPermanent
-		if code == execTempFail {
-			class = ErrRetryable
-		}
-		return r, l.h.replyError(what, class, code, r)
-	}
-	return r, nil
+	return l.h.call(ctx, append(append([]string(nil), l.env...), extra...), "ledger", action)
 }
 
 // Load implements Store: this pod's entry.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/svinit/svinit/internal/buildinfo"
 	"github.com/svinit/svinit/internal/k8s"
+	"github.com/svinit/svinit/internal/lease"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/remote"
 )
@@ -43,8 +44,10 @@ func Run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 		return c.license(args[2])
 	case len(args) == 3 && args[1] == "ledger":
 		return c.ledger(args[2])
+	case len(args) == 3 && args[1] == "lease":
+		return c.lease(args[2])
 	}
-	fmt.Fprintf(stderr, "usage: %s check | license activate|heartbeat|deactivate | ledger load|save|delete|others|put|remove\n"+
+	fmt.Fprintf(stderr, "usage: %s check | license activate|heartbeat|deactivate | ledger load|save|delete|others|put|remove | lease get|create|update\n"+
 		"%s makes svinit's network calls; svinit runs it, with its settings in the environment.\n", license.HelperName, license.HelperName)
 	return license.ExitHelperUsage
 }
@@ -76,11 +79,16 @@ func (c call) failed(err error) int {
 	return c.reply(r, license.ExitCodeOf(err))
 }
 
-// ledgerFailed answers a ledger call's err: permanent (a permission the pod lacks) or to be
-// tried again.
+// ledgerFailed answers a Kubernetes call's err (the ledger's, the Lease's): permanent (a
+// permission the pod lacks) or to be tried again, with the API's status for the caller to
+// act on.
 func (c call) ledgerFailed(err error) int {
 	var p interface{ Permanent() bool }
 	r := license.HelperReply{Error: c.redact.Redact(err.Error()), Permanent: errors.As(err, &p) && p.Permanent()}
+	var ae *k8s.APIError
+	if errors.As(err, &ae) {
+		r.Status = ae.Code
+	}
 	if r.Permanent {
 		return c.reply(r, license.ExitConfig)
 	}
@@ -107,6 +115,11 @@ func (c call) check() int {
 	if c.env(license.EnvNetLedger) != "" {
 		_, err := c.newLedger()
 		add(err)
+	}
+	if name := c.env(license.EnvNetLease); name != "" {
+		if _, err := k8s.InCluster(c.lookup); err != nil {
+			add(fmt.Errorf("--lock k8s-lease:%s: %w", name, err))
+		}
 	}
 	code := 0
 	if len(problems) > 0 {
@@ -183,11 +196,78 @@ func (c call) newLedger() (*k8s.Ledger, error) {
 // ledger makes one ledger call.
 func (c call) ledger(action string) int {
 	l, err := c.newLedger()
+	return c.kubernetes(err, func(ctx context.Context) (r license.HelperReply, err error) {
+		switch action {
+		case "load":
+			rec, found, err := l.Load(ctx)
+			if found {
+				r.Record = &rec
+			}
+			return r, err
+		case "save", "put":
+			// save: this pod's record; put: another pod's whole entry.
+			var e license.LedgerEntry
+			into := any(&e)
+			if action == "save" {
+				into = &e.Record
+			}
+			if err := decodeStrict(c.env(license.EnvNetRecord), into); err != nil {
+				return r, &permanentError{err}
+			}
+			if action == "save" {
+				return r, l.Save(ctx, e.Record)
+			}
+			return r, l.Put(ctx, e)
+		case "delete":
+			return r, l.Delete(ctx)
+		case "others":
+			r.Others, r.Partial, err = l.Others(ctx)
+			return r, err
+		case "remove":
+			return r, l.Remove(ctx, c.env(license.EnvNetEntryKey))
+		}
+		return r, &permanentError{fmt.Errorf("ledger action %q unknown", action)}
+	})
+}
+
+// lease makes one call on the Lease SVINIT_NET_LEASE.
+func (c call) lease(action string) int {
+	name := c.env(license.EnvNetLease)
+	client, err := k8s.InCluster(c.lookup)
 	if err != nil {
-		return c.ledgerFailed(&permanentError{err})
+		err = fmt.Errorf("--lock k8s-lease:%s: %w", name, err)
+	} else if name == "" {
+		err = fmt.Errorf("%s must be set", license.EnvNetLease)
+	}
+	return c.kubernetes(err, func(ctx context.Context) (license.HelperReply, error) {
+		var in lease.Record
+		if action != "get" {
+			if err := decodeStrict(c.env(license.EnvNetRecord), &in); err != nil {
+				return license.HelperReply{}, &permanentError{fmt.Errorf("%s: %w", license.EnvNetRecord, err)}
+			}
+		}
+		call, ok := map[string]func() (lease.Record, error){
+			"get":    func() (lease.Record, error) { return client.GetLease(ctx, name) },
+			"create": func() (lease.Record, error) { return client.CreateLease(ctx, name, in) },
+			"update": func() (lease.Record, error) { return client.UpdateLease(ctx, name, in) },
+		}[action]
+		if !ok {
+			return license.HelperReply{}, &permanentError{fmt.Errorf("lease action %q unknown", action)}
+		}
+		out, err := call()
+		return license.HelperReply{K8sLease: &out}, err
+	})
+}
+
+// kubernetes makes one Kubernetes call, do, bounded by svinit's deadline (svinit kills the
+// run at its own, so the helper answers before); a client that could not be set up (setup)
+// fails it for good.
+func (c call) kubernetes(setup error, do func(ctx context.Context) (license.HelperReply, error)) int {
+	if setup != nil {
+		return c.ledgerFailed(&permanentError{setup})
 	}
 	ctx := context.Background()
-	if ms := c.env(license.EnvNetDeadline); ms != "" { // svinit kills the run at its own deadline: answer before
+	if ms := c.env(license.EnvNetDeadline); ms != "" {
 		n, err := strconv.ParseInt(ms, 10, 64)
 		if err != nil {
 			return c.ledgerFailed(&permanentError{fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)})
@@ -196,37 +276,7 @@ func (c call) ledger(action string) int {
 		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(n))
 		defer cancel()
 	}
-	var r license.HelperReply
-	switch action {
-	case "load":
-		rec, found, err := l.Load(ctx)
-		if err != nil {
-			return c.ledgerFailed(err)
-		}
-		if found {
-			r.Record = &rec
-		}
-	case "save":
-		var rec license.Record
-		if err := decodeStrict(c.env(license.EnvNetRecord), &rec); err != nil {
-			return c.ledgerFailed(&permanentError{err})
-		}
-		err = l.Save(ctx, rec)
-	case "delete":
-		err = l.Delete(ctx)
-	case "others":
-		r.Others, r.Partial, err = l.Others(ctx)
-	case "put":
-		var e license.LedgerEntry
-		if err := decodeStrict(c.env(license.EnvNetRecord), &e); err != nil {
-			return c.ledgerFailed(&permanentError{err})
-		}
-		err = l.Put(ctx, e)
-	case "remove":
-		err = l.Remove(ctx, c.env(license.EnvNetEntryKey))
-	default:
-		err = &permanentError{fmt.Errorf("ledger action %q unknown", action)}
-	}
+	r, err := do(ctx)
 	if err != nil {
 		return c.ledgerFailed(err)
 	}

@@ -43,6 +43,7 @@ type State struct {
 	// Child is set once the child has started, and keeps its pid after it exited.
 	Child    *Process `json:"child,omitempty"`
 	Lock     *Lock    `json:"lock,omitempty"`
+	Lease    *Lock    `json:"lease,omitempty"` // --lock k8s-lease:NAME
 	License  *License `json:"license,omitempty"`
 	ExitCode *int     `json:"exit_code,omitempty"` // svinit's exit code, once phase is exited
 }
@@ -56,11 +57,13 @@ type Process struct {
 	Argv       []string  `json:"argv,omitempty"`
 }
 
-// Lock is --lock and, once taken, who holds it (this svinit).
+// Lock is a --lock and, once taken, who holds it (this svinit): the file lock's instance, or
+// the Lease's holder identity.
 type Lock struct {
-	Path     string `json:"path"`
+	Path     string `json:"path"` // the lock file, or k8s-lease:NAME
 	Held     bool   `json:"held"`
 	Instance string `json:"instance,omitempty"`
+	Holder   string `json:"holder,omitempty"`
 }
 
 // License is the activation held: ids and times, never the key.

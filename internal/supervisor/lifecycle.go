@@ -10,6 +10,7 @@ import (
 
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/exitcode"
+	"github.com/svinit/svinit/internal/lease"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/signals"
@@ -29,6 +30,19 @@ type Lock interface {
 	// ChildStarted names the child's process group in the lock, for waiters.
 	ChildStarted(pid int)
 	Release()
+}
+
+// Lease is --lock k8s-lease:NAME: taken after the lock file, renewed while svinit holds it,
+// and given back as the very last step.
+type Lease interface {
+	// Take waits for the Lease and takes it; ctx ends the wait. From then on it is renewed,
+	// and lost is called, once, from another goroutine, should it be lost.
+	Take(ctx context.Context, lost func()) error
+	// Lost reports that it was lost while held.
+	Lost() bool
+	// Release clears it within what is left of the stop budget, deadline (zero when nobody
+	// asked the child to stop).
+	Release(deadline time.Time)
 }
 
 // Templates writes the --template files, checked before anything was taken, all or none.
@@ -78,6 +92,7 @@ type Recorder interface {
 // that owns the signals.
 type Life struct {
 	Lock      Lock
+	Lease     Lease
 	Templates Templates
 	License   License
 	Child     Child
@@ -91,9 +106,10 @@ type Life struct {
 }
 
 // Run goes through the whole life cycle and returns the code svinit exits with:
-// lock -> render -> activate -> start -> supervise -> stop -> clean up -> deactivate ->
-// unlock. A failed step, or a stop signal before the child started, ends the start-up;
-// whatever was taken is given back on every path, the seat before the lock.
+// lock -> lease -> render -> activate -> start -> supervise -> stop -> clean up -> deactivate
+// -> unlock -> release the lease. A failed step, or a stop signal before the child started,
+// ends the start-up; whatever was taken is given back on every path, the seat before the
+// locks. A Lease lost stops the child as SIGTERM does, and svinit exits 73.
 func (l *Life) Run() (code int) {
 	defer func() { l.Record.Exited(code, l.License.Held()) }()
 	startup := l.Signals.Startup()
@@ -101,25 +117,44 @@ func (l *Life) Run() (code int) {
 	if err := l.Lock.Take(startup); err != nil {
 		return l.startupFailed("lock", err, lockExitCode(err))
 	}
-	defer l.Lock.Release()
+	if err := l.Lease.Take(startup, l.Signals.RequestStop); err != nil {
+		l.Lock.Release()
+		return l.startupFailed("lease", err, lockExitCode(err))
+	}
+	code, stopDeadline := l.underLocks(startup)
+	// The Lease last: a successor on another node that holds it finds everything given
+	// back, the file lock too, and its clearing, a network call, cannot hold up the rest.
+	l.Lock.Release()
+	l.Lease.Release(stopDeadline)
+	if l.Lease.Lost() {
+		l.Log.Error().Int("child_exit_code", code).Int("exit_code", exitcode.LockTimeout).Msg("the lease was lost: exiting with 73")
+		return exitcode.LockTimeout
+	}
+	return code
+}
+
+// underLocks is the life cycle while svinit holds its locks: render -> activate -> the child
+// -> deactivate. It returns the exit code and the end of the stop budget (zero when nobody
+// asked the child to stop).
+func (l *Life) underLocks(startup context.Context) (code int, stopDeadline time.Time) {
 	if sig := l.Signals.Stopped(); sig != 0 {
-		return l.stoppedBeforeStart(sig, "lock")
+		return l.stoppedBeforeStart(sig, "lock"), time.Time{}
 	}
 
 	if err := l.Templates.Write(); err != nil {
-		return l.startupFailed("render", err, exitcode.Usage)
+		return l.startupFailed("render", err, exitcode.Usage), time.Time{}
 	}
 	if sig := l.Signals.Stopped(); sig != 0 {
-		return l.stoppedBeforeStart(sig, "render")
+		return l.stoppedBeforeStart(sig, "render"), time.Time{}
 	}
 
 	if err := l.License.Activate(startup); err != nil {
 		l.License.Deactivate(time.Time{}) // a seat whose license could not be written
-		return l.startupFailed("license", err, license.ExitCode(err))
+		return l.startupFailed("license", err, license.ExitCode(err)), time.Time{}
 	}
-	code, stopDeadline := l.runChild()
+	code, stopDeadline = l.runChild()
 	l.License.Deactivate(stopDeadline)
-	return code
+	return code, stopDeadline
 }
 
 // runChild starts the child, forwards its signals until it exits, then ends what it left.
@@ -191,7 +226,7 @@ func lockExitCode(err error) int {
 	switch {
 	case errors.Is(err, lock.ErrBadPath):
 		return exitcode.Usage
-	case errors.Is(err, lock.ErrTimeout):
+	case errors.Is(err, lock.ErrTimeout), errors.Is(err, lease.ErrRefused):
 		return exitcode.LockTimeout
 	}
 	return exitcode.Internal

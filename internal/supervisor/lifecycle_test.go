@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -306,6 +307,7 @@ type harness struct {
 	clock   *fakeClock
 	child   *fakeChild
 	license *fakeLicense
+	lease   *fakeLease
 	fail    map[string]error
 	at      chan struct{} // a step reached phase
 	running chan struct{} // the child's start is recorded
@@ -333,11 +335,12 @@ func newHarness(t *testing.T, phase string) *harness {
 	}
 	h.child = &fakeChild{h: h, exited: make(chan unix.WaitStatus, 1), started: make(chan struct{})}
 	h.license = &fakeLicense{h: h}
+	h.lease = &fakeLease{h: h}
 	h.sigs = OwnSignals(SignalSources{
 		Signals: h.signals, SIGCHLD: h.sigchld, Reap: h.reaps.add, Log: zerolog.Nop(), After: h.clock.after,
 	})
 	h.life = &Life{
-		Lock: fakeLock{h}, Templates: fakeTemplates{h}, License: h.license, Child: h.child,
+		Lock: fakeLock{h}, Lease: h.lease, Templates: fakeTemplates{h}, License: h.license, Child: h.child,
 		CleanUp: fakeCleanUp{h}, Record: fakeRecorder{h}, Signals: h.sigs,
 		RemapExit: config.ExitCodes{}, Log: zerolog.Nop(),
 	}
@@ -445,6 +448,49 @@ func (l fakeLock) Take(ctx context.Context) error {
 func (l fakeLock) FD() int              { return fakeLockFD }
 func (l fakeLock) ChildStarted(pid int) { l.h.record("lock names group %d", pid) }
 func (l fakeLock) Release()             { l.h.record("unlock") }
+
+// fakeLease does nothing, and writes no event, unless the test configures a Lease (on): then
+// the test loses it with lose, as the renewals would from their own goroutine.
+type fakeLease struct {
+	h    *harness
+	on   bool
+	mu   sync.Mutex
+	lost func()
+	gone atomic.Bool
+}
+
+func (l *fakeLease) Take(ctx context.Context, lost func()) error {
+	if !l.on {
+		return nil
+	}
+	l.h.record("lease")
+	if err := l.h.fail["lease"]; err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.lost = lost
+	l.mu.Unlock()
+	return l.h.inPhase("lease", ctx)
+}
+
+// lose is the renewals' loss: from a goroutine of their own, as in svinit.
+func (l *fakeLease) lose() {
+	l.mu.Lock()
+	lost := l.lost
+	l.mu.Unlock()
+	l.gone.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); lost() }()
+	<-done
+	l.h.sync()
+}
+
+func (l *fakeLease) Lost() bool { return l.gone.Load() }
+func (l *fakeLease) Release(deadline time.Time) {
+	if l.on {
+		l.h.record("unlease %s", deadlineOf(deadline))
+	}
+}
 
 type fakeTemplates struct{ h *harness }
 

@@ -51,6 +51,7 @@ type Signals struct {
 	stop       atomic.Int32 // the stop signal that cancelled startup; 0: none yet
 	subscribed <-chan struct{}
 	starts     chan startRequest
+	requests   chan struct{} // RequestStop's: one slot, as a second request adds nothing
 	exits      chan ChildExit
 	quit, done chan struct{}
 }
@@ -80,6 +81,7 @@ func OwnSignals(src SignalSources) *Signals {
 		startup:    startup,
 		subscribed: src.Subscribed,
 		starts:     make(chan startRequest),
+		requests:   make(chan struct{}, 1),
 		exits:      make(chan ChildExit, 1),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -94,6 +96,18 @@ func (o *Signals) Startup() context.Context { return o.startup }
 
 // Stopped returns the stop signal that came before the child existed, or 0.
 func (o *Signals) Stopped() unix.Signal { return unix.Signal(o.stop.Load()) }
+
+// RequestStop stops the child as a first SIGTERM does (the stop delay, the grace, SIGKILL),
+// for a reason of svinit's own: a lock lost. The grace starts even when --rewrite drops
+// SIGTERM, since the child must be gone by its end. Before the child exists it ends the
+// start-up as a SIGTERM does; once the child has exited it does nothing. Any goroutine may
+// call it, at any time: the signal goroutine acts on it in turn with the signals.
+func (o *Signals) RequestStop() {
+	select {
+	case o.requests <- struct{}{}:
+	default: // one is pending already
+	}
+}
 
 // Close ends the goroutine; signals that come after stay in their channels.
 func (o *Signals) Close() {
@@ -169,6 +183,8 @@ func (l *signalLoop) run() {
 			l.collectExit()
 		case sig := <-l.Signals:
 			l.signal(sig.(unix.Signal))
+		case <-l.o.requests:
+			l.stopRequested()
 		case req := <-l.o.starts:
 			req.reply <- l.start(req)
 		case ws := <-l.exited:
@@ -202,7 +218,7 @@ func (l *signalLoop) signal(sig unix.Signal) {
 	l.collectExit() // an exit already delivered comes first: the pid may be another's now
 	switch {
 	case l.exited != nil:
-		l.forwardOrStop(sig)
+		l.forwardOrStop(sig, false)
 	case l.childGone:
 		l.Log.Debug().Str("signal", signals.Name(sig)).Msg("child exited, signal ignored")
 	case signals.IsStop(sig):
@@ -211,6 +227,20 @@ func (l *signalLoop) signal(sig unix.Signal) {
 		}
 	default:
 		l.Log.Debug().Str("signal", signals.Name(sig)).Msg("no child yet, signal dropped")
+	}
+}
+
+// stopRequested acts on RequestStop by phase: a SIGTERM whose grace always starts.
+func (l *signalLoop) stopRequested() {
+	l.collectExit()
+	switch {
+	case l.exited != nil:
+		l.forwardOrStop(unix.SIGTERM, true)
+	case l.childGone:
+	default:
+		if l.o.stop.CompareAndSwap(0, int32(unix.SIGTERM)) {
+			l.cancel()
+		}
 	}
 }
 
@@ -245,10 +275,10 @@ func (l *signalLoop) childExited(ws unix.WaitStatus) {
 // forwardOrStop forwards sig to the running child. The first stop signal starts the grace
 // period, from its arrival, and with --stop-delay a first SIGTERM is held back for the
 // delay (a second one goes at once). A stop signal --rewrite drops asks nothing of the
-// child, and starts no grace period.
-func (l *signalLoop) forwardOrStop(sig unix.Signal) {
+// child, and starts no grace period, unless svinit itself asked for the stop (requested).
+func (l *signalLoop) forwardOrStop(sig unix.Signal, requested bool) {
 	_, forwarded := l.fwd.Rewrite.Apply(sig)
-	firstStop := signals.IsStop(sig) && forwarded && l.deadline.IsZero()
+	firstStop := signals.IsStop(sig) && (forwarded || requested) && l.deadline.IsZero()
 	if firstStop {
 		l.deadline = time.Now().Add(l.fwd.Grace)
 		l.kill = l.After(l.fwd.Grace)

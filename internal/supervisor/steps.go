@@ -3,6 +3,8 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"github.com/svinit/svinit/internal/atomicfile"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
+	"github.com/svinit/svinit/internal/lease"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
@@ -71,6 +74,67 @@ func (l *lockStep) Release() {
 	if err := l.held.Release(); err != nil {
 		l.opts.Logger.Error().Err(err).Str("lock", l.opts.Path).Msg("lock release failed")
 	}
+}
+
+// minLeaseRelease is the least time the clearing of the Lease gets after a stop whose budget
+// is spent: one API call. Should it fail, the Lease expires for the others after its duration.
+const minLeaseRelease = time.Second
+
+// leaseStep is --lock k8s-lease:NAME; it does nothing without one.
+type leaseStep struct {
+	lease  *lease.Lease // nil without a Lease
+	path   string       // k8s-lease:NAME
+	holder string
+	// budget bounds the clearing when nobody asked the child to stop.
+	budget time.Duration
+	state  *state.Tracker
+}
+
+// Take waits for the Lease, takes it and keeps renewing it.
+func (l *leaseStep) Take(ctx context.Context, lost func()) error {
+	if l.lease == nil {
+		return nil
+	}
+	l.state.Update(func(st *state.State) {
+		st.Phase = state.WaitingForLock
+		st.Lease = &state.Lock{Path: l.path}
+	})
+	if err := l.lease.Acquire(ctx); err != nil {
+		return err
+	}
+	l.state.Update(func(st *state.State) { st.Lease.Held, st.Lease.Holder = true, l.holder })
+	l.lease.Hold(lost)
+	return nil
+}
+
+func (l *leaseStep) Lost() bool { return l.lease != nil && l.lease.Lost() }
+
+// Release stops the renewals and clears the holder within what is left of the stop budget.
+func (l *leaseStep) Release(deadline time.Time) {
+	if l.lease == nil {
+		return
+	}
+	budget := l.budget
+	if !deadline.IsZero() {
+		budget = max(time.Until(deadline), minLeaseRelease)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	l.lease.Release(ctx)
+}
+
+// leaseHolder is this svinit run's identity in the Lease: the pod's name (else the
+// hostname) and a random part, so that two runs never both believe they hold it, and a
+// restarted container waits for its predecessor's Lease to expire.
+func leaseHolder(pod string) (string, error) {
+	if pod == "" {
+		pod, _ = os.Hostname()
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("lease holder identity: %w", err)
+	}
+	return pod + "_" + hex.EncodeToString(b[:]), nil
 }
 
 // PrepareTemplates renders every --template in memory and checks them all; nothing is
@@ -413,8 +477,10 @@ func (r stateRecorder) ChildStarted(pid int, started time.Time) {
 func (r stateRecorder) Exited(code int, seatHeld bool) {
 	r.state.Update(func(st *state.State) {
 		st.Phase, st.ExitCode = state.Exited, &code
-		if st.Lock != nil {
-			st.Lock.Held = false
+		for _, l := range []*state.Lock{st.Lock, st.Lease} {
+			if l != nil {
+				l.Held = false
+			}
 		}
 		if st.License != nil && seatHeld {
 			return // deactivation failed: the journal keeps the id, and so does the state

@@ -16,6 +16,7 @@ import (
 	"github.com/svinit/svinit/internal/account"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/environ"
+	"github.com/svinit/svinit/internal/lease"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/reaper"
@@ -45,11 +46,13 @@ type Supervisor struct {
 	// inherited are the descriptors above stderr svinit was started with, for the child
 	// alone: close-on-exec from the start, before svinit-net's check or any command runs.
 	inherited []int
-	user      *account.Account // nil without --user
-	provider  license.Provider // nil without --license-provider
-	ledger    *license.Ledger  // set with --license-state k8s-secret:NAME
-	license   *license.Manager // set once a seat is held
-	plan      *render.Plan     // the templates, checked; written once the lock is held
+	user      *account.Account  // nil without --user
+	provider  license.Provider  // nil without --license-provider
+	ledger    *license.Ledger   // set with --license-state k8s-secret:NAME
+	leaseAPI  *license.LeaseAPI // set with --lock k8s-lease:NAME
+	holder    string            // this run's identity in the Lease
+	license   *license.Manager  // set once a seat is held
+	plan      *render.Plan      // the templates, checked; written once the lock is held
 	state     *state.Tracker
 
 	redactor     *license.Redactor
@@ -114,6 +117,13 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--license-state %s: %w", &p.Config.LicenseState, err))
 		}
 	}
+	if name := p.Config.Lock.Lease; name != "" {
+		if s.leaseAPI, err = license.NewLeaseAPI(name, s.helper(), s.redactor); err != nil {
+			errs = append(errs, fmt.Errorf("--lock %s%s: %w", config.LeasePrefix, name, err))
+		}
+		s.holder, err = leaseHolder(p.Config.PodName)
+		errs = append(errs, err)
+	}
 	errs = append(errs, checkLicenseFiles(p.Config, provider != nil))
 	if len(p.Config.Program) > 0 && !p.Config.DryRun {
 		// As the child will look for it: in its PATH, with its user's rights.
@@ -158,8 +168,9 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 		templates.plan = s.plan
 	}
 	return &Life{
+		Lease: s.leaseStep(policy),
 		Lock: &lockStep{state: s.state, opts: lock.Options{
-			Path:      s.cfg.Lock,
+			Path:      s.cfg.Lock.File,
 			Timeout:   s.cfg.LockTimeout,
 			OnTimeout: policy,
 			Heartbeat: s.cfg.LockHeartbeat,
@@ -183,6 +194,27 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 		Argv:      s.cfg.Program,
 		Log:       s.log,
 	}
+}
+
+// leaseStep builds --lock k8s-lease:NAME's step; one that does nothing without it.
+func (s *Supervisor) leaseStep(policy lock.Policy) *leaseStep {
+	step := &leaseStep{state: s.state, budget: s.cfg.LeaseRenewDeadline}
+	if s.leaseAPI == nil {
+		return step
+	}
+	step.holder = s.holder
+	step.path = config.LeasePrefix + s.cfg.Lock.Lease
+	step.lease = lease.New(s.leaseAPI, lease.Options{
+		Name:          s.cfg.Lock.Lease,
+		Identity:      s.holder,
+		Duration:      s.cfg.LeaseDuration,
+		RenewDeadline: s.cfg.LeaseRenewDeadline,
+		RetryPeriod:   s.cfg.LeaseRetryPeriod,
+		Timeout:       s.cfg.LockTimeout,
+		OnTimeout:     policy,
+		Log:           s.log,
+	})
+	return step
 }
 
 // cleanUpStep ends every process the child left behind, and reaps them all.
