@@ -20,11 +20,12 @@ import (
 	"github.com/svinit/svinit/k8stest/cluster"
 )
 
-// The program every contender runs under --lock k8s-lease:NAME: it appends "EVENT POD UPTIME"
+// The program every contender runs under --lock k8s-lease:NAME, in the place of
+// examples/k8s/lease's report writer: it appends "EVENT POD UPTIME"
 // to /events/log, a hostPath all pods share: start when it starts, term when it gets SIGTERM
 // (it exits at once). UPTIME is the host's (/proc/uptime is not namespaced), so the events of
 // every pod, and the test's own, are on one clock.
-var leaseHolderStandIn = script("/usr/local/bin/lease-holder", `#!/bin/sh
+var reportWriterStandIn = script("/usr/local/bin/report-writer", `#!/bin/sh
 ev() { read up _ </proc/uptime; echo "$1 $(hostname) $up" >>/events/log; }
 ev start
 trap 'ev term; exit 0' TERM
@@ -292,7 +293,7 @@ containers:
     imagePullPolicy: Never
     command: ["/usr/local/bin/svinit"]
     args: ["--lock", "k8s-lease:%s", "--lease-duration", "%s", "--lease-renew-deadline", "%s",
-           "--lease-retry-period", "%s", "--grace", "%s", "--", "/usr/local/bin/lease-holder"]
+           "--lease-retry-period", "%s", "--grace", "%s", "--", "/usr/local/bin/report-writer"]
     env:
       - name: SVINIT_POD_NAME
         valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -462,6 +463,11 @@ func TestPodsLease(t *testing.T) {
 		}
 		restore := n.CutFromAPIServer(t, p.Status.PodIP)
 		cut := time.Now()
+		// Generous: svinit acts at the renew deadline.
+		proctest.Poll(t, 3*leaseDuration, holder+"'s program stopped after the cut", throttled(func() bool {
+			_, ok := c.log.event(t, "term", holder)
+			return ok
+		}))
 		p = waitPod(t, n, ns, holder, "terminated", func(p realPod) bool {
 			return len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
 		})
@@ -499,19 +505,23 @@ func TestPodsLease(t *testing.T) {
 			return status == http.StatusOK
 		}))
 		c := newLeaseContenders(t, n, ns, roundsEvents)
-		n.Apply(t, ns, []byte(fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: lease-contenders
-spec:
-  replicas: 3
-  selector:
-    matchLabels: {app: lease-contender}
-  template:
-    metadata:
-      labels: {app: lease-contender}
-    spec:
-%s`, c.podSpec("      ", "Always"))))
+		// The example as it is, but for 3 replicas (two waiters race for each release), the
+		// short timings, and the events log.
+		n.Apply(t, ns, example(t, "lease/deployment.yaml",
+			"replicas: 2", "replicas: 3",
+			"value: 45s", fmt.Sprintf("value: %s", leaseDuration),
+			"value: 15s", fmt.Sprintf("value: %s", leaseRenewDeadline),
+			"value: 2s", fmt.Sprintf("value: %s", leaseRetryPeriod),
+			"value: 20s", fmt.Sprintf("value: %s", leaseGrace),
+			`              drop: ["ALL"]
+`, `              drop: ["ALL"]
+          volumeMounts: [{name: events, mountPath: /events}]
+`,
+			"            periodSeconds: 5\n", `            periodSeconds: 5
+      volumes:
+        - name: events
+          hostPath: {path: "`+roundsEvents+`", type: Directory}
+`))
 		const rounds = 12
 		began := time.Now()
 		for round := 1; round <= rounds; round++ {
@@ -528,7 +538,7 @@ spec:
 				}
 			}
 			var waiter string
-			for _, p := range listPods(t, n, ns, "app=lease-contender") {
+			for _, p := range listPods(t, n, ns, "app=report-writer") {
 				if p.Metadata.Name != holder && p.Metadata.DeletionTimestamp == nil && p.running() {
 					waiter = p.Metadata.Name
 				}
@@ -552,11 +562,11 @@ spec:
 			}))
 		}
 		t.Logf("%d rounds in %v", rounds, time.Since(began).Round(time.Millisecond))
-		if out, err := n.Kubectl("-n", ns, "delete", "deployment", "lease-contenders", "--wait=false"); err != nil {
+		if out, err := n.Kubectl("-n", ns, "delete", "deployment", "report-writer", "--wait=false"); err != nil {
 			t.Fatalf("kubectl delete deployment: %v: %s", err, out)
 		}
 		proctest.Poll(t, podTimeout, "the contenders gone", throttled(func() bool {
-			return len(listPods(t, n, ns, "app=lease-contender")) == 0
+			return len(listPods(t, n, ns, "app=report-writer")) == 0
 		}))
 		evs := c.log.events(t)
 		if err := neverTwo(evs); err != nil {
