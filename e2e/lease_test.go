@@ -122,6 +122,11 @@ func TestLeaseOptionsRefused(t *testing.T) {
 	if code := s.Wait(); code != 2 || !strings.Contains(s.Stderr.String(), "KUBERNETES_SERVICE_HOST") {
 		t.Errorf("outside a pod: exit %d:\n%s", code, s.Stderr.String())
 	}
+	// A dry run takes no lock: it needs no API server.
+	s = startSvinit(t, modes[1], "", nil, "--dry-run", "--lock", "k8s-lease:web")
+	if code := s.Wait(); code != 0 {
+		t.Errorf("--dry-run outside a pod: exit %d:\n%s", code, s.Stderr.String())
+	}
 }
 
 // --lock FILE --lock k8s-lease:NAME holds both while the program runs, the file taken first,

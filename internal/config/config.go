@@ -58,7 +58,7 @@ type Config struct {
 	DryRun       bool         `flag:"dry-run" desc:"render the templates to stdout and exit, starting nothing"`
 
 	LicenseProvider       string        `flag:"license-provider" env:"LICENSE_PROVIDER" default:"none" desc:"license provider: none, exec, http, opswat or keygen-relay"`
-	NetHelper             string        `flag:"net-helper" env:"NET_HELPER" desc:"svinit-net, which makes svinit's network calls (the opswat, keygen-relay and http providers, k8s-secret:); unset: beside svinit's own executable"`
+	NetHelper             string        `flag:"net-helper" env:"NET_HELPER" desc:"svinit-net, which makes svinit's network calls (the opswat, keygen-relay and http providers, k8s-secret:, k8s-lease:); unset: beside svinit's own executable"`
 	LicenseURL            string        `flag:"license-url" env:"LICENSE_URL" desc:"base URL of the license server"`
 	LicenseKeyFile        string        `flag:"license-key-file" env:"LICENSE_KEY_FILE" desc:"file holding the license key (a mounted Secret); unset: SVINIT_LICENSE_KEY, else LICENSE_KEY"`
 	LicenseKeepKey        bool          `flag:"license-keep-key" env:"LICENSE_KEEP_KEY" default:"false" desc:"leave the license key variables in the child's environment"`

@@ -323,12 +323,12 @@ func (l *Lease) renew(ctx context.Context) error {
 // once; ctx bounds the clearing. A Lease someone else holds by now is left alone. Should the
 // clearing fail, the Lease expires for the others after its duration.
 func (l *Lease) Release(ctx context.Context) {
-	if l.held == nil {
-		return
-	}
-	if l.stop != nil {
+	if l.stop != nil { // the renewals first: until they have stopped, held is theirs
 		l.stop()
 		<-l.done
+	}
+	if l.held == nil {
+		return
 	}
 	now := l.opts.Clock.Now()
 	next := *l.held

@@ -478,9 +478,15 @@ func TestAnotherHolderLosesTheLeaseAtOnce(t *testing.T) {
 	if !lost.wait() || !l.Lost() {
 		t.Fatal("not lost")
 	}
+	releaseLeaves(t, l, api, "thief")
+}
+
+// releaseLeaves releases l and checks the holder it leaves in the Lease.
+func releaseLeaves(t *testing.T, l *Lease, api *fakeAPI, holder string) {
+	t.Helper()
 	l.Release(context.Background())
-	if got := api.current(); got.HolderIdentity != "thief" {
-		t.Errorf("Release cleared another holder's Lease: %+v", got)
+	if got := api.current(); got.HolderIdentity != holder {
+		t.Errorf("after Release %+v, want holder %q", got, holder)
 	}
 }
 
@@ -537,8 +543,33 @@ func TestReleaseAfterOutageClears(t *testing.T) {
 	api.mu.Lock()
 	api.before = nil
 	api.mu.Unlock()
-	l.Release(context.Background())
+	releaseLeaves(t, l, api, "")
+}
+
+// Release while a renewal is in flight waits for it, then clears the Lease with the version
+// that renewal wrote (go test -race).
+func TestReleaseDuringARenewal(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	l, lost := holding(t, api, c)
+	entered, goOn := make(chan struct{}), make(chan struct{})
+	blocked := false
+	api.mu.Lock()
+	api.before = func(call string, _ *fakeAPI) error {
+		if call == "update" && !blocked {
+			blocked = true
+			entered <- struct{}{}
+			<-goOn
+		}
+		return nil
+	}
+	api.mu.Unlock()
+	tick(t, c)
+	<-entered
+	released := make(chan struct{})
+	go func() { defer close(released); releaseKept(t, l, lost) }()
+	close(goOn)
+	<-released
 	if got := api.current(); got.HolderIdentity != "" {
-		t.Errorf("after Release %+v", got)
+		t.Errorf("after Release %+v, want it cleared", got)
 	}
 }

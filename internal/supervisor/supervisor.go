@@ -117,7 +117,7 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--license-state %s: %w", &p.Config.LicenseState, err))
 		}
 	}
-	if name := p.Config.Lock.Lease; name != "" {
+	if name := p.Config.Lock.Lease; name != "" && !p.Config.DryRun { // a dry run takes no lock
 		if s.leaseAPI, err = license.NewLeaseAPI(name, s.helper(), s.redactor); err != nil {
 			errs = append(errs, fmt.Errorf("--lock %s%s: %w", config.LeasePrefix, name, err))
 		}
