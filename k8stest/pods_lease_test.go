@@ -341,15 +341,19 @@ func (c *leaseContenders) waitHeldAgainst(t *testing.T, holder, waiter string) {
 // they are gone.
 func (c *leaseContenders) kill(t *testing.T, pod string) {
 	t.Helper()
-	p, ok := getPod(t, c.n, c.ns, pod)
-	if !ok || len(p.Status.ContainerStatuses) == 0 {
-		t.Fatalf("no pod %s with a container to kill", pod)
-	}
-	containerID := p.Status.ContainerStatuses[0].ContainerID
-	pids := c.n.ContainerPIDs(p.Metadata.UID, containerID)
-	if len(pids) == 0 {
-		t.Fatalf("no processes of pod %s's container on the node", pod)
-	}
+	// The program may run before the pod's status names its container.
+	var pids []int
+	proctest.Poll(t, podTimeout, "the processes of "+pod+"'s container on the node", throttled(func() bool {
+		p, ok := getPod(t, c.n, c.ns, pod)
+		if !ok {
+			t.Fatalf("pod %s is gone before its kill", pod)
+		}
+		if !p.running() || p.Status.ContainerStatuses[0].ContainerID == "" {
+			return false
+		}
+		pids = c.n.ContainerPIDs(p.Metadata.UID, p.Status.ContainerStatuses[0].ContainerID)
+		return len(pids) > 0
+	}))
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGSTOP)
 	}
