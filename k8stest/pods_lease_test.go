@@ -393,15 +393,17 @@ func (c *leaseContenders) deletePods(t *testing.T, pods ...string) {
 // keeps the Lease until it expires, a lease duration after its last renewal; a holder cut
 // off from the API server for longer than the renew deadline stops its program (SIGTERM,
 // svinit exits 73) before its Lease can expire for anyone else; and over rounds of deletes
-// and kills of a 3-replica Deployment's holder, no two programs ever run at once.
+// and kills of the holder of the example's Deployment (3 replicas), no two programs ever run
+// at once.
 func TestPodsLease(t *testing.T) {
 	// Made before the node, so that they are removed after its teardown: the pods mount them.
 	events, roundsEvents := t.TempDir(), t.TempDir()
 	n, ns := startNode(t)
 	c := newLeaseContenders(t, n, ns, events)
 
+	// Each of the first three subtests starts from the holder the one before left.
 	var holder string
-	t.Run("two pods: one runs, a clean stop hands over at once", func(t *testing.T) {
+	ok := t.Run("two pods: one runs, a clean stop hands over at once", func(t *testing.T) {
 		c.pods(t, "lease-a", "lease-b")
 		proctest.Poll(t, podTimeout, "a program started", throttled(func() bool {
 			return len(c.log.running(t)) > 0
@@ -426,11 +428,8 @@ func TestPodsLease(t *testing.T) {
 		}
 		holder = waiter
 	})
-	if holder == "" {
-		t.FailNow()
-	}
 
-	t.Run("a holder killed on the node keeps the Lease a lease duration", func(t *testing.T) {
+	ok = ok && t.Run("a holder killed on the node keeps the Lease a lease duration", func(t *testing.T) {
 		c.pods(t, "lease-c")
 		c.waitHeldAgainst(t, holder, "lease-c")
 		l, _ := getLease(t, n, ns, c.lease)
@@ -456,54 +455,55 @@ func TestPodsLease(t *testing.T) {
 		holder = "lease-c"
 	})
 
-	t.Run("an API server outage longer than the renew deadline stops the program", func(t *testing.T) {
-		if holder != "lease-c" {
-			t.Skip("needs lease-c holding the Lease")
-		}
-		p := waitPod(t, n, ns, holder, "running", realPod.running)
-		l, _ := getLease(t, n, ns, c.lease)
-		if !l.heldBy(holder) {
-			t.Fatalf("the Lease is held by %q, want %s", l.holder(), holder)
-		}
-		restore := n.CutFromAPIServer(t, p.Status.PodIP)
-		cut := time.Now()
-		// Generous: svinit acts at the renew deadline.
-		proctest.Poll(t, 3*leaseDuration, holder+"'s program stopped after the cut", throttled(func() bool {
-			_, ok := c.log.event(t, "term", holder)
-			return ok
-		}))
-		p = waitPod(t, n, ns, holder, "terminated", func(p realPod) bool {
-			return len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
+	if ok {
+		t.Run("an API server outage longer than the renew deadline stops the program", func(t *testing.T) {
+			p := waitPod(t, n, ns, holder, "running", realPod.running)
+			l, _ := getLease(t, n, ns, c.lease)
+			if !l.heldBy(holder) {
+				t.Fatalf("the Lease is held by %q, want %s", l.holder(), holder)
+			}
+			restore := n.CutFromAPIServer(t, p.Status.PodIP)
+			cut := time.Now()
+			// Generous: svinit acts at the renew deadline.
+			proctest.Poll(t, 3*leaseDuration, holder+"'s program stopped after the cut", throttled(func() bool {
+				_, ok := c.log.event(t, "term", holder)
+				return ok
+			}))
+			p = waitPod(t, n, ns, holder, "terminated", func(p realPod) bool {
+				return len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
+			})
+			restore()
+			logs, _ := n.Kubectl("-n", ns, "logs", holder)
+			if code := p.Status.ContainerStatuses[0].State.Terminated.ExitCode; code != 73 {
+				t.Errorf("svinit exited %d after losing the API server, want 73; log:\n%s", code, logs)
+			}
+			term, ok := c.log.event(t, "term", holder)
+			if !ok {
+				t.Fatalf("the program got no SIGTERM; events:\n%s\nlog:\n%s", formatEvents(c.log.events(t)), logs)
+			}
+			l, _ = getLease(t, n, ns, c.lease)
+			if !l.heldBy(holder) {
+				t.Fatalf("the Lease is held by %q, want still the cut-off %s", l.holder(), holder)
+			}
+			last := l.renewed(t)
+			after := term.at.Sub(last)
+			t.Logf("cut %v after the last renewal; the program got SIGTERM %v after it (renew deadline %v, lease duration %v)",
+				cut.Sub(last).Round(time.Millisecond), after.Round(time.Millisecond), leaseRenewDeadline, leaseDuration)
+			if after < leaseRenewDeadline-clockSlack {
+				t.Errorf("the program was stopped %v after the last renewal, before the renew deadline %v", after, leaseRenewDeadline)
+			}
+			// The program exits on SIGTERM at once: it must be gone before anyone may take the
+			// Lease, a lease duration after that renewal.
+			if after >= leaseDuration {
+				t.Errorf("the program was stopped %v after the last renewal, not before the Lease could expire (%v)", after, leaseDuration)
+			}
 		})
-		restore()
-		logs, _ := n.Kubectl("-n", ns, "logs", holder)
-		if code := p.Status.ContainerStatuses[0].State.Terminated.ExitCode; code != 73 {
-			t.Errorf("svinit exited %d after losing the API server, want 73; log:\n%s", code, logs)
-		}
-		term, ok := c.log.event(t, "term", holder)
-		if !ok {
-			t.Fatalf("the program got no SIGTERM; events:\n%s\nlog:\n%s", formatEvents(c.log.events(t)), logs)
-		}
-		l, _ = getLease(t, n, ns, c.lease)
-		if !l.heldBy(holder) {
-			t.Fatalf("the Lease is held by %q, want still the cut-off %s", l.holder(), holder)
-		}
-		last := l.renewed(t)
-		after := term.at.Sub(last)
-		t.Logf("cut %v after the last renewal; the program got SIGTERM %v after it (renew deadline %v, lease duration %v)",
-			cut.Sub(last).Round(time.Millisecond), after.Round(time.Millisecond), leaseRenewDeadline, leaseDuration)
-		if after < leaseRenewDeadline-clockSlack {
-			t.Errorf("the program was stopped %v after the last renewal, before the renew deadline %v", after, leaseRenewDeadline)
-		}
-		// The program exits on SIGTERM at once: it must be gone before anyone may take the
-		// Lease, a lease duration after that renewal.
-		if after >= leaseDuration {
-			t.Errorf("the program was stopped %v after the last renewal, not before the Lease could expire (%v)", after, leaseDuration)
-		}
-	})
+	}
 
+	// A namespace and Lease of its own.
 	t.Run("never two holders over rounds of deletes and kills", func(t *testing.T) {
 		ns := n.Namespace(t)
+		// As startNode: the controller-manager has set the namespace up.
 		proctest.Poll(t, podTimeout, "ServiceAccount default in "+ns, throttled(func() bool {
 			status, _ := n.Do(t, http.MethodGet, "/api/v1/namespaces/"+ns+"/serviceaccounts/default", "", nil)
 			return status == http.StatusOK
