@@ -373,3 +373,52 @@ func TestICAPRoleIsLeastPrivilege(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseRoleIsLeastPrivilege applies examples/k8s/lease/rbac.yaml as it is and checks,
+// with the ServiceAccount's own token, that the Role allows what svinit's --lock
+// k8s-lease:NAME does (create the Lease, get and update it) and refuses the rest. Create
+// cannot be limited by name in RBAC (the name is not known when it is authorized).
+func TestLeaseRoleIsLeastPrivilege(t *testing.T) {
+	rbac, name, sa := leaseRBAC(t)
+	c := cluster.Start(t)
+	ns := c.Namespace(t)
+	c.Apply(t, ns, rbac)
+	token := c.ServiceAccountToken(t, ns, sa)
+	c.WaitAllowed(t, ns, sa, "get", "coordination.k8s.io/leases", name)
+
+	leases := "/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases"
+	const jsonType = "application/json"
+	do := func(what, method, path, contentType, body string, want int) []byte {
+		t.Helper()
+		status, resp := c.DoAs(t, token, method, path, contentType, []byte(body))
+		if status != want {
+			t.Errorf("%s (%s %s): status %d, want %d: %s", what, method, path, status, want, cluster.StatusMessage(resp))
+		}
+		return resp
+	}
+	do("create the Lease", http.MethodPost, leases, jsonType, `{"metadata":{"name":"`+name+`"},"spec":{"holderIdentity":"x_00000000"}}`, http.StatusCreated)
+	var got struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(do("get the Lease", http.MethodGet, leases+"/"+name, "", "", http.StatusOK), &got); err != nil {
+		t.Fatal(err)
+	}
+	do("update the Lease", http.MethodPut, leases+"/"+name, jsonType,
+		`{"metadata":{"name":"`+name+`","resourceVersion":"`+got.Metadata.ResourceVersion+`"},"spec":{"holderIdentity":""}}`, http.StatusOK)
+
+	c.Apply(t, ns, []byte("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: another\n"))
+	for _, tc := range []struct{ what, method, path, contentType, body string }{
+		{"get another Lease", http.MethodGet, leases + "/another", "", ""},
+		{"update another Lease", http.MethodPut, leases + "/another", jsonType, `{"metadata":{"name":"another"},"spec":{}}`},
+		{"list Leases", http.MethodGet, leases, "", ""},
+		{"watch the Lease", http.MethodGet, leases + "?watch=1&fieldSelector=metadata.name%3D" + name, "", ""},
+		{"patch the Lease", http.MethodPatch, leases + "/" + name, "application/merge-patch+json", `{"spec":{"holderIdentity":"y_00000000"}}`},
+		{"delete the Lease", http.MethodDelete, leases + "/" + name, "", ""},
+		{"get a Secret", http.MethodGet, "/api/v1/namespaces/" + ns + "/secrets/x", "", ""},
+		{"get a pod", http.MethodGet, "/api/v1/namespaces/" + ns + "/pods/x", "", ""},
+	} {
+		do(tc.what, tc.method, tc.path, tc.contentType, tc.body, http.StatusForbidden)
+	}
+}

@@ -31,6 +31,7 @@ var resources = map[string]resource{
 	"apps/v1/StatefulSet":                             {"statefulsets", true},
 	"apps/v1/Deployment":                              {"deployments", true},
 	"policy/v1/PodDisruptionBudget":                   {"poddisruptionbudgets", true},
+	"coordination.k8s.io/v1/Lease":                    {"leases", true},
 	"rbac.authorization.k8s.io/v1/Role":               {"roles", true},
 	"rbac.authorization.k8s.io/v1/RoleBinding":        {"rolebindings", true},
 	"rbac.authorization.k8s.io/v1/ClusterRole":        {"clusterroles", false},

@@ -224,6 +224,32 @@ func (n *Node) iptables(t testing.TB, op string, rule ...string) {
 	})
 }
 
+// CutFromAPIServer drops what the pod at podIP sends to the API server (through the
+// "kubernetes" Service or the node's address): an API server outage as that pod sees it,
+// while the kubelet and the test still reach the API server. restore ends it; the test's end
+// does too if restore was not called.
+func (n *Node) CutFromAPIServer(t testing.TB, podIP string) (restore func()) {
+	t.Helper()
+	// Packets to the node's own address leave the bridge for INPUT, after the Service's DNAT.
+	spec := []string{"INPUT", "-i", bridgeName, "-s", podIP, "-d", NodeIP, "-p", "tcp", "--dport", n.Port,
+		"-j", "DROP", "-m", "comment", "--comment", "svinit-k8stest"}
+	if out, err := exec.Command("iptables", append([]string{"-w", "-I"}, spec...)...).CombinedOutput(); err != nil {
+		t.Fatalf("cluster: iptables -I %s: %v: %s", strings.Join(spec, " "), err, out)
+	}
+	done := false
+	restore = func() {
+		if done {
+			return
+		}
+		done = true
+		if out, err := exec.Command("iptables", append([]string{"-w", "-D"}, spec...)...).CombinedOutput(); err != nil {
+			t.Errorf("cluster: iptables -D %s: %v: %s", strings.Join(spec, " "), err, out)
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
 func (n *Node) setUpNetwork(t testing.TB) {
 	t.Helper()
 	for _, args := range [][]string{
