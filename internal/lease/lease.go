@@ -180,7 +180,8 @@ func (l *Lease) tryAcquire(ctx context.Context) (holder string, err error) {
 		return "", err
 	}
 	if !same(cur, l.observed) {
-		l.observed, l.observedAt = cur, now
+		// When the answer came, not when it was asked for: it may show a renewal sent in between.
+		l.observed, l.observedAt = cur, l.opts.Clock.Now()
 	}
 	// Its holder is this run when an update took effect though its answer was lost.
 	if cur.HolderIdentity != "" && cur.HolderIdentity != l.opts.Identity && !l.expired(now) {

@@ -211,6 +211,32 @@ func TestDeadHoldersLeaseIsTakenAfterItsDurationOnTheLocalClock(t *testing.T) {
 	}
 }
 
+// The Lease's duration counts from when this run saw the record, not from when it asked for
+// it: a read answered late may show a renewal sent after the read was, and the holder that
+// sent it may run its program until that renewal's sending plus the duration.
+func TestSlowReadDoesNotShortenTheWait(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	api.put(Record{HolderIdentity: "other", LeaseDurationSeconds: 20})
+	asked := c.Now()
+	slow := true
+	api.before = func(call string, f *fakeAPI) error {
+		if call == "get" && slow {
+			slow = false
+			c.advance(5 * time.Second)
+			f.put(f.rec) // the holder's last renewal, sent while the read is on its way
+			c.advance(5 * time.Second)
+		}
+		return nil
+	}
+	err, _ := acquire(t, newLease(api, c, "me"), c, nil)
+	if err != nil || api.current().HolderIdentity != "me" {
+		t.Fatalf("Acquire = %v; Lease %+v", err, api.current())
+	}
+	if renewed, taken := asked.Add(5*time.Second), c.Now(); taken.Sub(renewed) < 20*time.Second {
+		t.Errorf("taken %s after the holder's last renewal was sent, want its 20s at least", taken.Sub(renewed))
+	}
+}
+
 // A holder that renews is never broken: with takeover the wait goes on past the timeout,
 // with fail it ends in lock.ErrTimeout; the Lease is untouched either way.
 func TestLiveHolderIsNeverBroken(t *testing.T) {
