@@ -36,6 +36,11 @@ func (l *Locks) add(v string) error {
 		l.Lease = name
 		return nil
 	}
+	// A mistyped k8s-lease: must not become a file on the container's own disk, which every
+	// pod would hold at once.
+	if first, _, _ := strings.Cut(v, "/"); strings.Contains(first, ":") {
+		return fmt.Errorf("%q is neither %sNAME nor a lock file: write %sNAME for a Lease, an absolute path for a file", v, LeasePrefix, LeasePrefix)
+	}
 	if l.File != "" && l.File != v {
 		return fmt.Errorf("at most one lock file, got %s and %s: keep one, and add k8s-lease:NAME for a lock across nodes", l.File, v)
 	}
