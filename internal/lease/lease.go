@@ -95,6 +95,8 @@ type Lease struct {
 	// Acquire sets them, then the renewing goroutine owns them until Release stops it.
 	held      *Record
 	lastRenew time.Time
+	// uncertain: a write while waiting failed without saying why, and may have taken effect.
+	uncertain bool
 
 	lost atomic.Bool
 	stop context.CancelFunc
@@ -123,7 +125,12 @@ func permanent(err error) bool {
 // Acquire waits until this run holds the Lease, looking again every retry period. It gives
 // up when ctx ends, when the API refuses for good, or with lock.ErrTimeout when the wait
 // outlasts the timeout and the policy is Fail.
-func (l *Lease) Acquire(ctx context.Context) error {
+func (l *Lease) Acquire(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			l.giveUp(ctx)
+		}
+	}()
 	c := l.opts.Clock
 	began := c.Now()
 	timedOut := false
@@ -174,11 +181,13 @@ func (l *Lease) tryAcquire(ctx context.Context) (holder string, err error) {
 		if err == nil {
 			l.taken(created, now)
 		}
+		l.uncertain = err != nil && !permanent(err)
 		return "", err
 	}
 	if err != nil {
 		return "", err
 	}
+	l.uncertain = false // what a lost write did, this read shows
 	if !same(cur, l.observed) {
 		// When the answer came, not when it was asked for: it may show a renewal sent in between.
 		l.observed, l.observedAt = cur, l.opts.Clock.Now()
@@ -194,7 +203,27 @@ func (l *Lease) tryAcquire(ctx context.Context) (holder string, err error) {
 	if err == nil {
 		l.taken(written, now)
 	}
+	l.uncertain = err != nil && !errors.Is(err, ErrNotFound) && !permanent(err)
 	return "", err
+}
+
+// giveUp ends a wait whose last write may have taken effect unanswered (a stop cut it off):
+// a Lease naming this run is cleared, or a successor would wait its whole duration for a
+// program that never ran. One attempt, bounded as a take is.
+func (l *Lease) giveUp(ctx context.Context) {
+	if !l.uncertain {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.RenewDeadline)
+	defer cancel()
+	cur, err := l.api.Get(ctx)
+	switch {
+	case err != nil:
+		l.log.Warn().Err(err).Dur("lease_duration_ms", l.opts.Duration).Msg("cannot tell whether the lease was taken; if it was, it expires for the others after its duration")
+	case cur.HolderIdentity == l.opts.Identity:
+		l.held = &cur
+		l.Release(ctx)
+	}
 }
 
 // expired reports that the Lease observed has not changed for its duration, measured from

@@ -335,6 +335,36 @@ func TestOwnIdentityFoundIsHeld(t *testing.T) {
 	}
 }
 
+// A stop that comes while the Lease is being written leaves no Lease naming this run: the
+// write may have taken effect though the stop cut its answer off, and a successor would wait
+// the whole duration for a holder that never ran its program.
+func TestStopDuringTheTakeLeavesNoHolder(t *testing.T) {
+	for _, absent := range []bool{false, true} {
+		api, c := &fakeAPI{}, newClock()
+		if !absent {
+			api.put(Record{LeaseDurationSeconds: 1})
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		api.before = func(call string, f *fakeAPI) error {
+			if call == "update" || call == "create" {
+				if ctx.Err() == nil {
+					f.put(Record{HolderIdentity: "me", LeaseDurationSeconds: 30})
+					stop() // SIGTERM, while svinit-net's answer is on its way
+					return ctx.Err()
+				}
+			}
+			return nil
+		}
+		l := newLease(api, c, "me")
+		if err := l.Acquire(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("absent %v: Acquire = %v, want it cancelled", absent, err)
+		}
+		if got := api.current(); got.HolderIdentity != "" {
+			t.Errorf("absent %v: after the stop %+v, want no holder", absent, got)
+		}
+	}
+}
+
 type forbidden struct{}
 
 func (forbidden) Error() string   { return "403 Forbidden: add update on leases" }
