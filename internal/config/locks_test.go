@@ -80,6 +80,7 @@ func TestLeaseTimingsMustKeepOneHolder(t *testing.T) {
 		{[]string{"--lease-retry-period", "0s"}, "--lease-retry-period 0s: must be positive"},
 		{[]string{"--lease-duration", "30.5s"}, "whole seconds"},
 		{[]string{"--lease-duration", "soon"}, "want a duration"},
+		{[]string{"--lease-duration", "1000000h"}, "at most 2147483647s"}, // the API's int32
 	} {
 		_, err := Parse(append(append(append([]string(nil), lease...), tc.args...), "prog"))
 		switch {
