@@ -537,6 +537,32 @@ func TestAnotherHolderLosesTheLeaseAtOnce(t *testing.T) {
 	releaseLeaves(t, l, api, "thief")
 }
 
+// A holder paused (SIGSTOP, a frozen cgroup) past the Lease's duration, while a successor
+// took it, stops its program the moment it wakes: without a call that could renew, and
+// whatever the API would answer.
+func TestPausedHolderStopsOnWaking(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	l, lost := holding(t, api, c)
+	tick(t, c)
+	idle(t, c)
+	api.mu.Lock()
+	api.put(Record{HolderIdentity: "successor", LeaseDurationSeconds: 30})
+	calls := len(api.calls)
+	api.mu.Unlock()
+	waiting(t, c)
+	c.advance(duration + time.Minute) // the pause: every timer is due at once
+	if !lost.wait() || !l.Lost() {
+		t.Fatal("not lost after the pause")
+	}
+	api.mu.Lock()
+	after := api.calls[calls:]
+	api.mu.Unlock()
+	if len(after) != 0 {
+		t.Errorf("calls after waking %q, want none before the loss", after)
+	}
+	releaseLeaves(t, l, api, "successor")
+}
+
 // releaseLeaves releases l and checks the holder it leaves in the Lease.
 func releaseLeaves(t *testing.T, l *Lease, api *fakeAPI, holder string) {
 	t.Helper()
