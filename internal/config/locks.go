@@ -18,7 +18,10 @@ type Locks struct {
 // Set adds one lock, or several from the variable's comma list.
 func (l *Locks) Set(v string) error {
 	for _, one := range strings.Split(v, ",") {
-		if err := l.add(strings.TrimSpace(one)); err != nil {
+		if one = strings.TrimSpace(one); one == "" {
+			continue // a trailing comma, as --template's list allows
+		}
+		if err := l.add(one); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,11 @@ func TestLockTakesOneFileAndOneLease(t *testing.T) {
 	if cfg, err = Parse([]string{"prog"}); err != nil || cfg.Lock.File != dir+"/lock" || cfg.Lock.Lease != "db" {
 		t.Errorf("from SVINIT_LOCK: %+v, %v", cfg.Lock, err)
 	}
+	// Empty items, as --template's list skips them.
+	t.Setenv("SVINIT_LOCK", " "+dir+"/lock, ,k8s-lease:db,")
+	if cfg, err = Parse([]string{"prog"}); err != nil || cfg.Lock.File != dir+"/lock" || cfg.Lock.Lease != "db" {
+		t.Errorf("from SVINIT_LOCK with empty items: %+v, %v", cfg.Lock, err)
+	}
 	if cfg, err = Parse([]string{"--lock", "k8s-lease:web", "prog"}); err != nil || cfg.Lock.File != "" || cfg.Lock.Lease != "web" {
 		t.Errorf("a flag must replace the variable's list: %+v, %v", cfg.Lock, err)
 	}
