@@ -54,6 +54,9 @@ type Signals struct {
 	requests   chan struct{} // RequestStop's: one slot, as a second request adds nothing
 	exits      chan ChildExit
 	quit, done chan struct{}
+
+	// requestStopped: a RequestStop came before the child's exit, and stopped it or its start.
+	requestStopped atomic.Bool
 }
 
 // ChildExit is how the child ended: its status, and the end of the stop budget (zero when
@@ -108,6 +111,10 @@ func (o *Signals) RequestStop() {
 	default: // one is pending already
 	}
 }
+
+// StopRequested reports that a RequestStop stopped the child, or its start; one that came
+// once the child had exited stopped nothing.
+func (o *Signals) StopRequested() bool { return o.requestStopped.Load() }
 
 // Close ends the goroutine; signals that come after stay in their channels.
 func (o *Signals) Close() {
@@ -233,6 +240,9 @@ func (l *signalLoop) signal(sig unix.Signal) {
 // stopRequested acts on RequestStop by phase: a SIGTERM whose grace always starts.
 func (l *signalLoop) stopRequested() {
 	l.collectExit()
+	if !l.childGone {
+		l.o.requestStopped.Store(true)
+	}
 	switch {
 	case l.exited != nil:
 		l.forwardOrStop(unix.SIGTERM, true)
