@@ -174,6 +174,11 @@ func (l *Lease) tryAcquire(ctx context.Context) (holder string, err error) {
 	now := l.opts.Clock.Now()
 	cur, err := l.api.Get(ctx)
 	if errors.Is(err, ErrNotFound) {
+		// Deleted under a holder this run saw: it may still run the program, and it makes the
+		// Lease again at its next renewal.
+		if h := l.observed.HolderIdentity; h != "" && h != l.opts.Identity && !l.expired(now) {
+			return h + ", whose Lease was deleted", nil
+		}
 		created, err := l.api.Create(ctx, l.claim(Record{}, now))
 		if errors.Is(err, ErrConflict) {
 			return "someone who created it first", nil

@@ -237,6 +237,30 @@ func TestSlowReadDoesNotShortenTheWait(t *testing.T) {
 	}
 }
 
+// A Lease deleted while someone held it (kubectl delete) is not created anew at once by a
+// waiter that saw it held: its holder may still run the program, and recreates it at its next
+// renewal; the waiter creates it once the holder's duration has passed since it saw it.
+func TestDeletedLeaseIsNotTakenWhileItsHolderMayRun(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	api.put(Record{HolderIdentity: "other", LeaseDurationSeconds: 20})
+	seen := c.Now()
+	deleted := false
+	err, _ := acquire(t, newLease(api, c, "me"), c, func() {
+		if !deleted {
+			deleted = true
+			api.mu.Lock()
+			api.exists = false
+			api.mu.Unlock()
+		}
+	})
+	if err != nil || api.current().HolderIdentity != "me" {
+		t.Fatalf("Acquire = %v; Lease %+v", err, api.current())
+	}
+	if waited := c.Now().Sub(seen); waited < 20*time.Second {
+		t.Errorf("created %s after the holder was seen, want its 20s at least", waited)
+	}
+}
+
 // A holder that renews is never broken: with takeover the wait goes on past the timeout,
 // with fail it ends in lock.ErrTimeout; the Lease is untouched either way.
 func TestLiveHolderIsNeverBroken(t *testing.T) {
