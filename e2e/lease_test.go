@@ -85,6 +85,31 @@ func TestLeaseSuccessorStartsAtOnce(t *testing.T) {
 	second.Wait()
 }
 
+// SIGTERM while svinit waits for the Lease ends the wait with 143, and this run has written
+// nothing: the holder keeps it.
+func TestLeaseWaiterStoppedTakesNothing(t *testing.T) {
+	api := fakeapi.Start(t)
+	first, rec1 := leased(t, api, "web-0", "--lease-retry-period", "100ms")
+	waitLine(t, rec1, "ready")
+	second, rec2 := leased(t, api, "web-1", "--lease-retry-period", "100ms")
+	second.awaitPhase("waiting-for-lock")
+	second.Signal(unix.SIGTERM)
+	if code := second.Wait(); code != 143 {
+		t.Errorf("waiter's exit %d, want 143", code)
+	}
+	if readFile(t, rec2) != "" {
+		t.Errorf("the waiter's program ran: %q", readFile(t, rec2))
+	}
+	for _, w := range api.Writes() {
+		if strings.HasPrefix(w, "web-1_") {
+			t.Errorf("the stopped waiter wrote the Lease: holders written %q", api.Writes())
+			break
+		}
+	}
+	first.Signal(unix.SIGTERM)
+	first.Wait()
+}
+
 // An API server away for longer than the renew deadline stops the program with the normal
 // stop, and svinit exits 73; once the API is back, nothing more is written by this run.
 func TestLeaseLostStopsTheProgram(t *testing.T) {

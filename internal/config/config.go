@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -287,6 +288,10 @@ func (c *Config) checkLeaseTimings() error {
 	}
 	if len(errs) > 0 {
 		return Join(errs...)
+	}
+	// leaseDurationSeconds is an int32 in the API, and an int on 32-bit svinit.
+	if most := time.Duration(math.MaxInt32) * time.Second; c.LeaseDuration > most {
+		errs = append(errs, fmt.Errorf("--lease-duration %s: a Lease holds at most %ds", c.LeaseDuration, math.MaxInt32))
 	}
 	if c.LeaseDuration%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("--lease-duration %s: a Lease holds whole seconds: use %s", c.LeaseDuration, c.LeaseDuration.Truncate(time.Second)+time.Second))

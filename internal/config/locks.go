@@ -18,7 +18,10 @@ type Locks struct {
 // Set adds one lock, or several from the variable's comma list.
 func (l *Locks) Set(v string) error {
 	for _, one := range strings.Split(v, ",") {
-		if err := l.add(strings.TrimSpace(one)); err != nil {
+		if one = strings.TrimSpace(one); one == "" {
+			continue // a trailing comma, as --template's list allows
+		}
+		if err := l.add(one); err != nil {
 			return err
 		}
 	}
@@ -35,6 +38,11 @@ func (l *Locks) add(v string) error {
 		}
 		l.Lease = name
 		return nil
+	}
+	// A mistyped k8s-lease: must not become a file on the container's own disk, which every
+	// pod would hold at once.
+	if first, _, _ := strings.Cut(v, "/"); strings.Contains(first, ":") {
+		return fmt.Errorf("%q is neither %sNAME nor a lock file: write %sNAME for a Lease, an absolute path for a file", v, LeasePrefix, LeasePrefix)
 	}
 	if l.File != "" && l.File != v {
 		return fmt.Errorf("at most one lock file, got %s and %s: keep one, and add k8s-lease:NAME for a lock across nodes", l.File, v)

@@ -22,6 +22,11 @@ func TestLockTakesOneFileAndOneLease(t *testing.T) {
 	if cfg, err = Parse([]string{"prog"}); err != nil || cfg.Lock.File != dir+"/lock" || cfg.Lock.Lease != "db" {
 		t.Errorf("from SVINIT_LOCK: %+v, %v", cfg.Lock, err)
 	}
+	// Empty items, as --template's list skips them.
+	t.Setenv("SVINIT_LOCK", " "+dir+"/lock, ,k8s-lease:db,")
+	if cfg, err = Parse([]string{"prog"}); err != nil || cfg.Lock.File != dir+"/lock" || cfg.Lock.Lease != "db" {
+		t.Errorf("from SVINIT_LOCK with empty items: %+v, %v", cfg.Lock, err)
+	}
 	if cfg, err = Parse([]string{"--lock", "k8s-lease:web", "prog"}); err != nil || cfg.Lock.File != "" || cfg.Lock.Lease != "web" {
 		t.Errorf("a flag must replace the variable's list: %+v, %v", cfg.Lock, err)
 	}
@@ -46,6 +51,21 @@ func TestLockRefusesTwoOfAKindAndBadLeaseNames(t *testing.T) {
 	}
 }
 
+// A mistyped k8s-lease: is refused, never taken for a lock file in the working directory: a
+// file on the container's own disk would let every pod run the program at once.
+func TestMistypedLeaseIsNotALockFile(t *testing.T) {
+	for _, v := range []string{"K8S-LEASE:web", "k8s-leases:web", "lease:web", "k8s-secret:web", " K8s-Lease:web"} {
+		_, err := Parse([]string{"--lock", v, "prog"})
+		if err == nil || !strings.Contains(err.Error(), "k8s-lease:NAME") || !strings.Contains(err.Error(), "absolute") {
+			t.Errorf("--lock %q: %v, want it refused, naming k8s-lease:NAME and an absolute path", v, err)
+		}
+	}
+	dir := t.TempDir()
+	if cfg, err := Parse([]string{"--lock", dir + "/a:b", "prog"}); err != nil || cfg.Lock.File != dir+"/a:b" {
+		t.Errorf("an absolute path with a colon: %+v, %v", cfg.Lock, err)
+	}
+}
+
 // The timings of the Lease must keep the program dead before anyone else may take the Lease:
 // duration > renew deadline + grace, retry < renew deadline, all positive. Checked only with
 // a k8s-lease lock, and every problem names the numbers.
@@ -65,6 +85,7 @@ func TestLeaseTimingsMustKeepOneHolder(t *testing.T) {
 		{[]string{"--lease-retry-period", "0s"}, "--lease-retry-period 0s: must be positive"},
 		{[]string{"--lease-duration", "30.5s"}, "whole seconds"},
 		{[]string{"--lease-duration", "soon"}, "want a duration"},
+		{[]string{"--lease-duration", "1000000h"}, "at most 2147483647s"}, // the API's int32
 	} {
 		_, err := Parse(append(append(append([]string(nil), lease...), tc.args...), "prog"))
 		switch {

@@ -95,6 +95,8 @@ type Lease struct {
 	// Acquire sets them, then the renewing goroutine owns them until Release stops it.
 	held      *Record
 	lastRenew time.Time
+	// uncertain: a write while waiting failed without saying why, and may have taken effect.
+	uncertain bool
 
 	lost atomic.Bool
 	stop context.CancelFunc
@@ -123,7 +125,12 @@ func permanent(err error) bool {
 // Acquire waits until this run holds the Lease, looking again every retry period. It gives
 // up when ctx ends, when the API refuses for good, or with lock.ErrTimeout when the wait
 // outlasts the timeout and the policy is Fail.
-func (l *Lease) Acquire(ctx context.Context) error {
+func (l *Lease) Acquire(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			l.giveUp(ctx)
+		}
+	}()
 	c := l.opts.Clock
 	began := c.Now()
 	timedOut := false
@@ -167,6 +174,11 @@ func (l *Lease) tryAcquire(ctx context.Context) (holder string, err error) {
 	now := l.opts.Clock.Now()
 	cur, err := l.api.Get(ctx)
 	if errors.Is(err, ErrNotFound) {
+		// Deleted under a holder this run saw: it may still run the program, and it makes the
+		// Lease again at its next renewal.
+		if h := l.observed.HolderIdentity; h != "" && h != l.opts.Identity && !l.expired(now) {
+			return h + ", whose Lease was deleted", nil
+		}
 		created, err := l.api.Create(ctx, l.claim(Record{}, now))
 		if errors.Is(err, ErrConflict) {
 			return "someone who created it first", nil
@@ -174,13 +186,16 @@ func (l *Lease) tryAcquire(ctx context.Context) (holder string, err error) {
 		if err == nil {
 			l.taken(created, now)
 		}
+		l.uncertain = err != nil && !permanent(err)
 		return "", err
 	}
 	if err != nil {
 		return "", err
 	}
+	l.uncertain = false // what a lost write did, this read shows
 	if !same(cur, l.observed) {
-		l.observed, l.observedAt = cur, now
+		// When the answer came, not when it was asked for: it may show a renewal sent in between.
+		l.observed, l.observedAt = cur, l.opts.Clock.Now()
 	}
 	// Its holder is this run when an update took effect though its answer was lost.
 	if cur.HolderIdentity != "" && cur.HolderIdentity != l.opts.Identity && !l.expired(now) {
@@ -193,7 +208,27 @@ func (l *Lease) tryAcquire(ctx context.Context) (holder string, err error) {
 	if err == nil {
 		l.taken(written, now)
 	}
+	l.uncertain = err != nil && !errors.Is(err, ErrNotFound) && !permanent(err)
 	return "", err
+}
+
+// giveUp ends a wait whose last write may have taken effect unanswered (a stop cut it off):
+// a Lease naming this run is cleared, or a successor would wait its whole duration for a
+// program that never ran. One attempt, bounded as a take is.
+func (l *Lease) giveUp(ctx context.Context) {
+	if !l.uncertain {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.RenewDeadline)
+	defer cancel()
+	cur, err := l.api.Get(ctx)
+	switch {
+	case err != nil:
+		l.log.Warn().Err(err).Dur("lease_duration_ms", l.opts.Duration).Msg("cannot tell whether the lease was taken; if it was, it expires for the others after its duration")
+	case cur.HolderIdentity == l.opts.Identity:
+		l.held = &cur
+		l.Release(ctx)
+	}
 }
 
 // expired reports that the Lease observed has not changed for its duration, measured from

@@ -211,6 +211,56 @@ func TestDeadHoldersLeaseIsTakenAfterItsDurationOnTheLocalClock(t *testing.T) {
 	}
 }
 
+// The Lease's duration counts from when this run saw the record, not from when it asked for
+// it: a read answered late may show a renewal sent after the read was, and the holder that
+// sent it may run its program until that renewal's sending plus the duration.
+func TestSlowReadDoesNotShortenTheWait(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	api.put(Record{HolderIdentity: "other", LeaseDurationSeconds: 20})
+	asked := c.Now()
+	slow := true
+	api.before = func(call string, f *fakeAPI) error {
+		if call == "get" && slow {
+			slow = false
+			c.advance(5 * time.Second)
+			f.put(f.rec) // the holder's last renewal, sent while the read is on its way
+			c.advance(5 * time.Second)
+		}
+		return nil
+	}
+	err, _ := acquire(t, newLease(api, c, "me"), c, nil)
+	if err != nil || api.current().HolderIdentity != "me" {
+		t.Fatalf("Acquire = %v; Lease %+v", err, api.current())
+	}
+	if renewed, taken := asked.Add(5*time.Second), c.Now(); taken.Sub(renewed) < 20*time.Second {
+		t.Errorf("taken %s after the holder's last renewal was sent, want its 20s at least", taken.Sub(renewed))
+	}
+}
+
+// A Lease deleted while someone held it (kubectl delete) is not created anew at once by a
+// waiter that saw it held: its holder may still run the program, and recreates it at its next
+// renewal; the waiter creates it once the holder's duration has passed since it saw it.
+func TestDeletedLeaseIsNotTakenWhileItsHolderMayRun(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	api.put(Record{HolderIdentity: "other", LeaseDurationSeconds: 20})
+	seen := c.Now()
+	deleted := false
+	err, _ := acquire(t, newLease(api, c, "me"), c, func() {
+		if !deleted {
+			deleted = true
+			api.mu.Lock()
+			api.exists = false
+			api.mu.Unlock()
+		}
+	})
+	if err != nil || api.current().HolderIdentity != "me" {
+		t.Fatalf("Acquire = %v; Lease %+v", err, api.current())
+	}
+	if waited := c.Now().Sub(seen); waited < 20*time.Second {
+		t.Errorf("created %s after the holder was seen, want its 20s at least", waited)
+	}
+}
+
 // A holder that renews is never broken: with takeover the wait goes on past the timeout,
 // with fail it ends in lock.ErrTimeout; the Lease is untouched either way.
 func TestLiveHolderIsNeverBroken(t *testing.T) {
@@ -306,6 +356,36 @@ func TestOwnIdentityFoundIsHeld(t *testing.T) {
 	err, waited := acquire(t, newLease(api, c, "me"), c, nil)
 	if got := api.current(); err != nil || waited != retry || got.HolderIdentity != "me" || got.LeaseTransitions != 1 {
 		t.Errorf("Acquire = %v after %s; Lease %+v", err, waited, got)
+	}
+}
+
+// A stop that comes while the Lease is being written leaves no Lease naming this run: the
+// write may have taken effect though the stop cut its answer off, and a successor would wait
+// the whole duration for a holder that never ran its program.
+func TestStopDuringTheTakeLeavesNoHolder(t *testing.T) {
+	for _, absent := range []bool{false, true} {
+		api, c := &fakeAPI{}, newClock()
+		if !absent {
+			api.put(Record{LeaseDurationSeconds: 1})
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		api.before = func(call string, f *fakeAPI) error {
+			if call == "update" || call == "create" {
+				if ctx.Err() == nil {
+					f.put(Record{HolderIdentity: "me", LeaseDurationSeconds: 30})
+					stop() // SIGTERM, while svinit-net's answer is on its way
+					return ctx.Err()
+				}
+			}
+			return nil
+		}
+		l := newLease(api, c, "me")
+		if err := l.Acquire(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("absent %v: Acquire = %v, want it cancelled", absent, err)
+		}
+		if got := api.current(); got.HolderIdentity != "" {
+			t.Errorf("absent %v: after the stop %+v, want no holder", absent, got)
+		}
 	}
 }
 
@@ -479,6 +559,32 @@ func TestAnotherHolderLosesTheLeaseAtOnce(t *testing.T) {
 		t.Fatal("not lost")
 	}
 	releaseLeaves(t, l, api, "thief")
+}
+
+// A holder paused (SIGSTOP, a frozen cgroup) past the Lease's duration, while a successor
+// took it, stops its program the moment it wakes: without a call that could renew, and
+// whatever the API would answer.
+func TestPausedHolderStopsOnWaking(t *testing.T) {
+	api, c := &fakeAPI{}, newClock()
+	l, lost := holding(t, api, c)
+	tick(t, c)
+	idle(t, c)
+	api.mu.Lock()
+	api.put(Record{HolderIdentity: "successor", LeaseDurationSeconds: 30})
+	calls := len(api.calls)
+	api.mu.Unlock()
+	waiting(t, c)
+	c.advance(duration + time.Minute) // the pause: every timer is due at once
+	if !lost.wait() || !l.Lost() {
+		t.Fatal("not lost after the pause")
+	}
+	api.mu.Lock()
+	after := api.calls[calls:]
+	api.mu.Unlock()
+	if len(after) != 0 {
+		t.Errorf("calls after waking %q, want none before the loss", after)
+	}
+	releaseLeaves(t, l, api, "successor")
 }
 
 // releaseLeaves releases l and checks the holder it leaves in the Lease.

@@ -140,3 +140,24 @@ func TestRequestStopRacesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A Lease lost once the program has exited by itself stopped nothing: svinit exits with the
+// program's code, or a Job that finished would be run again for a failure that never was.
+func TestLeaseLostAfterTheProgramExitedKeepsItsCode(t *testing.T) {
+	h := newHarness(t, "clean-up")
+	h.lease.on = true
+	code := h.run(func() {
+		h.child.exit(exitStatus(0))
+		h.waitPhase()
+		h.lease.lose()
+		h.proceed()
+	})
+	if code != 0 {
+		t.Errorf("exit code %d, want the program's 0", code)
+	}
+	want := []string{"wait", "lock", "lease", "render", "activate", "start fd=7", "lock names group 100", "state running 100",
+		"clean-up none", "deactivate none", "unlock", "unlease none", "state exited 0"}
+	if !slices.Equal(h.events(), want) {
+		t.Errorf("steps did\n  %q\nwant\n  %q", h.events(), want)
+	}
+}

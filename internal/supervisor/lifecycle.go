@@ -159,7 +159,7 @@ func (l *Life) Run() (code int) {
 	// back, the file lock too, and its clearing, a network call, cannot hold up the rest.
 	l.Lock.Release()
 	l.Lease.Release(stopDeadline)
-	if l.Lease.Lost() {
+	if l.Lease.Lost() && l.Signals.StopRequested() { // lost after the child's own exit, it stopped nothing
 		l.Log.Error().Int("child_exit_code", code).Int("exit_code", exitcode.LockTimeout).Msg("the lease was lost: exiting with 73")
 		return exitcode.LockTimeout
 	}

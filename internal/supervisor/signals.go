@@ -56,6 +56,9 @@ type Signals struct {
 	stopBegun  context.Context // done at the child's first stop signal
 	beginStop  context.CancelFunc
 	quit, done chan struct{}
+
+	// requestStopped: a RequestStop came before the child's exit, and stopped it or its start.
+	requestStopped atomic.Bool
 }
 
 // ChildExit is how the child ended: its status, and the end of the stop budget (zero when
@@ -115,6 +118,10 @@ func (o *Signals) RequestStop() {
 // StopBegun is done once the running child was asked to stop: what runs beside it (the
 // readiness checks, the template watch) ends.
 func (o *Signals) StopBegun() context.Context { return o.stopBegun }
+
+// StopRequested reports that a RequestStop stopped the child, or its start; one that came
+// once the child had exited stopped nothing.
+func (o *Signals) StopRequested() bool { return o.requestStopped.Load() }
 
 // Close ends the goroutine; signals that come after stay in their channels.
 func (o *Signals) Close() {
@@ -240,6 +247,9 @@ func (l *signalLoop) signal(sig unix.Signal) {
 // stopRequested acts on RequestStop by phase: a SIGTERM whose grace always starts.
 func (l *signalLoop) stopRequested() {
 	l.collectExit()
+	if !l.childGone {
+		l.o.requestStopped.Store(true)
+	}
 	switch {
 	case l.exited != nil:
 		l.forwardOrStop(unix.SIGTERM, true)
