@@ -45,7 +45,7 @@ func (c Check) String() string { return c.redacted }
 
 // Parse parses one check; its error names the check and what it should be.
 func Parse(s string) (Check, error) {
-	c := Check{raw: s, redacted: s}
+	c := Check{raw: s, redacted: redactUserinfo(s)} // whatever it turns out to be
 	scheme, rest, _ := strings.Cut(s, ":")
 	var err error
 	switch scheme {
@@ -88,7 +88,7 @@ func (c *Check) parseTCP(rest string) error {
 	if host == "" {
 		return fmt.Errorf("no host: %s", want)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strings.Trim(port, "0123456789") != "" {
 		return fmt.Errorf("port %q is not a number 1-65535: %s", port, want)
 	}
 	c.Target = addr
@@ -148,6 +148,15 @@ func (l *List) Set(s string) error {
 		*l = append(*l, c)
 	}
 	return nil
+}
+
+// Redact is a value given to Set, each check's password hidden: for the error that quotes it.
+func (List) Redact(s string) string {
+	parts := splitChecks(s)
+	for i, p := range parts {
+		parts[i] = redactUserinfo(p)
+	}
+	return strings.Join(parts, ",")
 }
 
 // Reset forgets the checks set so far, so that a command-line flag replaces its variable.
