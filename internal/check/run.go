@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Runner runs one attempt of a check, bounded by Timeout.
@@ -24,8 +25,11 @@ type Runner struct {
 	Timeout time.Duration
 }
 
-// maxExcerpt bounds what an exec check's stderr adds to its error.
-const maxExcerpt = 200
+// maxReason bounds a check's reason, which is written to the state file every round.
+const maxReason = 200
+
+// stderrTail is what is kept of an exec check's stderr: enough for its last line.
+const stderrTail = 4 << 10
 
 // Run returns nil when c passes, else why it does not.
 func (r Runner) Run(ctx context.Context, c Check) error {
@@ -46,7 +50,25 @@ func (r Runner) Run(ctx context.Context, c Check) error {
 	if err != nil && ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("no answer within --check-timeout %s", r.Timeout)
 	}
-	return err
+	if err != nil {
+		// A server's or a command's words, of any size, headed for a terminal.
+		return errors.New(excerpt(err.Error()))
+	}
+	return nil
+}
+
+// excerpt is s cut to maxReason bytes, its control characters replaced.
+func excerpt(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > maxReason {
+		s = strings.ToValidUTF8(s[:maxReason], "") + " ..."
+	}
+	return s
 }
 
 // statWithin is os.Stat, given up on when ctx ends: a hung mount must not hold the check.
@@ -69,7 +91,7 @@ func statWithin(ctx context.Context, path string) error {
 
 func (r Runner) exec(ctx context.Context, c Check) error {
 	var stderr bytes.Buffer
-	code, err := r.Exec.Run(ctx, c.Argv, r.Env, io.Discard, &limited{&stderr, maxExcerpt})
+	code, err := r.Exec.Run(ctx, c.Argv, r.Env, io.Discard, &tail{&stderr, stderrTail})
 	switch {
 	case err != nil:
 		return err
@@ -87,15 +109,17 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// limited keeps the first n bytes written and drops the rest, without failing the writer.
-type limited struct {
+// tail keeps the last n bytes or so written, where the last line is, without failing the
+// writer.
+type tail struct {
 	b *bytes.Buffer
 	n int
 }
 
-func (l *limited) Write(p []byte) (int, error) {
-	if room := l.n - l.b.Len(); room > 0 {
-		l.b.Write(p[:min(len(p), room)])
+func (t *tail) Write(p []byte) (int, error) {
+	t.b.Write(p[max(len(p)-t.n, 0):])
+	if over := t.b.Len() - t.n; over > 0 {
+		t.b.Next(over)
 	}
 	return len(p), nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/svinit/svinit/internal/check"
 	"github.com/svinit/svinit/internal/license"
@@ -68,7 +69,8 @@ func probeHTTP(ctx context.Context, chk check.Check) error {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("answered %s", resp.Status)
+		// Not resp.Status: its reason phrase is whatever the server says, of any size.
+		return fmt.Errorf("answered %s", strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))))
 	}
 	return nil
 }

@@ -81,3 +81,28 @@ func TestProbe(t *testing.T) {
 		}
 	}
 }
+
+// A server's reason phrase is its own text, of any size: the probe's reply names the
+// status code and its standard text, never what the server made up.
+func TestProbeReplyIgnoresTheReasonPhrase(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Read(make([]byte, 4096))
+			c.Write([]byte("HTTP/1.1 503 " + strings.Repeat("A", 1<<20) + "\x1b[31m\r\nContent-Length: 0\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	code, r := probe(t, "http://"+ln.Addr().String()+"/")
+	if code != license.ExitProbeFailed || r.Error != "answered 503 Service Unavailable" {
+		t.Errorf("exit %d, error of %d bytes: %.80q", code, len(r.Error), r.Error)
+	}
+}
