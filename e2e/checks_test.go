@@ -259,3 +259,25 @@ func TestStatusReadyFollowsTheCheck(t *testing.T) {
 		t.Errorf("exit %d, want 143", code)
 	}
 }
+
+// SIGKILLed as a plain process, where nobody else ends its check's command, svinit takes
+// the command with it, as it takes its child: in the wait and while the child runs.
+func TestCheckCommandDiesWithSvinit(t *testing.T) {
+	for _, phase := range []struct {
+		name string
+		args []string
+	}{
+		{"wait", []string{"--wait-for", "exec:sleep 3600", "--wait-timeout", "0"}},
+		{"ready", []string{"--ready", "exec:sleep 3600"}},
+	} {
+		t.Run(phase.name, func(t *testing.T) {
+			rec := filepath.Join(t.TempDir(), "rec")
+			s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec}, append(phase.args, "--check-timeout", "1h", "--", selfBin)...)
+			sleeper := checkCommand(t, s)
+			t.Cleanup(func() { unix.Kill(sleeper, unix.SIGKILL) })
+			s.Signal(unix.SIGKILL)
+			s.Wait()
+			poll(t, "the check's command to die with svinit", func() bool { return !alive(sleeper) })
+		})
+	}
+}

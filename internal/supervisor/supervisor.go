@@ -163,7 +163,7 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	if len(s.cfg.Templates) > 0 {
 		templates.plan = s.plan
 	}
-	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{s.reaper}, s.childEnv, s.net)
+	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{r: s.reaper, dieWithSvinit: true}, s.childEnv, s.net)
 	return &Life{
 		Dependencies: dependenciesStep{checks: s.cfg.WaitFor, timeout: s.cfg.WaitTimeout, attempt: checks.Run, state: s.state, log: s.log},
 		Readiness:    readinessStep{checks: s.cfg.Ready, interval: s.cfg.ReadyInterval, attempt: checks.Run, state: s.state, log: s.log},
