@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -278,6 +279,49 @@ func TestCheckCommandDiesWithSvinit(t *testing.T) {
 			s.Signal(unix.SIGKILL)
 			s.Wait()
 			poll(t, "the check's command to die with svinit", func() bool { return !alive(sleeper) })
+		})
+	}
+}
+
+// A check's command that leaves a daemon behind (out of its process group) leaves nothing
+// once svinit has exited, whether the wait timed out or was stopped: as a plain process,
+// svinit ends what its checks left as it ends what its child left.
+func TestWaitLeavesNoProcessBehind(t *testing.T) {
+	for _, how := range []string{"timeout", "sigterm"} {
+		t.Run(how, func(t *testing.T) {
+			pids := filepath.Join(t.TempDir(), "pids")
+			daemons := func() (out []int) {
+				for _, line := range strings.Fields(readFile(t, pids)) {
+					pid, _ := strconv.Atoi(line)
+					out = append(out, pid)
+				}
+				return out
+			}
+			t.Cleanup(func() {
+				for _, pid := range daemons() {
+					unix.Kill(pid, unix.SIGKILL)
+				}
+			})
+			timeout := map[string]string{"timeout": "1s", "sigterm": "0"}[how]
+			s := startSvinit(t, modes[1], "sleep", []string{"PIDS=" + pids}, "--wait-for", "exec:/usr/bin/env "+helperEnv+"=daemonizer "+selfBin,
+				"--wait-timeout", timeout, "--", selfBin)
+			want := 124
+			if how == "sigterm" {
+				poll(t, "a check's daemon", func() bool { return len(daemons()) > 0 })
+				s.Signal(unix.SIGTERM)
+				want = 143
+			}
+			if code := s.Wait(); code != want {
+				t.Errorf("exit %d, want %d", code, want)
+			}
+			if len(daemons()) == 0 {
+				t.Fatal("the check left no daemon: the test proves nothing")
+			}
+			for _, pid := range daemons() {
+				if alive(pid) {
+					t.Errorf("pid %d, left by a check, outlived svinit", pid)
+				}
+			}
 		})
 	}
 }

@@ -35,6 +35,20 @@ var helpers = proctest.Helpers{
 	"exec-seats":  func(args []string) int { return licensetest.ExecSeats(args[0]) },
 	"guarded":     helperGuarded,
 	"lingerer":    helperLingerer,
+	"daemonizer":  helperDaemonizer,
+}
+
+// helperDaemonizer is a check's command that fails and leaves a daemon behind: a sleep in
+// a session of its own, holding the command's output, its pid appended to $PIDS.
+func helperDaemonizer([]string) int {
+	cmd := exec.Command("sleep", "3600")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 111
+	}
+	proctest.AppendLine(os.Getenv("PIDS"), strconv.Itoa(cmd.Process.Pid))
+	return 1
 }
 
 // helperSlowStop takes $STOP_TIME to stop after SIGTERM, as a server flushing its state

@@ -194,7 +194,7 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	}
 }
 
-// cleanUpStep ends every process the child left behind, and reaps them all.
+// cleanUpStep ends every process the child or a check left behind, and reaps them all.
 type cleanUpStep struct {
 	reaper *reaper.Reaper
 	state  *state.Tracker
@@ -215,7 +215,7 @@ func (s cleanUpStep) Run(deadline time.Time) {
 	if !deadline.IsZero() {
 		wait = min(wait, max(time.Until(deadline), 0))
 	}
-	s.log.Info().Dur("wait_ms", wait).Msg("terminating the processes the child left")
+	s.log.Info().Dur("wait_ms", wait).Msg("terminating the processes left behind")
 	if s.awaitReaped(wait) {
 		return
 	}
