@@ -82,9 +82,13 @@ func (r readinessStep) Watch(ctx context.Context) {
 	check.Watch(ctx, r.checks, check.WatchOptions{Attempt: r.attempt, Interval: r.interval, Report: r.record, Log: r.log})
 }
 
-// record puts a round's result in the state file; since changes only with readiness.
+// record puts a round's result in the state file, while the child runs; since changes only
+// with readiness.
 func (r readinessStep) record(res check.Result) {
 	r.state.Update(func(st *state.State) {
+		if st.Phase != state.Running {
+			return // a round that ended as the stop began: the verdict is no longer news
+		}
 		since := res.Checked.UTC()
 		if st.Ready != nil && st.Ready.Ready == res.Ready {
 			since = st.Ready.Since
