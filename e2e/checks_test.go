@@ -325,3 +325,30 @@ func TestWaitLeavesNoProcessBehind(t *testing.T) {
 		})
 	}
 }
+
+// A URL's password is a secret svinit knows: a check's command that says it on stderr (a
+// client printing its URL) gets it redacted in the log and in the state file alike.
+func TestCheckPasswordNeverInLogOrState(t *testing.T) {
+	const secret = "s3cret-db-pw"
+	s := startSvinit(t, modes[1], "sleep", []string{"SAY=postgres://app:" + secret + "@db/app"},
+		"--wait-for", "http://app:"+secret+"@"+freeAddr(t)+"/healthz",
+		"--wait-for", "exec:/usr/bin/env "+helperEnv+"=complain "+selfBin,
+		"--wait-timeout", "1500ms", "--", selfBin)
+	poll(t, "both checks to be missing", func() bool { return len(readState(s).Waiting) == 2 })
+	st, err := os.ReadFile(s.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := s.Wait(); code != 124 {
+		t.Errorf("exit %d, want 124", code)
+	}
+	final, _ := os.ReadFile(s.State)
+	for what, text := range map[string]string{"state file while waiting": string(st), "state file at the end": string(final), "log": s.Stderr.String()} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the password is in the %s:\n%s", what, text)
+		}
+		if !strings.Contains(text, "refused") {
+			t.Errorf("the %s does not say why the command failed:\n%s", what, text)
+		}
+	}
+}

@@ -36,6 +36,13 @@ var helpers = proctest.Helpers{
 	"guarded":     helperGuarded,
 	"lingerer":    helperLingerer,
 	"daemonizer":  helperDaemonizer,
+	"complain":    helperComplain,
+}
+
+// helperComplain is a failing check's command that says $SAY on stderr.
+func helperComplain([]string) int {
+	fmt.Fprintf(os.Stderr, "connecting with %s: refused\n", os.Getenv("SAY"))
+	return 1
 }
 
 // helperDaemonizer is a check's command that fails and leaves a daemon behind: a sleep in

@@ -43,6 +43,19 @@ func (c Check) Raw() string { return c.raw }
 // String is the check as given, less a URL's password: for logs, errors and the state file.
 func (c Check) String() string { return c.redacted }
 
+// Password is a URL's password, "" without one: a secret for the redactor.
+func (c Check) Password() string {
+	if c.Kind != HTTP {
+		return ""
+	}
+	u, err := url.Parse(c.raw)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	pw, _ := u.User.Password()
+	return pw
+}
+
 // Parse parses one check; its error names the check and what it should be.
 func Parse(s string) (Check, error) {
 	c := Check{raw: s, redacted: redactUserinfo(s)} // whatever it turns out to be

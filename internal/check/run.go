@@ -23,6 +23,8 @@ type Runner struct {
 	// Net runs a tcp:// or http(s):// check outside PID 1 (svinit-net probe).
 	Net     func(ctx context.Context, c Check) error
 	Timeout time.Duration
+	// Redact, when set, hides the secrets svinit knows in a reason: a command may say them.
+	Redact func(string) string
 }
 
 // maxReason bounds a check's reason, which is written to the state file every round.
@@ -51,8 +53,13 @@ func (r Runner) Run(ctx context.Context, c Check) error {
 		return fmt.Errorf("no answer within --check-timeout %s", r.Timeout)
 	}
 	if err != nil {
-		// A server's or a command's words, of any size, headed for a terminal.
-		return errors.New(excerpt(err.Error()))
+		// A server's or a command's words, of any size, headed for a terminal; the
+		// secrets go first, as a cut secret would no longer be recognised.
+		reason := err.Error()
+		if r.Redact != nil {
+			reason = r.Redact(reason)
+		}
+		return errors.New(excerpt(reason))
 	}
 	return nil
 }

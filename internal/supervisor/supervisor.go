@@ -115,6 +115,7 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--license-state %s: %w", &p.Config.LicenseState, err))
 		}
 	}
+	s.redactor.Add(checkPasswords(p.Config.WaitFor, p.Config.Ready)...) // a check's command may say one
 	if needsNet(p.Config.WaitFor, p.Config.Ready) {
 		if s.net, err = license.NewHelper(s.helper(), s.redactor); err != nil {
 			errs = append(errs, fmt.Errorf("--wait-for, --ready: the network checks need %w", err))
@@ -163,7 +164,7 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	if len(s.cfg.Templates) > 0 {
 		templates.plan = s.plan
 	}
-	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{r: s.reaper, dieWithSvinit: true}, s.childEnv, s.net)
+	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{r: s.reaper, dieWithSvinit: true}, s.childEnv, s.net, s.redactor)
 	return &Life{
 		Dependencies: dependenciesStep{checks: s.cfg.WaitFor, timeout: s.cfg.WaitTimeout, attempt: checks.Run, state: s.state, log: s.log},
 		Readiness:    readinessStep{checks: s.cfg.Ready, interval: s.cfg.ReadyInterval, attempt: checks.Run, state: s.state, log: s.log},
