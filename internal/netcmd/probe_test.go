@@ -106,3 +106,34 @@ func TestProbeReplyIgnoresTheReasonPhrase(t *testing.T) {
 		t.Errorf("exit %d, error of %d bytes: %.80q", code, len(r.Error), r.Error)
 	}
 }
+
+// The verdict is the status: a server that sends 200 and then drips its body, or never
+// ends it, does not hold the probe until its deadline.
+func TestProbeDoesNotWaitForTheBody(t *testing.T) {
+	release := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000000")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer ts.Close()
+	defer close(release) // before the close, which waits for the handler
+	later := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	done := make(chan int, 1)
+	go func() {
+		code, _ := probe(t, ts.URL, license.EnvNetDeadline, later)
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the probe waits for a body it never reads")
+	}
+}
