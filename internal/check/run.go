@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 )
@@ -25,6 +26,16 @@ type Runner struct {
 	Timeout time.Duration
 	// Redact, when set, hides the secrets svinit knows in a reason: a command may say them.
 	Redact func(string) string
+
+	stat     func(path string) error // os.Stat, but for the tests
+	mu       sync.Mutex
+	statting map[string]*statCall // the stats still running, by path
+}
+
+// statCall is one stat of a path, which every attempt at that path waits for until it ends.
+type statCall struct {
+	done chan struct{}
+	err  error
 }
 
 // maxReason bounds a check's reason, which is written to the state file every round.
@@ -34,7 +45,7 @@ const maxReason = 200
 const stderrTail = 4 << 10
 
 // Run returns nil when c passes, else why it does not.
-func (r Runner) Run(ctx context.Context, c Check) error {
+func (r *Runner) Run(ctx context.Context, c Check) error {
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
@@ -43,7 +54,7 @@ func (r Runner) Run(ctx context.Context, c Check) error {
 	var err error
 	switch c.Kind {
 	case File:
-		err = statWithin(ctx, c.Target)
+		err = r.statWithin(ctx, c.Target)
 	case Exec:
 		err = r.exec(ctx, c)
 	default:
@@ -79,24 +90,42 @@ func excerpt(s string) string {
 }
 
 // statWithin is os.Stat, given up on when ctx ends: a hung mount must not hold the check.
-func statWithin(ctx context.Context, path string) error {
-	stat := make(chan error, 1)
-	go func() {
-		_, err := os.Stat(path)
-		stat <- err
-	}()
+// A stat stuck in the kernel holds an OS thread, so the attempts that follow wait for it
+// rather than start another each: a thread every round would end at the runtime's limit.
+func (r *Runner) statWithin(ctx context.Context, path string) error {
+	r.mu.Lock()
+	call, ok := r.statting[path]
+	if !ok {
+		if r.statting == nil {
+			r.statting = map[string]*statCall{}
+		}
+		call = &statCall{done: make(chan struct{})}
+		r.statting[path] = call
+		stat := r.stat
+		if stat == nil {
+			stat = func(path string) error { _, err := os.Stat(path); return err }
+		}
+		go func() {
+			call.err = stat(path)
+			r.mu.Lock()
+			delete(r.statting, path)
+			r.mu.Unlock()
+			close(call.done)
+		}()
+	}
+	r.mu.Unlock()
 	select {
-	case err := <-stat:
-		if errors.Is(err, fs.ErrNotExist) {
+	case <-call.done:
+		if errors.Is(call.err, fs.ErrNotExist) {
 			return errors.New("does not exist")
 		}
-		return err
+		return call.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (r Runner) exec(ctx context.Context, c Check) error {
+func (r *Runner) exec(ctx context.Context, c Check) error {
 	var stderr bytes.Buffer
 	code, err := r.Exec.Run(ctx, c.Argv, r.Env, io.Discard, &tail{&stderr, stderrTail})
 	switch {

@@ -36,8 +36,8 @@ func needsNet(lists ...check.List) bool {
 
 // checkRunner runs one attempt of a check: a file in PID 1, a command through the reaper
 // as svinit's user with the license commands' environment, the network through svinit-net.
-func checkRunner(timeout time.Duration, runner reaperRunner, env []string, net *license.Helper, redact *license.Redactor) check.Runner {
-	r := check.Runner{Exec: runner, Env: env, Timeout: timeout, Redact: redact.Redact}
+func checkRunner(timeout time.Duration, runner reaperRunner, env []string, net *license.Helper, redact *license.Redactor) *check.Runner {
+	r := &check.Runner{Exec: runner, Env: env, Timeout: timeout, Redact: redact.Redact}
 	if net != nil {
 		r.Net = func(ctx context.Context, c check.Check) error { return net.Probe(ctx, c.Raw()) }
 	}
