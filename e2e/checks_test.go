@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -257,5 +258,97 @@ func TestStatusReadyFollowsTheCheck(t *testing.T) {
 	s.Signal(unix.SIGTERM)
 	if code := s.Wait(); code != 143 {
 		t.Errorf("exit %d, want 143", code)
+	}
+}
+
+// SIGKILLed as a plain process, where nobody else ends its check's command, svinit takes
+// the command with it, as it takes its child: in the wait and while the child runs.
+func TestCheckCommandDiesWithSvinit(t *testing.T) {
+	for _, phase := range []struct {
+		name string
+		args []string
+	}{
+		{"wait", []string{"--wait-for", "exec:sleep 3600", "--wait-timeout", "0"}},
+		{"ready", []string{"--ready", "exec:sleep 3600"}},
+	} {
+		t.Run(phase.name, func(t *testing.T) {
+			rec := filepath.Join(t.TempDir(), "rec")
+			s := startSvinit(t, modes[1], "sleep", []string{"REC=" + rec}, append(phase.args, "--check-timeout", "1h", "--", selfBin)...)
+			sleeper := checkCommand(t, s)
+			t.Cleanup(func() { unix.Kill(sleeper, unix.SIGKILL) })
+			s.Signal(unix.SIGKILL)
+			s.Wait()
+			poll(t, "the check's command to die with svinit", func() bool { return !alive(sleeper) })
+		})
+	}
+}
+
+// A check's command that leaves a daemon behind (out of its process group) leaves nothing
+// once svinit has exited, whether the wait timed out or was stopped: as a plain process,
+// svinit ends what its checks left as it ends what its child left.
+func TestWaitLeavesNoProcessBehind(t *testing.T) {
+	for _, how := range []string{"timeout", "sigterm"} {
+		t.Run(how, func(t *testing.T) {
+			pids := filepath.Join(t.TempDir(), "pids")
+			daemons := func() (out []int) {
+				for _, line := range strings.Fields(readFile(t, pids)) {
+					pid, _ := strconv.Atoi(line)
+					out = append(out, pid)
+				}
+				return out
+			}
+			t.Cleanup(func() {
+				for _, pid := range daemons() {
+					unix.Kill(pid, unix.SIGKILL)
+				}
+			})
+			timeout := map[string]string{"timeout": "1s", "sigterm": "0"}[how]
+			s := startSvinit(t, modes[1], "sleep", []string{"PIDS=" + pids}, "--wait-for", "exec:/usr/bin/env "+helperEnv+"=daemonizer "+selfBin,
+				"--wait-timeout", timeout, "--", selfBin)
+			want := 124
+			if how == "sigterm" {
+				poll(t, "a check's daemon", func() bool { return len(daemons()) > 0 })
+				s.Signal(unix.SIGTERM)
+				want = 143
+			}
+			if code := s.Wait(); code != want {
+				t.Errorf("exit %d, want %d", code, want)
+			}
+			if len(daemons()) == 0 {
+				t.Fatal("the check left no daemon: the test proves nothing")
+			}
+			for _, pid := range daemons() {
+				if alive(pid) {
+					t.Errorf("pid %d, left by a check, outlived svinit", pid)
+				}
+			}
+		})
+	}
+}
+
+// A URL's password is a secret svinit knows: a check's command that says it on stderr (a
+// client printing its URL) gets it redacted in the log and in the state file alike.
+func TestCheckPasswordNeverInLogOrState(t *testing.T) {
+	const secret = "s3cret-db-pw"
+	s := startSvinit(t, modes[1], "sleep", []string{"SAY=postgres://app:" + secret + "@db/app"},
+		"--wait-for", "http://app:"+secret+"@"+freeAddr(t)+"/healthz",
+		"--wait-for", "exec:/usr/bin/env "+helperEnv+"=complain "+selfBin,
+		"--wait-timeout", "1500ms", "--", selfBin)
+	poll(t, "both checks to be missing", func() bool { return len(readState(s).Waiting) == 2 })
+	st, err := os.ReadFile(s.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := s.Wait(); code != 124 {
+		t.Errorf("exit %d, want 124", code)
+	}
+	final, _ := os.ReadFile(s.State)
+	for what, text := range map[string]string{"state file while waiting": string(st), "state file at the end": string(final), "log": s.Stderr.String()} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the password is in the %s:\n%s", what, text)
+		}
+		if !strings.Contains(text, "refused") {
+			t.Errorf("the %s does not say why the command failed:\n%s", what, text)
+		}
 	}
 }

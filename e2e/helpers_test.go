@@ -36,6 +36,27 @@ var helpers = proctest.Helpers{
 	"guarded":     helperGuarded,
 	"lingerer":    helperLingerer,
 	"reloader":    helperReloader,
+	"daemonizer":  helperDaemonizer,
+	"complain":    helperComplain,
+}
+
+// helperComplain is a failing check's command that says $SAY on stderr.
+func helperComplain([]string) int {
+	fmt.Fprintf(os.Stderr, "connecting with %s: refused\n", os.Getenv("SAY"))
+	return 1
+}
+
+// helperDaemonizer is a check's command that fails and leaves a daemon behind: a sleep in
+// a session of its own, holding the command's output, its pid appended to $PIDS.
+func helperDaemonizer([]string) int {
+	cmd := exec.Command("sleep", "3600")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 111
+	}
+	proctest.AppendLine(os.Getenv("PIDS"), strconv.Itoa(cmd.Process.Pid))
+	return 1
 }
 
 // helperSlowStop takes $STOP_TIME to stop after SIGTERM, as a server flushing its state

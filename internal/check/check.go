@@ -43,9 +43,22 @@ func (c Check) Raw() string { return c.raw }
 // String is the check as given, less a URL's password: for logs, errors and the state file.
 func (c Check) String() string { return c.redacted }
 
+// Password is a URL's password, "" without one: a secret for the redactor.
+func (c Check) Password() string {
+	if c.Kind != HTTP {
+		return ""
+	}
+	u, err := url.Parse(c.raw)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	pw, _ := u.User.Password()
+	return pw
+}
+
 // Parse parses one check; its error names the check and what it should be.
 func Parse(s string) (Check, error) {
-	c := Check{raw: s, redacted: s}
+	c := Check{raw: s, redacted: redactUserinfo(s)} // whatever it turns out to be
 	scheme, rest, _ := strings.Cut(s, ":")
 	var err error
 	switch scheme {
@@ -88,7 +101,7 @@ func (c *Check) parseTCP(rest string) error {
 	if host == "" {
 		return fmt.Errorf("no host: %s", want)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strings.Trim(port, "0123456789") != "" {
 		return fmt.Errorf("port %q is not a number 1-65535: %s", port, want)
 	}
 	c.Target = addr
@@ -148,6 +161,15 @@ func (l *List) Set(s string) error {
 		*l = append(*l, c)
 	}
 	return nil
+}
+
+// Redact is a value given to Set, each check's password hidden: for the error that quotes it.
+func (List) Redact(s string) string {
+	parts := splitChecks(s)
+	for i, p := range parts {
+		parts[i] = redactUserinfo(p)
+	}
+	return strings.Join(parts, ",")
 }
 
 // Reset forgets the checks set so far, so that a command-line flag replaces its variable.

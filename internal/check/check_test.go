@@ -111,3 +111,32 @@ func TestListSplitsOnCommasBeforeASchemeOnly(t *testing.T) {
 		t.Errorf("Set accepted a bad list")
 	}
 }
+
+// A check that does not parse never shows its password either: the error is printed and
+// logged.
+func TestParseErrorNeverShowsThePassword(t *testing.T) {
+	for _, in := range []string{
+		"tcp://user:s3cret@db:5432",
+		"http://user:s3cret@/healthz",
+		"https://user:s3cret@api:port/",
+		"http://user:s3cret@exa mple/",
+	} {
+		_, err := Parse(in)
+		if err == nil {
+			t.Errorf("Parse(%q) passed, want an error", in)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "user:xxxxx@") {
+			t.Errorf("Parse(%q) = %q, want it to name the check, password hidden", in, err)
+		}
+	}
+}
+
+// A port is digits: tcp://db:+80 is refused at parse time, not by every attempt.
+func TestParseTCPPortIsDigits(t *testing.T) {
+	for _, in := range []string{"tcp://db:+80", "tcp://db:-1", "tcp://db: 80"} {
+		if _, err := Parse(in); err == nil || !strings.Contains(err.Error(), "port") {
+			t.Errorf("Parse(%q) = %v, want a port error", in, err)
+		}
+	}
+}

@@ -310,3 +310,62 @@ func TestWaitReportsWhatIsMissingWhenItChanges(t *testing.T) {
 		t.Errorf("reported\n  %q\nwant\n  %q", got, want)
 	}
 }
+
+// Whatever a server or a command says, a check's reason is one short printable line: it
+// goes to the state file every round, to the log and to a terminal through svinit status.
+func TestReasonIsAShortPrintableLine(t *testing.T) {
+	huge := strings.Repeat("A", 1<<20) + "\x1b[31mred\a"
+	for _, tc := range []struct {
+		check string
+		r     *Runner
+	}{
+		{"http://api/health", &Runner{Net: func(context.Context, Check) error { return errors.New("answered 503 " + huge) }}},
+		{"exec:check", &Runner{Exec: &fakeExec{code: 1, stderr: "\x1b]0;owned\a" + huge + "\n"}}},
+	} {
+		err := tc.r.Run(context.Background(), mustList(t, tc.check)[0])
+		if err == nil {
+			t.Fatalf("%s passed", tc.check)
+		}
+		msg := err.Error()
+		if len(msg) > 300 || strings.ContainsFunc(msg, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			t.Errorf("%s: reason of %d bytes, control characters %t: %.80q", tc.check, len(msg), strings.ContainsAny(msg, "\x1b\a"), msg)
+		}
+	}
+}
+
+// An exec: check's reason is the last line of its stderr, however much came before it.
+func TestExecReasonIsTheLastLineOfStderr(t *testing.T) {
+	noise := strings.Repeat("connecting...\n", 1000)
+	r := Runner{Exec: &fakeExec{code: 2, stderr: noise + "fatal: db is down\n"}}
+	if err := r.Run(context.Background(), mustList(t, "exec:check")[0]); err == nil || err.Error() != "exit 2: fatal: db is down" {
+		t.Errorf("reason %v, want the last line", err)
+	}
+}
+
+// A stat stuck in the kernel (a hung NFS mount) holds an OS thread: the rounds that follow
+// wait for it instead of adding one each, which would end at the runtime's thread limit,
+// and svinit with it.
+func TestStuckStatIsNotRepeated(t *testing.T) {
+	stuck := make(chan struct{})
+	defer close(stuck)
+	var mu sync.Mutex
+	stats := 0
+	r := &Runner{Timeout: time.Millisecond, stat: func(string) error {
+		mu.Lock()
+		stats++
+		mu.Unlock()
+		<-stuck
+		return nil
+	}}
+	c := mustList(t, "file:/hung/mount/ready")[0]
+	for range 50 {
+		if err := r.Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "--check-timeout") {
+			t.Fatalf("stuck stat: %v", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if stats != 1 {
+		t.Errorf("%d stats started for one stuck path, want 1", stats)
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
+	"unicode"
 )
 
 // Runner runs one attempt of a check, bounded by Timeout.
@@ -22,13 +24,28 @@ type Runner struct {
 	// Net runs a tcp:// or http(s):// check outside PID 1 (svinit-net probe).
 	Net     func(ctx context.Context, c Check) error
 	Timeout time.Duration
+	// Redact, when set, hides the secrets svinit knows in a reason: a command may say them.
+	Redact func(string) string
+
+	stat     func(path string) error // os.Stat, but for the tests
+	mu       sync.Mutex
+	statting map[string]*statCall // the stats still running, by path
 }
 
-// maxExcerpt bounds what an exec check's stderr adds to its error.
-const maxExcerpt = 200
+// statCall is one stat of a path, which every attempt at that path waits for until it ends.
+type statCall struct {
+	done chan struct{}
+	err  error
+}
+
+// maxReason bounds a check's reason, which is written to the state file every round.
+const maxReason = 200
+
+// stderrTail is what is kept of an exec check's stderr: enough for its last line.
+const stderrTail = 4 << 10
 
 // Run returns nil when c passes, else why it does not.
-func (r Runner) Run(ctx context.Context, c Check) error {
+func (r *Runner) Run(ctx context.Context, c Check) error {
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
@@ -37,7 +54,7 @@ func (r Runner) Run(ctx context.Context, c Check) error {
 	var err error
 	switch c.Kind {
 	case File:
-		err = statWithin(ctx, c.Target)
+		err = r.statWithin(ctx, c.Target)
 	case Exec:
 		err = r.exec(ctx, c)
 	default:
@@ -46,30 +63,71 @@ func (r Runner) Run(ctx context.Context, c Check) error {
 	if err != nil && ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("no answer within --check-timeout %s", r.Timeout)
 	}
-	return err
+	if err != nil {
+		// A server's or a command's words, of any size, headed for a terminal; the
+		// secrets go first, as a cut secret would no longer be recognised.
+		reason := err.Error()
+		if r.Redact != nil {
+			reason = r.Redact(reason)
+		}
+		return errors.New(excerpt(reason))
+	}
+	return nil
+}
+
+// excerpt is s cut to maxReason bytes, its control characters replaced.
+func excerpt(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > maxReason {
+		s = strings.ToValidUTF8(s[:maxReason], "") + " ..."
+	}
+	return s
 }
 
 // statWithin is os.Stat, given up on when ctx ends: a hung mount must not hold the check.
-func statWithin(ctx context.Context, path string) error {
-	stat := make(chan error, 1)
-	go func() {
-		_, err := os.Stat(path)
-		stat <- err
-	}()
+// A stat stuck in the kernel holds an OS thread, so the attempts that follow wait for it
+// rather than start another each: a thread every round would end at the runtime's limit.
+func (r *Runner) statWithin(ctx context.Context, path string) error {
+	r.mu.Lock()
+	call, ok := r.statting[path]
+	if !ok {
+		if r.statting == nil {
+			r.statting = map[string]*statCall{}
+		}
+		call = &statCall{done: make(chan struct{})}
+		r.statting[path] = call
+		stat := r.stat
+		if stat == nil {
+			stat = func(path string) error { _, err := os.Stat(path); return err }
+		}
+		go func() {
+			call.err = stat(path)
+			r.mu.Lock()
+			delete(r.statting, path)
+			r.mu.Unlock()
+			close(call.done)
+		}()
+	}
+	r.mu.Unlock()
 	select {
-	case err := <-stat:
-		if errors.Is(err, fs.ErrNotExist) {
+	case <-call.done:
+		if errors.Is(call.err, fs.ErrNotExist) {
 			return errors.New("does not exist")
 		}
-		return err
+		return call.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (r Runner) exec(ctx context.Context, c Check) error {
+func (r *Runner) exec(ctx context.Context, c Check) error {
 	var stderr bytes.Buffer
-	code, err := r.Exec.Run(ctx, c.Argv, r.Env, io.Discard, &limited{&stderr, maxExcerpt})
+	code, err := r.Exec.Run(ctx, c.Argv, r.Env, io.Discard, &tail{&stderr, stderrTail})
 	switch {
 	case err != nil:
 		return err
@@ -87,15 +145,17 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// limited keeps the first n bytes written and drops the rest, without failing the writer.
-type limited struct {
+// tail keeps the last n bytes or so written, where the last line is, without failing the
+// writer.
+type tail struct {
 	b *bytes.Buffer
 	n int
 }
 
-func (l *limited) Write(p []byte) (int, error) {
-	if room := l.n - l.b.Len(); room > 0 {
-		l.b.Write(p[:min(len(p), room)])
+func (t *tail) Write(p []byte) (int, error) {
+	t.b.Write(p[max(len(p)-t.n, 0):])
+	if over := t.b.Len() - t.n; over > 0 {
+		t.b.Next(over)
 	}
 	return len(p), nil
 }

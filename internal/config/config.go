@@ -97,6 +97,17 @@ type Config struct {
 // ErrHelp is returned when --help or --version asked for information instead of a run.
 var ErrHelp = errors.New("help requested")
 
+// redacter is implemented by options whose value may hold a password (a check's URL): the
+// error that quotes a bad value quotes it redacted.
+type redacter interface{ Redact(value string) string }
+
+func redacted(option flag.Value, value string) string {
+	if r, ok := option.(redacter); ok {
+		return r.Redact(value)
+	}
+	return value
+}
+
 // resetter is implemented by list options: the first flag occurrence replaces what the
 // variable set instead of adding to it.
 type resetter interface{ Reset() }
@@ -146,7 +157,7 @@ func (c *Config) fromEnv() map[string]error {
 				continue
 			}
 			// Keep the default, so the bad variable is the one problem reported for it.
-			errs[f.Tag.Get("flag")] = fmt.Errorf("%s_%s=%q: %v", EnvPrefix, name, value, explain(f.Type, err))
+			errs[f.Tag.Get("flag")] = fmt.Errorf("%s_%s=%q: %v", EnvPrefix, name, redacted(optionValue(v.Field(i)), value), explain(f.Type, err))
 		}
 		if def := f.Tag.Get("default"); def != "" {
 			optionValue(v.Field(i)).Set(def) // the defaults parse: TestDefaultsParse
@@ -205,7 +216,7 @@ func parseArgs(fs *flag.FlagSet, args []string) (rest []string, given map[string
 		}
 		seen[name] = true
 		if err := f.Value.Set(value); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("option --%s %q: %v", name, value, err))
+			errs = multierror.Append(errs, fmt.Errorf("option --%s %q: %v", name, redacted(f.Value, value), err))
 		}
 	}
 	return args, seen, errs.ErrorOrNil()

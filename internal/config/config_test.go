@@ -317,3 +317,19 @@ func TestChecksParsedAtTheEdge(t *testing.T) {
 		}
 	}
 }
+
+// A bad check's error names it with its password hidden, from the flag and from the
+// variable: the error is printed, and a container's log is read by many.
+func TestBadCheckNeverShowsItsPassword(t *testing.T) {
+	t.Setenv("SVINIT_READY", "http://user:s3cret@/ready")
+	_, err := Parse([]string{"--wait-for", "tcp://user:s3cret@db:5432", "prog"})
+	msg := fmt.Sprint(err)
+	if err == nil || strings.Contains(msg, "s3cret") {
+		t.Errorf("error shows the password:\n%s", msg)
+	}
+	for _, want := range []string{`option --wait-for "tcp://user:xxxxx@db:5432"`, `SVINIT_READY="http://user:xxxxx@/ready"`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not mention %q:\n%s", want, msg)
+		}
+	}
+}

@@ -4,18 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/svinit/svinit/internal/check"
 	"github.com/svinit/svinit/internal/license"
 )
-
-// maxProbeBody bounds what is read of a check's answer, which is never shown: enough for
-// the connection to be reused by nobody, and no more.
-const maxProbeBody = 64 << 10
 
 // probe runs one attempt of the network check svinit hands over.
 func (c call) probe() int {
@@ -65,10 +61,10 @@ func probeHTTP(ctx context.Context, chk check.Check) error {
 		}
 		return fmt.Errorf("GET: %w", err) // the caller names the check
 	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
+	resp.Body.Close() // unread: the status is the verdict, and a body may never end
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("answered %s", resp.Status)
+		// Not resp.Status: its reason phrase is whatever the server says, of any size.
+		return fmt.Errorf("answered %s", strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))))
 	}
 	return nil
 }

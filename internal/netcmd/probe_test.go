@@ -81,3 +81,59 @@ func TestProbe(t *testing.T) {
 		}
 	}
 }
+
+// A server's reason phrase is its own text, of any size: the probe's reply names the
+// status code and its standard text, never what the server made up.
+func TestProbeReplyIgnoresTheReasonPhrase(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Read(make([]byte, 4096))
+			c.Write([]byte("HTTP/1.1 503 " + strings.Repeat("A", 1<<20) + "\x1b[31m\r\nContent-Length: 0\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	code, r := probe(t, "http://"+ln.Addr().String()+"/")
+	if code != license.ExitProbeFailed || r.Error != "answered 503 Service Unavailable" {
+		t.Errorf("exit %d, error of %d bytes: %.80q", code, len(r.Error), r.Error)
+	}
+}
+
+// The verdict is the status: a server that sends 200 and then drips its body, or never
+// ends it, does not hold the probe until its deadline.
+func TestProbeDoesNotWaitForTheBody(t *testing.T) {
+	release := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000000")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer ts.Close()
+	defer close(release) // before the close, which waits for the handler
+	later := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	done := make(chan int, 1)
+	go func() {
+		code, _ := probe(t, ts.URL, license.EnvNetDeadline, later)
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the probe waits for a body it never reads")
+	}
+}

@@ -11,6 +11,17 @@ import (
 	"github.com/svinit/svinit/internal/state"
 )
 
+// checkPasswords are the passwords of the checks' URLs, which no log line may show.
+func checkPasswords(lists ...check.List) []string {
+	var pws []string
+	for _, l := range lists {
+		for _, c := range l {
+			pws = append(pws, c.Password())
+		}
+	}
+	return pws
+}
+
 // needsNet reports whether a check goes over the network, which svinit-net does.
 func needsNet(lists ...check.List) bool {
 	for _, l := range lists {
@@ -25,8 +36,8 @@ func needsNet(lists ...check.List) bool {
 
 // checkRunner runs one attempt of a check: a file in PID 1, a command through the reaper
 // as svinit's user with the license commands' environment, the network through svinit-net.
-func checkRunner(timeout time.Duration, runner reaperRunner, env []string, net *license.Helper) check.Runner {
-	r := check.Runner{Exec: runner, Env: env, Timeout: timeout}
+func checkRunner(timeout time.Duration, runner reaperRunner, env []string, net *license.Helper, redact *license.Redactor) *check.Runner {
+	r := &check.Runner{Exec: runner, Env: env, Timeout: timeout, Redact: redact.Redact}
 	if net != nil {
 		r.Net = func(ctx context.Context, c check.Check) error { return net.Probe(ctx, c.Raw()) }
 	}
@@ -82,9 +93,13 @@ func (r readinessStep) Watch(ctx context.Context) {
 	check.Watch(ctx, r.checks, check.WatchOptions{Attempt: r.attempt, Interval: r.interval, Report: r.record, Log: r.log})
 }
 
-// record puts a round's result in the state file; since changes only with readiness.
+// record puts a round's result in the state file, while the child runs; since changes only
+// with readiness.
 func (r readinessStep) record(res check.Result) {
 	r.state.Update(func(st *state.State) {
+		if st.Phase != state.Running {
+			return // a round that ended as the stop began: the verdict is no longer news
+		}
 		since := res.Checked.UTC()
 		if st.Ready != nil && st.Ready.Ready == res.Ready {
 			since = st.Ready.Since

@@ -52,3 +52,18 @@ func TestReadinessInTheStateFile(t *testing.T) {
 		t.Errorf("without --ready: %+v, %v; want no ready", st.Ready, err)
 	}
 }
+
+// A round that ends as the stop begins is not recorded: the state file's readiness stops
+// moving with the checks, at the phase stopping, whatever the race between the two.
+func TestReadinessStopsMovingWhenTheStopBegins(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	tr := state.NewTracker(path, state.Self(nil), zerolog.Nop())
+	started := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	stateRecorder{state: tr, readiness: true}.ChildStarted(1, started)
+	tr.Phase(state.Stopping)
+	readinessStep{state: tr}.record(check.Result{Ready: true, Checked: started.Add(time.Second)})
+	st, err := state.Read(path)
+	if err != nil || st.Ready == nil || st.Ready.Ready || st.Ready.Reason != state.NotCheckedYet {
+		t.Errorf("phase %s, ready %+v, %v; want not checked yet", st.Phase, st.Ready, err)
+	}
+}

@@ -96,7 +96,7 @@ type Child interface {
 	Release()
 }
 
-// CleanUp ends every process the child left, within what is left of the stop budget
+// CleanUp ends every process the child or a check left, within what is left of the stop budget
 // (deadline; zero when nobody asked the child to stop), and reaps them all.
 type CleanUp interface {
 	Run(deadline time.Time)
@@ -140,8 +140,13 @@ func (l *Life) Run() (code int) {
 	defer func() { l.Record.Exited(code, l.License.Held()) }()
 	startup := l.Signals.Startup()
 
-	if err := l.Dependencies.Wait(startup); err != nil {
-		return l.startupFailed("wait", err, waitExitCode(err))
+	if err := l.Dependencies.Wait(startup); err != nil || l.Signals.Stopped() != 0 {
+		// A check's command may have left a daemon out of its process group: the
+		// start-up ends here, and nothing may outlive it.
+		l.CleanUp.Run(time.Time{})
+		if err != nil {
+			return l.startupFailed("wait", err, waitExitCode(err))
+		}
 	}
 	if sig := l.Signals.Stopped(); sig != 0 {
 		return l.stoppedBeforeStart(sig, "wait")

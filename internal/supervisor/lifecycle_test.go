@@ -67,8 +67,8 @@ func TestPhaseSignalTable(t *testing.T) {
 		nothing bool            // no step ran but the lock's wait
 	}{
 		// waiting-for-dependencies: the wait ends at once; nothing was taken.
-		{name: "wait/TERM", phase: "wait", acts: acts(term), want: 143, events: []string{"wait", "state exited 143"}},
-		{name: "wait/INT", phase: "wait", acts: acts(intr), want: 130, events: []string{"wait", "state exited 130"}},
+		{name: "wait/TERM", phase: "wait", acts: acts(term), want: 143, events: []string{"wait", "clean-up none", "state exited 143"}},
+		{name: "wait/INT", phase: "wait", acts: acts(intr), want: 130, events: []string{"wait", "clean-up none", "state exited 130"}},
 		{name: "wait/others dropped", phase: "wait", acts: acts(hup, usr1, quit), want: 0, events: run(nil, 0, "none")},
 		// waiting-for-lock: the wait ends at once; nothing was taken.
 		{name: "lock/TERM", phase: "lock", acts: acts(term), want: 143, events: []string{"wait", "lock", "state exited 143"}},
@@ -168,9 +168,9 @@ func TestFailedStepUndoesWhatWasTaken(t *testing.T) {
 		events []string
 	}{
 		{name: "dependencies timed out", fail: "wait", err: fmt.Errorf("%w (1m0s): still failing: tcp://db:5432: refused", check.ErrTimeout), want: 124,
-			events: []string{"wait", "state exited 124"}},
+			events: []string{"wait", "clean-up none", "state exited 124"}},
 		{name: "dependencies failed otherwise", fail: "wait", err: errors.New("boom"), want: 125,
-			events: []string{"wait", "state exited 125"}},
+			events: []string{"wait", "clean-up none", "state exited 125"}},
 		{name: "lock timed out", fail: "lock", err: lock.ErrTimeout, want: 73,
 			events: []string{"wait", "lock", "state exited 73"}},
 		{name: "lock path unusable", fail: "lock", err: fmt.Errorf("lock /x: %w", lock.ErrBadPath), want: 2,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -17,14 +18,28 @@ import (
 // outputDrain bounds the wait for a command's output once the command has exited.
 const outputDrain = time.Second
 
-// reaperRunner runs the license commands. exec.Cmd.Wait cannot be used while the reaper
-// owns every wait4 in the process: the command's exit is delivered by the reaper instead.
-type reaperRunner struct{ r *reaper.Reaper }
+// reaperRunner runs the license commands and the exec: checks. exec.Cmd.Wait cannot be
+// used while the reaper owns every wait4 in the process: the command's exit is delivered
+// by the reaper instead.
+type reaperRunner struct {
+	r *reaper.Reaper
+	// dieWithSvinit: the command gets SIGKILL when svinit dies, as the child does; a
+	// check's command has nothing to finish, and nobody else would end it.
+	dieWithSvinit bool
+}
 
 func (rr reaperRunner) Run(ctx context.Context, argv, env []string, stdout, stderr io.Writer) (int, error) {
 	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, err
+	}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if rr.dieWithSvinit {
+		// The parent-death signal follows the thread that forked: it must outlive the
+		// command, and a locked thread is never ended under it.
+		sys.Pdeathsig = syscall.SIGKILL
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -40,7 +55,7 @@ func (rr reaperRunner) Run(ctx context.Context, argv, env []string, stdout, stde
 		return syscall.ForkExec(path, argv, &syscall.ProcAttr{
 			Env:   env,
 			Files: []uintptr{^uintptr(0), outW.Fd(), errW.Fd()}, // no stdin
-			Sys:   &syscall.SysProcAttr{Setpgid: true},
+			Sys:   sys,
 		})
 	})
 	outW.Close()

@@ -53,7 +53,7 @@ func TestRunnerReturnsWhileADaemonHoldsTheOutput(t *testing.T) {
 			}
 			var stdout, stderr logbuf.Buffer
 			began := time.Now()
-			_, err := reaperRunner{r}.Run(runCtx, []string{"/bin/sh", "-c", script, "sh", pidFile}, os.Environ(), &stdout, &stderr)
+			_, err := reaperRunner{r: r}.Run(runCtx, []string{"/bin/sh", "-c", script, "sh", pidFile}, os.Environ(), &stdout, &stderr)
 			took := time.Since(began)
 			// The daemon sleeps 60 s: waiting for it would take that long.
 			if took > 30*time.Second {

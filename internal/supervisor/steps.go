@@ -194,7 +194,7 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 			Heartbeat:  s.cfg.LicenseHeartbeatCmd,
 			Deactivate: s.cfg.LicenseDeactivateCmd,
 			Env:        s.childEnv,
-			Runner:     reaperRunner{s.reaper},
+			Runner:     reaperRunner{r: s.reaper},
 		},
 		Helper: s.helper(),
 		Log:    s.log,
@@ -216,7 +216,7 @@ func (s *Supervisor) newLicenseProvider(key string) (license.Provider, error) {
 // helper says how to run svinit-net: with svinit's environment less the key, as the exec
 // provider's commands get it.
 func (s *Supervisor) helper() license.HelperConfig {
-	return license.HelperConfig{Path: license.HelperPath(s.cfg.NetHelper), Version: s.version, Env: s.childEnv, Runner: reaperRunner{s.reaper}}
+	return license.HelperConfig{Path: license.HelperPath(s.cfg.NetHelper), Version: s.version, Env: s.childEnv, Runner: reaperRunner{r: s.reaper}}
 }
 
 // checkInstanceID reports an instance id that the license server would refuse or that

@@ -123,6 +123,7 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--license-state %s: %w", &p.Config.LicenseState, err))
 		}
 	}
+	s.redactor.Add(checkPasswords(p.Config.WaitFor, p.Config.Ready)...) // a check's command may say one
 	if needsNet(p.Config.WaitFor, p.Config.Ready) {
 		if s.net, err = license.NewHelper(s.helper(), s.redactor); err != nil {
 			errs = append(errs, fmt.Errorf("--wait-for, --ready: the network checks need %w", err))
@@ -197,7 +198,7 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	if len(s.cfg.Templates) > 0 {
 		templates.plan = s.plan
 	}
-	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{s.reaper}, s.childEnv, s.net)
+	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{r: s.reaper, dieWithSvinit: true}, s.childEnv, s.net, s.redactor)
 	return &Life{
 		Dependencies: dependenciesStep{checks: s.cfg.WaitFor, timeout: s.cfg.WaitTimeout, attempt: checks.Run, state: s.state, log: s.log},
 		Readiness:    readinessStep{checks: s.cfg.Ready, interval: s.cfg.ReadyInterval, attempt: checks.Run, state: s.state, log: s.log},
@@ -251,7 +252,7 @@ func (s *Supervisor) leaseStep(policy lock.Policy) *leaseStep {
 	return step
 }
 
-// cleanUpStep ends every process the child left behind, and reaps them all.
+// cleanUpStep ends every process the child or a check left behind, and reaps them all.
 type cleanUpStep struct {
 	reaper *reaper.Reaper
 	state  *state.Tracker
@@ -272,7 +273,7 @@ func (s cleanUpStep) Run(deadline time.Time) {
 	if !deadline.IsZero() {
 		wait = min(wait, max(time.Until(deadline), 0))
 	}
-	s.log.Info().Dur("wait_ms", wait).Msg("terminating the processes the child left")
+	s.log.Info().Dur("wait_ms", wait).Msg("terminating the processes left behind")
 	if s.awaitReaped(wait) {
 		return
 	}
