@@ -2,11 +2,14 @@ package supervisor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/check"
+	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/state"
 )
@@ -32,6 +35,25 @@ func needsNet(lists ...check.List) bool {
 		}
 	}
 	return false
+}
+
+// checkCommands finds each exec: check's command as it will be run, by svinit's user with
+// env: one that cannot run is a configuration error (exit 2), not a dependency still missing.
+func checkCommands(option string, checks check.List, env []string) error {
+	var errs []error
+	for _, c := range checks {
+		if c.Kind != check.Exec {
+			continue
+		}
+		err := checkProgram(c.Argv[0], env, nil)
+		if se := (*startError)(nil); errors.As(err, &se) {
+			err = se.err // not wrapped: the PROGRAM's exit codes (126, 127) are not this one's
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: cannot run %s: %v", option, c, c.Argv[0], err))
+		}
+	}
+	return config.Join(errs...)
 }
 
 // checkRunner runs one attempt of a check: a file in PID 1, a command through the reaper

@@ -1,13 +1,17 @@
 package supervisor
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/svinit/svinit/internal/check"
+	"github.com/svinit/svinit/internal/license"
+	"github.com/svinit/svinit/internal/reaper"
 	"github.com/svinit/svinit/internal/state"
 )
 
@@ -65,5 +69,31 @@ func TestReadinessStopsMovingWhenTheStopBegins(t *testing.T) {
 	st, err := state.Read(path)
 	if err != nil || st.Ready == nil || st.Ready.Ready || st.Ready.Reason != state.NotCheckedYet {
 		t.Errorf("phase %s, ready %+v, %v; want not checked yet", st.Phase, st.Ready, err)
+	}
+}
+
+// An exec: check whose command cannot be run is a configuration error, found before
+// anything is taken, as a PROGRAM that cannot be is: not a wait that ends in exit 124.
+func TestCheckCommandProblemFoundAtStart(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--wait-for", "exec:no-such-command-here --x"}, "--wait-for exec:no-such-command-here --x: cannot run no-such-command-here: not found in PATH"},
+		{[]string{"--ready", "exec:" + dir}, "--ready exec:" + dir + ": cannot run " + dir + ": " + dir + ": is a directory"},
+	} {
+		cfg := parse(t, append(tc.args, "--", "/bin/true")...)
+		_, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want an error with %q", tc.args, err, tc.want)
+		}
+		if code, ok := ProgramExitCode(err); ok {
+			t.Errorf("%q: exit %d, the PROGRAM's; want 2, a configuration error", tc.args, code)
+		}
+	}
+	cfg := parse(t, "--wait-for", "exec:true", "--ready", "exec:/bin/true", "--", "/bin/true")
+	if _, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())}); err != nil {
+		t.Errorf("commands in PATH and by path: %v", err)
 	}
 }

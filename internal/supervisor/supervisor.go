@@ -124,6 +124,7 @@ func New(p Params) (*Supervisor, error) {
 		}
 	}
 	s.redactor.Add(checkPasswords(p.Config.WaitFor, p.Config.Ready)...) // a check's command may say one
+	errs = append(errs, checkCommands("--wait-for", p.Config.WaitFor, s.childEnv), checkCommands("--ready", p.Config.Ready, s.childEnv))
 	if needsNet(p.Config.WaitFor, p.Config.Ready) {
 		if s.net, err = license.NewHelper(s.helper(), s.redactor); err != nil {
 			errs = append(errs, fmt.Errorf("--wait-for, --ready: the network checks need %w", err))
