@@ -3,7 +3,6 @@ package supervisor
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -131,8 +130,8 @@ func leaseHolder(pod string) (string, error) {
 		pod, _ = os.Hostname()
 	}
 	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("lease holder identity: %w", err)
+	if n, err := unix.Getrandom(b[:], 0); err != nil || n != len(b) { // without crypto/rand's DRBG in PID 1
+		return "", fmt.Errorf("lease holder identity: getrandom: %d bytes, %v", n, err)
 	}
 	return pod + "_" + hex.EncodeToString(b[:]), nil
 }
