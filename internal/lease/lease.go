@@ -266,8 +266,9 @@ func (l *Lease) taken(r Record, sent time.Time) {
 
 // Hold renews the Lease every retry period until Release. When no renewal has succeeded for
 // the renew deadline, or someone else holds it, the Lease is lost: Hold logs it and calls
-// lost, once, from its own goroutine.
-func (l *Lease) Hold(lost func()) {
+// lost, once, from its own goroutine; expired when the last renewal is a duration old (svinit
+// was paused), so that another may hold it already.
+func (l *Lease) Hold(lost func(expired bool)) {
 	if l.held == nil {
 		return
 	}
@@ -279,7 +280,7 @@ func (l *Lease) Hold(lost func()) {
 // Lost reports that the Lease was lost while held.
 func (l *Lease) Lost() bool { return l.lost.Load() }
 
-func (l *Lease) keep(ctx context.Context, lost func()) {
+func (l *Lease) keep(ctx context.Context, lost func(expired bool)) {
 	defer close(l.done)
 	c := l.opts.Clock
 	var lastErr string
@@ -303,9 +304,15 @@ func (l *Lease) keep(ctx context.Context, lost func()) {
 		since := c.Now().Sub(l.lastRenew)
 		if errors.As(err, &taken) || since >= l.opts.RenewDeadline {
 			l.lost.Store(true)
+			if since >= l.opts.Duration {
+				l.log.Error().Err(err).Dur("since_renewal_ms", since).Dur("lease_duration_ms", l.opts.Duration).
+					Msg("lease lost and expired: another may hold it, killing the program at once")
+				lost(true)
+				return
+			}
 			l.log.Error().Err(err).Dur("since_renewal_ms", since).Dur("renew_deadline_ms", l.opts.RenewDeadline).
 				Msg("lease lost: stopping the program before anyone else may take the lease")
-			lost()
+			lost(false)
 			return
 		}
 		if err.Error() != lastErr {

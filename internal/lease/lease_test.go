@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -414,7 +415,10 @@ func holding(t *testing.T, api *fakeAPI, c *fakeClock) (*Lease, *lostCalls) {
 	return l, lost
 }
 
-type lostCalls struct{ ch chan struct{} }
+type lostCalls struct {
+	ch      chan struct{}
+	expired atomic.Bool // the last call said the Lease may have expired for others
+}
 
 // lostYet reports a loss, waiting a little for the renewal the last tick set off.
 func lostYet(l *lostCalls) bool {
@@ -426,7 +430,10 @@ func lostYet(l *lostCalls) bool {
 	}
 }
 
-func (l *lostCalls) call()  { l.ch <- struct{}{} }
+func (l *lostCalls) call(expired bool) {
+	l.expired.Store(expired)
+	l.ch <- struct{}{}
+}
 func (l *lostCalls) n() int { return len(l.ch) }
 func (l *lostCalls) wait() bool {
 	select {
@@ -511,6 +518,9 @@ func TestRenewalFailingForTheDeadlineLosesTheLease(t *testing.T) {
 			if since := c.Now().Sub(lastOK); since != deadline {
 				t.Errorf("lost %s after the last renewal, want at the deadline %s", since, deadline)
 			}
+			if lost.expired.Load() {
+				t.Error("lost at the renew deadline as if the Lease may be another's: the program loses its grace")
+			}
 			return
 		case d := <-c.sleeps:
 			if c.Now().Sub(lastOK) >= deadline {
@@ -577,6 +587,9 @@ func TestPausedHolderStopsOnWaking(t *testing.T) {
 	c.advance(duration + time.Minute) // the pause: every timer is due at once
 	if !lost.wait() || !l.Lost() {
 		t.Fatal("not lost after the pause")
+	}
+	if !lost.expired.Load() {
+		t.Error("lost after a pause past the duration without saying the Lease may be another's: the program gets the grace while a successor runs")
 	}
 	api.mu.Lock()
 	after := api.calls[calls:]

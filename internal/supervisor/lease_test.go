@@ -19,12 +19,13 @@ func TestLostLeaseStopsTheChildAsSIGTERMDoes(t *testing.T) {
 	taken := []string{"wait", "lock", "lease", "render", "activate", "start fd=7", "lock names group 100", "state running 100"}
 	given := []string{"clean-up set", "deactivate set", "unlock", "unlease set", "state exited 73"}
 	for _, tc := range []struct {
-		name   string
-		fwd    Forwarding
-		acts   []act
-		exitOn map[unix.Signal]unix.WaitStatus
-		mid    []string
-		timers []time.Duration
+		name    string
+		fwd     Forwarding
+		acts    []act
+		exitOn  map[unix.Signal]unix.WaitStatus
+		mid     []string
+		timers  []time.Duration
+		expired bool
 	}{
 		{name: "child stops on TERM", exitOn: map[unix.Signal]unix.WaitStatus{unix.SIGTERM: killedBy(unix.SIGTERM)},
 			mid: []string{"kill 100 SIGTERM", "kill 100 SIGCONT"}, timers: []time.Duration{fakeGrace, stoppingShown}},
@@ -35,6 +36,10 @@ func TestLostLeaseStopsTheChildAsSIGTERMDoes(t *testing.T) {
 			mid:    []string{"kill 100 SIGTERM", "kill 100 SIGCONT"}, timers: []time.Duration{fakeGrace, fakeStopDelay, stoppingShown}},
 		{name: "TERM rewritten to 0: the grace still ends it", fwd: Forwarding{Rewrite: rewrites("TERM:0")}, acts: acts(fire(fakeGrace)),
 			mid: []string{"kill -100 SIGKILL"}, timers: []time.Duration{fakeGrace, stoppingShown}},
+		// Woken past the Lease's duration (a paused holder): another may run already, so
+		// no grace and no stop delay.
+		{name: "expired: SIGKILL at once", fwd: Forwarding{StopDelay: fakeStopDelay}, expired: true,
+			mid: []string{"kill -100 SIGKILL"}, timers: []time.Duration{fakeGrace, fakeStopDelay, stoppingShown}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, "running")
@@ -44,7 +49,7 @@ func TestLostLeaseStopsTheChildAsSIGTERMDoes(t *testing.T) {
 			h.life.Forward.Grace = fakeGrace
 			code := h.run(func() {
 				h.waitPhase()
-				h.lease.lose()
+				h.lease.lose(tc.expired)
 				for _, a := range tc.acts {
 					h.do(a)
 				}
@@ -94,7 +99,7 @@ func TestLeaseAtStartUp(t *testing.T) {
 				if tc.phase != "" {
 					h.waitPhase()
 					if tc.lose {
-						h.lease.lose()
+						h.lease.lose(false)
 					} else {
 						h.signal(unix.SIGTERM)
 					}
@@ -149,7 +154,7 @@ func TestLeaseLostAfterTheProgramExitedKeepsItsCode(t *testing.T) {
 	code := h.run(func() {
 		h.child.exit(exitStatus(0))
 		h.waitPhase()
-		h.lease.lose()
+		h.lease.lose(false)
 		h.proceed()
 	})
 	if code != 0 {

@@ -50,8 +50,9 @@ type Lock interface {
 // and given back as the very last step.
 type Lease interface {
 	// Take waits for the Lease and takes it; ctx ends the wait. From then on it is renewed,
-	// and lost is called, once, from another goroutine, should it be lost.
-	Take(ctx context.Context, lost func()) error
+	// and lost is called, once, from another goroutine, should it be lost; expired when
+	// another may hold it already.
+	Take(ctx context.Context, lost func(expired bool)) error
 	// Lost reports that it was lost while held.
 	Lost() bool
 	// Release clears it within what is left of the stop budget, deadline (zero when nobody
@@ -155,7 +156,7 @@ func (l *Life) Run() (code int) {
 	if err := l.Lock.Take(startup); err != nil {
 		return l.startupFailed("lock", err, lockExitCode(err))
 	}
-	if err := l.Lease.Take(startup, l.Signals.RequestStop); err != nil {
+	if err := l.Lease.Take(startup, l.leaseLost); err != nil {
 		l.Lock.Release()
 		return l.startupFailed("lease", err, lockExitCode(err))
 	}
@@ -245,6 +246,15 @@ func (l *Life) runChild() (code int, stopDeadline time.Time) {
 		code = mapped
 	}
 	return code, exit.StopDeadline
+}
+
+// leaseLost stops the child, at once when the Lease may be another's already.
+func (l *Life) leaseLost(expired bool) {
+	if expired {
+		l.Signals.RequestKill()
+		return
+	}
+	l.Signals.RequestStop()
 }
 
 // startupFailed ends the start-up after step failed: with 128+N when a stop signal caused

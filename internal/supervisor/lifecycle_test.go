@@ -479,11 +479,11 @@ type fakeLease struct {
 	h    *harness
 	on   bool
 	mu   sync.Mutex
-	lost func()
+	lost func(expired bool)
 	gone atomic.Bool
 }
 
-func (l *fakeLease) Take(ctx context.Context, lost func()) error {
+func (l *fakeLease) Take(ctx context.Context, lost func(expired bool)) error {
 	if !l.on {
 		return nil
 	}
@@ -498,13 +498,13 @@ func (l *fakeLease) Take(ctx context.Context, lost func()) error {
 }
 
 // lose is the renewals' loss: from a goroutine of their own, as in svinit.
-func (l *fakeLease) lose() {
+func (l *fakeLease) lose(expired bool) {
 	l.mu.Lock()
 	lost := l.lost
 	l.mu.Unlock()
 	l.gone.Store(true)
 	done := make(chan struct{})
-	go func() { defer close(done); lost() }()
+	go func() { defer close(done); lost(expired) }()
 	<-done
 	l.h.sync()
 }

@@ -59,6 +59,7 @@ type Signals struct {
 
 	// requestStopped: a RequestStop came before the child's exit, and stopped it or its start.
 	requestStopped atomic.Bool
+	killNow        atomic.Bool // RequestKill: no grace for the child
 }
 
 // ChildExit is how the child ended: its status, and the end of the stop budget (zero when
@@ -118,6 +119,14 @@ func (o *Signals) RequestStop() {
 // StopBegun is done once the running child was asked to stop: what runs beside it (the
 // readiness checks, the template watch) ends.
 func (o *Signals) StopBegun() context.Context { return o.stopBegun }
+
+// RequestKill is RequestStop without the grace: the child's process group is SIGKILLed at
+// once, for a Lease that may be another's already (svinit woke from a pause past its
+// duration). The clean-up and the deactivation still get the grace.
+func (o *Signals) RequestKill() {
+	o.killNow.Store(true)
+	o.RequestStop()
+}
 
 // StopRequested reports that a RequestStop stopped the child, or its start; one that came
 // once the child had exited stopped nothing.
@@ -213,9 +222,7 @@ func (l *signalLoop) run() {
 			l.kill = nil
 			// The kill first: a log line can block (a log pipe nobody reads) and must not
 			// hold back what the grace period promises.
-			if err := l.child.Signal(-l.pid, unix.SIGKILL); err != nil {
-				l.child.Signal(l.pid, unix.SIGKILL)
-			}
+			l.killGroup()
 			l.Log.Warn().Int("pid", l.pid).Dur("grace_ms", l.fwd.Grace).Msg("child outlived the grace period, sent SIGKILL to its process group")
 		}
 	}
@@ -244,7 +251,15 @@ func (l *signalLoop) signal(sig unix.Signal) {
 	}
 }
 
-// stopRequested acts on RequestStop by phase: a SIGTERM whose grace always starts.
+// killGroup SIGKILLs the child's process group, or the child if it has none.
+func (l *signalLoop) killGroup() {
+	if err := l.child.Signal(-l.pid, unix.SIGKILL); err != nil {
+		l.child.Signal(l.pid, unix.SIGKILL)
+	}
+}
+
+// stopRequested acts on RequestStop by phase: a SIGTERM whose grace always starts; after
+// RequestKill, SIGKILL at once, the grace left to the clean-up and the deactivation.
 func (l *signalLoop) stopRequested() {
 	l.collectExit()
 	if !l.childGone {
@@ -253,6 +268,11 @@ func (l *signalLoop) stopRequested() {
 	switch {
 	case l.exited != nil:
 		l.forwardOrStop(unix.SIGTERM, true)
+		if l.o.killNow.Load() {
+			l.kill, l.delayed = nil, nil
+			l.killGroup()
+			l.Log.Warn().Int("pid", l.pid).Msg("sent SIGKILL to the child's process group at once")
+		}
 	case l.childGone:
 	default:
 		if l.o.stop.CompareAndSwap(0, int32(unix.SIGTERM)) {

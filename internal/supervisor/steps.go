@@ -90,7 +90,7 @@ type leaseStep struct {
 }
 
 // Take waits for the Lease, takes it and keeps renewing it.
-func (l *leaseStep) Take(ctx context.Context, lost func()) error {
+func (l *leaseStep) Take(ctx context.Context, lost func(expired bool)) error {
 	if l.lease == nil {
 		return nil
 	}
