@@ -107,6 +107,7 @@ type realPod struct {
 			Name         string `json:"name"`
 			ContainerID  string `json:"containerID"`
 			Ready        bool   `json:"ready"`
+			Started      *bool  `json:"started"`
 			RestartCount int    `json:"restartCount"`
 			State        struct {
 				Running    *struct{} `json:"running"`

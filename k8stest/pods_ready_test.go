@@ -1,0 +1,205 @@
+package k8stest
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/svinit/svinit/internal/proctest"
+	"github.com/svinit/svinit/k8stest/cluster"
+)
+
+// probeCount returns how many probes of type probeType ("Startup", "Readiness", "Liveness")
+// of ns/pod ended with result ("successful", "failed"), from the kubelet's prober metrics.
+func probeCount(t *testing.T, n *cluster.Node, ns, pod, probeType, result string) int {
+	t.Helper()
+	status, body := n.Do(t, http.MethodGet, "/api/v1/nodes/"+cluster.NodeName+"/proxy/metrics/probes", "", nil)
+	if status != http.StatusOK {
+		t.Fatalf("kubelet probe metrics: %d: %s", status, cluster.StatusMessage(body))
+	}
+	re := regexp.MustCompile(`(?m)^prober_probe_total\{[^}]*namespace="` + regexp.QuoteMeta(ns) + `"[^}]*pod="` +
+		regexp.QuoteMeta(pod) + `"[^}]*probe_type="` + probeType + `",result="` + result + `"\} (\d+)`)
+	m := re.FindStringSubmatch(string(body))
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.Atoi(m[1])
+	return v
+}
+
+// hostUptime is the host's /proc/uptime in seconds: the clock the pods' scripts and the
+// test share (uptime is not namespaced).
+func hostUptime(t *testing.T) float64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return up
+}
+
+// started says whether the kubelet counts the pod's container as started (its startupProbe
+// passed).
+func started(p realPod) bool {
+	cs := p.Status.ContainerStatuses
+	return len(cs) > 0 && cs[0].Started != nil && *cs[0].Started
+}
+
+// TestPodsReady: svinit's readiness in a real pod. With --ready on a server that answers
+// only after a moment the test chooses, a startupProbe and a readinessProbe calling
+// `svinit status --ready` keep the pod not started and not Ready while it does not answer,
+// Ready once it does, and not Ready again (never restarted) when it stops answering. With
+// --wait-for on another pod's port (its pod IP), the program starts only once that pod
+// serves; meanwhile `svinit status` says waiting-for-dependencies and the pod is not Ready.
+func TestPodsReady(t *testing.T) {
+	n, ns := startNode(t)
+
+	t.Run("startupProbe and readinessProbe on svinit status --ready", func(t *testing.T) {
+		// httpd serves /tmp/www: 404 on /ok until the test creates the file. The checks come
+		// from the environment, as the examples set svinit's options.
+		n.Apply(t, ns, []byte(`apiVersion: v1
+kind: Pod
+metadata:
+  name: slow
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: main
+      image: `+image+`
+      imagePullPolicy: Never
+      command: ["/usr/local/bin/svinit", "--"]
+      args: ["sh", "-c", "mkdir -p /tmp/www && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www"]
+      env:
+        - name: SVINIT_READY
+          value: http://127.0.0.1:8080/ok
+        - name: SVINIT_READY_INTERVAL
+          value: 1s
+      startupProbe:
+        exec:
+          command: ["/usr/local/bin/svinit", "status", "--ready"]
+        periodSeconds: 1
+        failureThreshold: 300
+      readinessProbe:
+        exec:
+          command: ["/usr/local/bin/svinit", "status", "--ready"]
+        periodSeconds: 1
+        failureThreshold: 1
+`))
+		waitPod(t, n, ns, "slow", "running", realPod.running)
+		proctest.Poll(t, podTimeout, "2 failed startup probes of pod slow", throttled(func() bool {
+			return probeCount(t, n, ns, "slow", "Startup", "failed") >= 2
+		}))
+		p, _ := getPod(t, n, ns, "slow")
+		if p.ready() || started(p) {
+			t.Fatalf("before the server answers: Ready %v, started %v; want neither", p.ready(), started(p))
+		}
+		if out, code := execIn(t, n, ns, "slow", "svinit", "status", "--ready"); code != 3 {
+			t.Errorf("svinit status --ready before the server answers: exit %d, want 3:\n%s", code, out)
+		}
+		if out, code := execIn(t, n, ns, "slow", "svinit", "status"); code != 0 {
+			t.Errorf("the plain svinit status while the server runs, not ready: exit %d, want 0:\n%s", code, out)
+		}
+
+		if out, code := execIn(t, n, ns, "slow", "touch", "/tmp/www/ok"); code != 0 {
+			t.Fatalf("touch /tmp/www/ok: exit %d: %s", code, out)
+		}
+		p = waitPod(t, n, ns, "slow", "started and Ready", func(p realPod) bool { return started(p) && p.ready() })
+		if r := p.Status.ContainerStatuses[0].RestartCount; r != 0 {
+			t.Errorf("the container was restarted %d times, want never", r)
+		}
+
+		if out, code := execIn(t, n, ns, "slow", "rm", "/tmp/www/ok"); code != 0 {
+			t.Fatalf("rm /tmp/www/ok: exit %d: %s", code, out)
+		}
+		p = waitPod(t, n, ns, "slow", "not Ready again", func(p realPod) bool { return !p.ready() })
+		if !p.running() || p.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("once the server stopped answering: running %v, restarts %d; want running, never restarted",
+				p.running(), p.Status.ContainerStatuses[0].RestartCount)
+		}
+	})
+
+	t.Run("--wait-for another pod's port", func(t *testing.T) {
+		// The server listens only once the test creates /tmp/up.
+		n.Apply(t, ns, []byte(`apiVersion: v1
+kind: Pod
+metadata:
+  name: db
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: main
+      image: `+image+`
+      imagePullPolicy: Never
+      command: ["/usr/local/bin/svinit", "--"]
+      args: ["sh", "-c", "until [ -e /tmp/up ]; do sleep 0.1; done; exec httpd -f -p 5432 -h /tmp"]
+`))
+		ip := waitPod(t, n, ns, "db", "running with an IP", func(p realPod) bool { return p.running() && p.Status.PodIP != "" }).Status.PodIP
+		check := "tcp://" + ip + ":5432"
+		// The program records when it started (host uptime); the plain `svinit status` is
+		// its readiness probe, which fails until the program runs.
+		n.Apply(t, ns, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: main
+      image: `+image+`
+      imagePullPolicy: Never
+      command: ["/usr/local/bin/svinit", "--"]
+      args: ["sh", "-c", "read up _ </proc/uptime; echo $up >/tmp/started; trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+      env:
+        - name: SVINIT_WAIT_FOR
+          value: %s
+        - name: SVINIT_WAIT_TIMEOUT
+          value: 5m
+      readinessProbe:
+        exec:
+          command: ["/usr/local/bin/svinit", "status"]
+        periodSeconds: 1
+`, check)))
+		waitPod(t, n, ns, "app", "running", realPod.running)
+		proctest.Poll(t, podTimeout, "2 failed readiness probes of pod app", throttled(func() bool {
+			return probeCount(t, n, ns, "app", "Readiness", "failed") >= 2
+		}))
+		if out, code := execIn(t, n, ns, "app", "svinit", "status"); code != 3 || !strings.Contains(out, "waiting-for-dependencies") {
+			t.Errorf("svinit status while db does not listen: exit %d, want 3 saying waiting-for-dependencies:\n%s", code, out)
+		}
+		if out, code := execIn(t, n, ns, "app", "cat", "/tmp/started"); code == 0 {
+			t.Fatalf("the program started while db did not listen: %s", out)
+		}
+		if p, _ := getPod(t, n, ns, "app"); p.ready() {
+			t.Errorf("app is Ready while its program waits")
+		}
+
+		up := hostUptime(t)
+		if out, code := execIn(t, n, ns, "db", "touch", "/tmp/up"); code != 0 {
+			t.Fatalf("touch /tmp/up in db: exit %d: %s", code, out)
+		}
+		p := waitPod(t, n, ns, "app", "Ready", realPod.ready)
+		out, code := execIn(t, n, ns, "app", "cat", "/tmp/started")
+		at, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+		if code != 0 || err != nil {
+			t.Fatalf("cat /tmp/started in a Ready app: exit %d, %v: %s", code, err, out)
+		}
+		if at < up {
+			t.Errorf("the program started %.2f s before db was made to listen", up-at)
+		}
+		t.Logf("the program started %.2f s after db was made to listen", at-up)
+		if r := p.Status.ContainerStatuses[0].RestartCount; r != 0 {
+			t.Errorf("app was restarted %d times while it waited, want never", r)
+		}
+		if logs, _ := n.Kubectl("-n", ns, "logs", "app"); !strings.Contains(string(logs), check) {
+			t.Errorf("svinit's log does not name the check %s it waited for:\n%s", check, logs)
+		}
+	})
+}
