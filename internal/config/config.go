@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
 
+	"github.com/svinit/svinit/internal/check"
 	"github.com/svinit/svinit/internal/lock"
 	"github.com/svinit/svinit/internal/render"
 	"github.com/svinit/svinit/internal/signals"
@@ -40,6 +41,12 @@ type Config struct {
 	StateFile string           `flag:"state-file" env:"STATE_FILE" desc:"state file for svinit status and svinit stop; unset: /run/svinit/state.json, else /tmp/svinit/state.json"`
 	LogFormat string           `flag:"log-format" env:"LOG_FORMAT" default:"json" desc:"log format on stderr: json or console"`
 	LogLevel  string           `flag:"log-level" env:"LOG_LEVEL" default:"info" desc:"least severe log level shown: debug, info, warn, error"`
+
+	WaitFor       check.List    `flag:"wait-for" env:"WAIT_FOR" desc:"before anything else, wait until CHECK passes: tcp://HOST:PORT (accepts a connection), http://URL or https://URL (answers 2xx), file:PATH (exists) or exec:COMMAND (exits 0); repeatable, comma list in the variable (a comma starts a check only before its scheme)"`
+	WaitTimeout   time.Duration `flag:"wait-timeout" env:"WAIT_TIMEOUT" default:"60s" desc:"how long to wait for --wait-for before giving up with exit 124, naming what still fails; 0: for ever"`
+	Ready         check.List    `flag:"ready" env:"READY" desc:"once the child runs, the child is ready while CHECK passes (same syntax as --wait-for), checked every --ready-interval; svinit status --ready tells; repeatable, comma list in the variable"`
+	ReadyInterval time.Duration `flag:"ready-interval" env:"READY_INTERVAL" default:"10s" desc:"how often the --ready checks run"`
+	CheckTimeout  time.Duration `flag:"check-timeout" env:"CHECK_TIMEOUT" default:"5s" desc:"the most one attempt of one --wait-for or --ready check may take; exec: checks run as svinit's user, not --user"`
 
 	Lock          string        `flag:"lock" env:"LOCK" desc:"lock file to wait for, take and hold while the child runs (on the persistent volume)"`
 	LockTimeout   time.Duration `flag:"lock-timeout" env:"LOCK_TIMEOUT" default:"60s" desc:"how long to wait for a lock held by someone else before --lock-on-timeout applies"`
@@ -228,13 +235,16 @@ func (c *Config) validate() error {
 	if c.LockHeartbeat > 0 && c.LockHeartbeat < lock.MinHeartbeat {
 		errs = multierror.Append(errs, fmt.Errorf("--lock-heartbeat %s: too short, use %s or more", c.LockHeartbeat, lock.MinHeartbeat))
 	}
+	if c.WaitTimeout < 0 {
+		errs = multierror.Append(errs, fmt.Errorf("--wait-timeout %s: must be 0 (wait for ever) or more", c.WaitTimeout))
+	}
 	if c.LockTimeout < 0 {
 		errs = multierror.Append(errs, fmt.Errorf("--lock-timeout %s: must be 0 (do not wait) or more", c.LockTimeout))
 	}
 	for _, d := range []struct {
 		name string
 		d    time.Duration
-	}{{"lock-heartbeat", c.LockHeartbeat}, {"license-timeout", c.LicenseTimeout}, {"license-request-timeout", c.LicenseRequestTimeout}, {"license-sweep-timeout", c.LicenseSweepTimeout}} {
+	}{{"lock-heartbeat", c.LockHeartbeat}, {"license-timeout", c.LicenseTimeout}, {"license-request-timeout", c.LicenseRequestTimeout}, {"license-sweep-timeout", c.LicenseSweepTimeout}, {"ready-interval", c.ReadyInterval}, {"check-timeout", c.CheckTimeout}} {
 		if d.d <= 0 {
 			errs = multierror.Append(errs, fmt.Errorf("--%s %s: must be positive", d.name, d.d))
 		}

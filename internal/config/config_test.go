@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -279,5 +280,40 @@ func TestJoinGivesOneProblemPerLine(t *testing.T) {
 	var none *multierror.Error
 	if Join(none, nil) != nil {
 		t.Error("Join of nothing is not nil")
+	}
+}
+
+// --wait-for and --ready: repeatable, a comma list in the variable, every bad check and
+// bad duration reported at once, each naming the check and the fix.
+func TestChecksParsedAtTheEdge(t *testing.T) {
+	t.Setenv("SVINIT_WAIT_FOR", "tcp://db:5432,http://api:8080/healthz?a=1,2")
+	t.Setenv("SVINIT_READY", "exec:pg_isready -h db")
+	cfg, err := Parse([]string{"--ready", "file:/run/ready", "--ready", "https://api/ready", "prog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.WaitFor.String(); got != "tcp://db:5432,http://api:8080/healthz?a=1,2" {
+		t.Errorf("WaitFor = %q", got)
+	}
+	if got := cfg.Ready.String(); got != "file:/run/ready,https://api/ready" {
+		t.Errorf("Ready = %q: the flags replace the variable", got)
+	}
+	if cfg.WaitTimeout != time.Minute || cfg.ReadyInterval != 10*time.Second || cfg.CheckTimeout != 5*time.Second {
+		t.Errorf("defaults %s %s %s", cfg.WaitTimeout, cfg.ReadyInterval, cfg.CheckTimeout)
+	}
+	t.Setenv("SVINIT_READY", "db:5432")
+	_, err = Parse([]string{"--wait-for", "tcp://db", "--wait-for", "exec:", "--wait-timeout", "-1s", "--ready-interval", "0s", "--check-timeout", "0s", "prog"})
+	msg := fmt.Sprint(err)
+	for _, want := range []string{
+		`SVINIT_READY="db:5432": check "db:5432": want tcp://HOST:PORT`,
+		`option --wait-for "tcp://db": check "tcp://db": want tcp://HOST:PORT`,
+		`option --wait-for "exec:": check "exec:": want exec:COMMAND`,
+		`--wait-timeout -1s: must be 0 (wait for ever) or more`,
+		`--ready-interval 0s: must be positive`,
+		`--check-timeout 0s: must be positive`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not mention %q:\n%s", want, msg)
+		}
 	}
 }

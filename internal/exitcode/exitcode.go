@@ -13,6 +13,7 @@ const (
 	LockTimeout   = 73  // EX_CANTCREAT: --lock-on-timeout fail, and the lock stayed held
 	TempFail      = 75  // EX_TEMPFAIL: the license server unreachable or failing until --license-timeout
 	Config        = 78  // EX_CONFIG: the license key or the provider configuration was refused
+	WaitTimeout   = 124 // --wait-timeout passed with a --wait-for check still failing, as timeout(1); nothing was taken
 	Internal      = 125 // svinit itself failed (fork, prctl); the child may not have run
 	NotExecutable = 126 // PROGRAM exists but cannot be executed
 	NotFound      = 127 // PROGRAM was not found

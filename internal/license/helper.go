@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,6 +31,9 @@ import (
 //   - svinit-net check: checks the whole configuration and sends nothing; exit 2 with the
 //     problems, or 0. Both answers carry the protocol number and the version, which must be
 //     svinit's own.
+//   - svinit-net probe: one attempt of the network check SVINIT_NET_CHECK (tcp://HOST:PORT,
+//     http(s)://URL; --wait-for and --ready), answered by SVINIT_NET_DEADLINE; exit 0 when
+//     it passed, ExitProbeFailed with the reason in the reply's error when it did not.
 //   - Whatever the outcome, stdout holds one JSON object (HelperReply). On failure it names
 //     the error and whether the request may have taken effect anyway (uncertain).
 const (
@@ -46,10 +50,13 @@ const (
 	EnvNetEntryKey   = "SVINIT_NET_ENTRY"    // ledger remove: the other pod's key
 	EnvNetTTL        = "SVINIT_NET_TTL"      // license heartbeat: the lease's TTL now (a Go duration)
 	EnvNetRedact     = "SVINIT_NET_REDACT"   // license: secrets learned from earlier answers (JSON list)
-	EnvNetDeadline   = "SVINIT_NET_DEADLINE" // ledger: answer by then (Unix milliseconds), with what is done
+	EnvNetDeadline   = "SVINIT_NET_DEADLINE" // ledger, probe: answer by then (Unix milliseconds), with what is done
+	EnvNetCheck      = "SVINIT_NET_CHECK"    // probe: the check, a URL's password included
 
 	// ExitHelperUsage: svinit-net check found problems, or svinit-net was called wrongly.
 	ExitHelperUsage = 2
+	// ExitProbeFailed: svinit-net probe ran the check, which failed (EX_UNAVAILABLE).
+	ExitProbeFailed = 69
 )
 
 // HelperReply is what svinit-net prints on stdout. Only the fields of the call are set.
@@ -150,6 +157,45 @@ func (h helper) environ(env []string) []string {
 		}
 	}
 	return append(out, env...)
+}
+
+// deadlineEnv tells the helper to answer a little before svinit would kill it at ctx's
+// deadline; nil without one.
+func deadlineEnv(ctx context.Context) []string {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return nil
+	}
+	margin := min(time.Until(deadline)/10, time.Second)
+	return []string{EnvNetDeadline + "=" + strconv.FormatInt(deadline.Add(-margin).UnixMilli(), 10)}
+}
+
+// Helper runs svinit-net for a caller outside the license code: the network checks of
+// --wait-for and --ready.
+type Helper struct{ h helper }
+
+// NewHelper returns the helper once svinit-net check found it there and of svinit's build.
+func NewHelper(cfg HelperConfig, redact *Redactor) (*Helper, error) {
+	h := helper{cfg: cfg, redact: redact}
+	if err := h.check(nil); err != nil {
+		return nil, err
+	}
+	return &Helper{h}, nil
+}
+
+// Probe runs svinit-net probe on check, the check's text a URL's password included: nil
+// when it passed, else why not, redacted.
+func (h *Helper) Probe(ctx context.Context, check string) error {
+	r, code, err := h.h.run(ctx, append([]string{EnvNetCheck + "=" + check}, deadlineEnv(ctx)...), "probe")
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("%s probe: %s", HelperName, h.h.redact.Redact(err.Error()))
+	case code == 0:
+		return nil
+	}
+	return h.h.replyError(HelperName+" probe", ErrRetryable, code, r)
 }
 
 // check runs svinit-net check with env: a missing helper, one of another build, or the

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,12 +36,7 @@ func NewLedger(secret, pod, uid string, hc HelperConfig, redact *Redactor, log z
 
 // call runs svinit-net ledger action with extra on top of the ledger's environment.
 func (l *Ledger) call(ctx context.Context, action string, extra ...string) (HelperReply, error) {
-	env := append(append([]string(nil), l.env...), extra...)
-	if deadline, ok := ctx.Deadline(); ok {
-		// The helper answers with what it has done a little before svinit would kill it.
-		margin := min(time.Until(deadline)/10, time.Second)
-		env = append(env, EnvNetDeadline+"="+strconv.FormatInt(deadline.Add(-margin).UnixMilli(), 10))
-	}
+	env := slices.Concat(l.env, extra, deadlineEnv(ctx))
 	r, code, err := l.h.run(ctx, env, "ledger", action)
 	what := "ledger " + action
 	switch {

@@ -43,8 +43,10 @@ func Run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 		return c.license(args[2])
 	case len(args) == 3 && args[1] == "ledger":
 		return c.ledger(args[2])
+	case len(args) == 2 && args[1] == "probe":
+		return c.probe()
 	}
-	fmt.Fprintf(stderr, "usage: %s check | license activate|heartbeat|deactivate | ledger load|save|delete|others|put|remove\n"+
+	fmt.Fprintf(stderr, "usage: %s check | license activate|heartbeat|deactivate | ledger load|save|delete|others|put|remove | probe\n"+
 		"%s makes svinit's network calls; svinit runs it, with its settings in the environment.\n", license.HelperName, license.HelperName)
 	return license.ExitHelperUsage
 }
@@ -186,16 +188,11 @@ func (c call) ledger(action string) int {
 	if err != nil {
 		return c.ledgerFailed(&permanentError{err})
 	}
-	ctx := context.Background()
-	if ms := c.env(license.EnvNetDeadline); ms != "" { // svinit kills the run at its own deadline: answer before
-		n, err := strconv.ParseInt(ms, 10, 64)
-		if err != nil {
-			return c.ledgerFailed(&permanentError{fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)})
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(n))
-		defer cancel()
+	ctx, cancel, err := c.deadline()
+	if err != nil {
+		return c.ledgerFailed(&permanentError{err})
 	}
+	defer cancel()
 	var r license.HelperReply
 	switch action {
 	case "load":
@@ -231,6 +228,21 @@ func (c call) ledger(action string) int {
 		return c.ledgerFailed(err)
 	}
 	return c.reply(r, 0)
+}
+
+// deadline is the context of a call svinit bounds with SVINIT_NET_DEADLINE: svinit kills
+// the run at its own deadline, so the call answers before.
+func (c call) deadline() (context.Context, context.CancelFunc, error) {
+	ms := c.env(license.EnvNetDeadline)
+	if ms == "" {
+		return context.Background(), func() {}, nil
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %q: %v", license.EnvNetDeadline, ms, err)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.UnixMilli(n))
+	return ctx, cancel, nil
 }
 
 // permanentError is a ledger call that cannot succeed as asked.

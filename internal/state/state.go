@@ -23,12 +23,13 @@ import (
 // Phases, in the order a life cycle goes through them. A phase whose step is not configured
 // (no --lock, no --template, no license) is skipped.
 const (
-	WaitingForLock = "waiting-for-lock"
-	Rendering      = "rendering"
-	Activating     = "activating"
-	Running        = "running"
-	Stopping       = "stopping"
-	Exited         = "exited"
+	WaitingForDependencies = "waiting-for-dependencies"
+	WaitingForLock         = "waiting-for-lock"
+	Rendering              = "rendering"
+	Activating             = "activating"
+	Running                = "running"
+	Stopping               = "stopping"
+	Exited                 = "exited"
 )
 
 // Version is the schema version of the file; a reader refuses another.
@@ -41,10 +42,12 @@ type State struct {
 	Updated time.Time `json:"updated"`
 	Svinit  Process   `json:"svinit"`
 	// Child is set once the child has started, and keeps its pid after it exited.
-	Child    *Process `json:"child,omitempty"`
-	Lock     *Lock    `json:"lock,omitempty"`
-	License  *License `json:"license,omitempty"`
-	ExitCode *int     `json:"exit_code,omitempty"` // svinit's exit code, once phase is exited
+	Child   *Process `json:"child,omitempty"`
+	Lock    *Lock    `json:"lock,omitempty"`
+	License *License `json:"license,omitempty"`
+	// Ready is set once the child has started, with --ready only.
+	Ready    *Ready `json:"ready,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"` // svinit's exit code, once phase is exited
 }
 
 // Process identifies a process: pid, when it started, and its start time in clock ticks
@@ -71,6 +74,18 @@ type License struct {
 	LeaseExpires time.Time `json:"lease_expires,omitzero"`   // when the lease ends without a heartbeat
 	Expires      time.Time `json:"license_expires,omitzero"` // when the license itself ends
 }
+
+// Ready is what the last round of the --ready checks found.
+type Ready struct {
+	Ready   bool      `json:"ready"`
+	Since   time.Time `json:"since"`            // when it became what it is
+	Checked time.Time `json:"checked,omitzero"` // the last round; zero before the first
+	Reason  string    `json:"reason,omitempty"` // why not: the first failing check and its error
+}
+
+// NotCheckedYet is the reason of a child whose first round of --ready checks has not
+// finished.
+const NotCheckedYet = "not checked yet"
 
 // Default paths, in the order svinit tries them: /run is a tmpfs in most containers, /tmp
 // is writable where /run is not (a non-root user).
