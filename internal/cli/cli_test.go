@@ -108,6 +108,11 @@ func TestStatusAndStopCodes(t *testing.T) {
 		stale    = stateOf("stale.json", state.State{Phase: state.Running, Svinit: state.Process{PID: deadPID, StartTicks: 1}}, 0)
 		planted  = stateOf("planted.json", state.State{Phase: state.Running, Svinit: svinit}, 0o666)
 		missing  = filepath.Join(dir, "missing.json")
+		ready    = stateOf("ready.json", state.State{Phase: state.Running, Svinit: svinit, Child: &svinit,
+			Ready: &state.Ready{Ready: true, Since: time.Now().Add(-time.Minute), Checked: time.Now()}}, 0)
+		notReady = stateOf("notready.json", state.State{Phase: state.Running, Svinit: svinit, Child: &svinit,
+			Ready: &state.Ready{Since: time.Now().Add(-time.Minute), Checked: time.Now(), Reason: "tcp://db:5432: connection refused"}}, 0)
+		waiting = stateOf("waiting.json", state.State{Phase: state.WaitingForDependencies, Svinit: svinit}, 0)
 	)
 	for _, tc := range []struct {
 		args   []string
@@ -121,6 +126,14 @@ func TestStatusAndStopCodes(t *testing.T) {
 		{[]string{"status", "--state-file", stale}, 1, "stale"},
 		{[]string{"status", "--state-file", planted}, 4, ""},
 		{[]string{"status", "--state-file", missing}, 4, ""},
+		{[]string{"status", "--ready", "--state-file", running}, 0, "running"},
+		{[]string{"status", "--ready", "--state-file", ready}, 0, "ready since"},
+		{[]string{"status", "--state-file", notReady}, 0, "not ready since"},
+		{[]string{"status", "--ready", "--state-file", notReady}, 3, "not ready since 1m0s ago (20"},
+		{[]string{"status", "--ready", "--state-file", notReady}, 3, "tcp://db:5432: connection refused"},
+		{[]string{"status", "--ready", "--state-file", starting}, 3, "not ready: waiting-for-lock"},
+		{[]string{"status", "--ready", "--state-file", waiting}, 3, "not ready: waiting-for-dependencies"},
+		{[]string{"status", "--ready", "--state-file", exited}, 3, "not ready: exited"},
 		{[]string{"status", "--bogus"}, 2, ""},
 		{[]string{"status", "--help"}, 0, ""},
 		{[]string{"stop", "--state-file", exited}, 0, "not running"},

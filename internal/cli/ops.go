@@ -44,6 +44,7 @@ func readState(path string, stderr io.Writer) (state.State, string, bool) {
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs, path := opsFlags("status", stderr)
 	asJSON := fs.Bool("json", false, "print the state file's JSON, with \"stale\" added")
+	ready := fs.Bool("ready", false, "exit 0 only while the child runs and, with svinit's --ready, its last readiness checks passed: a readiness or startup probe, a HEALTHCHECK")
 	if err := fs.Parse(args); err != nil {
 		return usageCode(err)
 	}
@@ -68,6 +69,18 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	case st.Phase == state.Running && st.Child != nil && st.Child.Alive() && frozen == "":
 		code = exitcode.StatusRunning
 	}
+	notReady := ""
+	switch {
+	case !*ready:
+	case code == exitcode.StatusRunning && st.Ready != nil && !st.Ready.Ready:
+		code = exitcode.StatusNotRunning // the ready line says why
+	case code == exitcode.StatusDead:
+		notReady = "svinit is gone"
+	case frozen != "":
+		notReady = frozen + " is frozen"
+	case code != exitcode.StatusRunning:
+		notReady = st.Phase
+	}
 	if *asJSON {
 		out, _ := json.MarshalIndent(struct {
 			state.State
@@ -79,6 +92,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	printStatus(stdout, st, stale, p)
+	if notReady != "" {
+		fmt.Fprintf(stdout, "  not ready: %s\n", notReady)
+	}
 	if frozen != "" {
 		fmt.Fprintf(stdout, "  frozen: %s is stopped by a signal (SIGSTOP), so status fails until it is continued (SIGCONT)\n", frozen)
 	}
@@ -132,6 +148,20 @@ func printStatus(w io.Writer, st state.State, stale bool, path string) {
 		}
 		if !l.Expires.IsZero() {
 			line += ", license until " + l.Expires.Format(time.RFC3339)
+		}
+		fmt.Fprintln(w, line)
+	}
+	if r := st.Ready; r != nil {
+		what := "ready"
+		if !r.Ready {
+			what = "not ready"
+		}
+		line := fmt.Sprintf("  ready:   %s since %s ago (%s)", what, since(now, r.Since), r.Since.Format(time.RFC3339))
+		if r.Reason != "" {
+			line += ": " + r.Reason
+		}
+		if !r.Checked.IsZero() {
+			line += fmt.Sprintf("; checked %s ago", since(now, r.Checked))
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -286,12 +286,13 @@ func absPath(p string) string {
 // Usage writes the option reference: each option with its variable and default.
 func Usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: svinit [options] [--] PROGRAM [ARG...]")
-	fmt.Fprintln(w, "       svinit status [--json] [--state-file PATH]")
+	fmt.Fprintln(w, "       svinit status [--json] [--ready] [--state-file PATH]")
 	fmt.Fprintln(w, "       svinit stop [--wait] [--timeout D] [--state-file PATH]")
 	fmt.Fprintln(w, "\nRuns PROGRAM as an init: forwards signals, reaps zombies, stops it within --grace and")
 	fmt.Fprintln(w, "exits with its status. Every option can also be set by the variable shown; a flag wins.")
 	fmt.Fprintln(w, "status prints the running svinit's state and exits 0 only while its child runs (1: that")
-	fmt.Fprintln(w, "svinit is gone, 3: not running, 4: no state file); stop sends it SIGTERM and with --wait")
+	fmt.Fprintln(w, "svinit is gone, 3: not running, 4: no state file); with --ready, 0 also needs the last")
+	fmt.Fprintln(w, "--ready checks passed (3: not ready, and why). stop sends it SIGTERM and with --wait")
 	fmt.Fprintln(w, "returns once it has exited (1 when --timeout passes first).")
 	fmt.Fprintln(w, "\noptions:")
 	for _, o := range Options() {

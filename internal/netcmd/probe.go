@@ -55,7 +55,7 @@ func probeTCP(ctx context.Context, chk check.Check) error {
 func probeHTTP(ctx context.Context, chk check.Check) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, chk.Raw(), nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", chk, err)
+		return fmt.Errorf("GET: %w", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -63,12 +63,12 @@ func probeHTTP(ctx context.Context, chk check.Check) error {
 		if errors.As(err, &ue) {
 			err = ue.Err // its text quotes the URL as given
 		}
-		return fmt.Errorf("GET %s: %w", chk, err)
+		return fmt.Errorf("GET: %w", err) // the caller names the check
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: answered %s", chk, resp.Status)
+		return fmt.Errorf("answered %s", resp.Status)
 	}
 	return nil
 }

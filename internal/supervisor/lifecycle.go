@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/check"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/exitcode"
 	"github.com/svinit/svinit/internal/license"
@@ -18,6 +19,18 @@ import (
 
 // The steps of the life cycle, each owning one thing. A step that is not configured (no
 // --lock, no --template, no license) does nothing, and writes no phase.
+
+// Dependencies is --wait-for: waited for first, before anything is taken.
+type Dependencies interface {
+	// Wait returns once every dependency is there; ctx ends the wait.
+	Wait(ctx context.Context) error
+}
+
+// Readiness is --ready: checked while the child runs.
+type Readiness interface {
+	// Watch checks the child's readiness until ctx ends, and then returns at once.
+	Watch(ctx context.Context)
+}
 
 // Lock is --lock: taken before anything else, released last.
 type Lock interface {
@@ -77,26 +90,35 @@ type Recorder interface {
 // Life is one life cycle: the steps, in the order Run goes through them, and the goroutine
 // that owns the signals.
 type Life struct {
-	Lock      Lock
-	Templates Templates
-	License   License
-	Child     Child
-	CleanUp   CleanUp
-	Record    Recorder
-	Signals   *Signals
-	Forward   Forwarding
-	RemapExit config.ExitCodes
-	Argv      []string // for the log
-	Log       zerolog.Logger
+	Dependencies Dependencies
+	Readiness    Readiness
+	Lock         Lock
+	Templates    Templates
+	License      License
+	Child        Child
+	CleanUp      CleanUp
+	Record       Recorder
+	Signals      *Signals
+	Forward      Forwarding
+	RemapExit    config.ExitCodes
+	Argv         []string // for the log
+	Log          zerolog.Logger
 }
 
 // Run goes through the whole life cycle and returns the code svinit exits with:
-// lock -> render -> activate -> start -> supervise -> stop -> clean up -> deactivate ->
-// unlock. A failed step, or a stop signal before the child started, ends the start-up;
+// wait -> lock -> render -> activate -> start -> supervise -> stop -> clean up -> deactivate
+// -> unlock. A failed step, or a stop signal before the child started, ends the start-up;
 // whatever was taken is given back on every path, the seat before the lock.
 func (l *Life) Run() (code int) {
 	defer func() { l.Record.Exited(code, l.License.Held()) }()
 	startup := l.Signals.Startup()
+
+	if err := l.Dependencies.Wait(startup); err != nil {
+		return l.startupFailed("wait", err, waitExitCode(err))
+	}
+	if sig := l.Signals.Stopped(); sig != 0 {
+		return l.stoppedBeforeStart(sig, "wait")
+	}
 
 	if err := l.Lock.Take(startup); err != nil {
 		return l.startupFailed("lock", err, lockExitCode(err))
@@ -127,7 +149,15 @@ func (l *Life) Run() (code int) {
 // child to stop), which the deactivation gets what is left of.
 func (l *Life) runChild() (code int, stopDeadline time.Time) {
 	started := time.Now()
-	pid, stopped, err := l.Signals.startChild(l.Child, l.Lock.FD(), l.Forward, func() { l.Record.Enter(state.Stopping) })
+	// The readiness checks end when the stop begins: cancelled from the signal goroutine,
+	// which a cancel never holds up.
+	watch, endWatch := context.WithCancel(context.Background())
+	defer endWatch()
+	stopping := func() {
+		endWatch()
+		l.Record.Enter(state.Stopping)
+	}
+	pid, stopped, err := l.Signals.startChild(l.Child, l.Lock.FD(), l.Forward, stopping)
 	defer l.Child.Release() // after the reaping: the child may end with what held it
 	switch {
 	case stopped != 0:
@@ -140,8 +170,15 @@ func (l *Life) runChild() (code int, stopDeadline time.Time) {
 	l.Lock.ChildStarted(pid)
 	l.Log.Info().Int("pid", pid).Strs("argv", l.Argv).Msg("child started")
 	l.Record.ChildStarted(pid, started)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		l.Readiness.Watch(watch)
+	}()
 
 	exit := l.Signals.waitChild()
+	endWatch()
+	<-watched // its check processes are killed, and it writes no more state
 	code = exitcode.Of(exit.Status)
 	ev := l.Log.Info().Int("pid", pid).Int("exit_code", code).Dur("elapsed_ms", time.Since(started))
 	if exit.Status.Signaled() {
@@ -183,6 +220,15 @@ func (l *Life) cannotStart(err error) int {
 		return se.code
 	}
 	l.Log.Error().Err(err).Msg("cannot start the child")
+	return exitcode.Internal
+}
+
+// waitExitCode is the exit code of a --wait-for that failed: 124 when --wait-timeout
+// passed, as timeout(1) gives.
+func waitExitCode(err error) int {
+	if errors.Is(err, check.ErrTimeout) {
+		return exitcode.WaitTimeout
+	}
 	return exitcode.Internal
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/svinit/svinit/internal/check"
 	"github.com/svinit/svinit/internal/config"
 	"github.com/svinit/svinit/internal/license"
 	"github.com/svinit/svinit/internal/lock"
@@ -45,7 +46,7 @@ func TestPhaseSignalTable(t *testing.T) {
 		unix.SIGTERM: killedBy(unix.SIGTERM), unix.SIGINT: killedBy(unix.SIGINT), unix.SIGQUIT: killedBy(unix.SIGQUIT),
 	}
 	// What a whole life cycle asks of its steps, around what a case adds while the child runs.
-	started := []string{"lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100"}
+	started := []string{"wait", "lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100"}
 	stopped := func(code int, deadline string) []string {
 		return []string{"clean-up " + deadline, "deactivate " + deadline, "unlock", fmt.Sprintf("state exited %d", code)}
 	}
@@ -64,24 +65,28 @@ func TestPhaseSignalTable(t *testing.T) {
 		timers  []time.Duration // every timer the signal goroutine made, in order
 		nothing bool            // no step ran but the lock's wait
 	}{
+		// waiting-for-dependencies: the wait ends at once; nothing was taken.
+		{name: "wait/TERM", phase: "wait", acts: acts(term), want: 143, events: []string{"wait", "state exited 143"}},
+		{name: "wait/INT", phase: "wait", acts: acts(intr), want: 130, events: []string{"wait", "state exited 130"}},
+		{name: "wait/others dropped", phase: "wait", acts: acts(hup, usr1, quit), want: 0, events: run(nil, 0, "none")},
 		// waiting-for-lock: the wait ends at once; nothing was taken.
-		{name: "lock/TERM", phase: "lock", acts: acts(term), want: 143, events: []string{"lock", "state exited 143"}},
-		{name: "lock/INT", phase: "lock", acts: acts(intr), want: 130, events: []string{"lock", "state exited 130"}},
-		{name: "lock/TERM twice", phase: "lock", acts: acts(term, term), want: 143, events: []string{"lock", "state exited 143"}},
+		{name: "lock/TERM", phase: "lock", acts: acts(term), want: 143, events: []string{"wait", "lock", "state exited 143"}},
+		{name: "lock/INT", phase: "lock", acts: acts(intr), want: 130, events: []string{"wait", "lock", "state exited 130"}},
+		{name: "lock/TERM twice", phase: "lock", acts: acts(term, term), want: 143, events: []string{"wait", "lock", "state exited 143"}},
 		{name: "lock/others dropped", phase: "lock", acts: acts(hup, usr1, quit), exitOn: exitOnStop,
 			want: 0, events: run(nil, 0, "none")},
 		// rendering: the writing finishes, then start-up ends; the lock is released.
 		{name: "render/TERM", phase: "render", acts: acts(term), want: 143,
-			events: []string{"lock", "render", "unlock", "state exited 143"}},
+			events: []string{"wait", "lock", "render", "unlock", "state exited 143"}},
 		{name: "render/INT", phase: "render", acts: acts(intr), want: 130,
-			events: []string{"lock", "render", "unlock", "state exited 130"}},
+			events: []string{"wait", "lock", "render", "unlock", "state exited 130"}},
 		{name: "render/others dropped", phase: "render", acts: acts(usr1, hup), want: 0, events: run(nil, 0, "none")},
 		// activating: the activation is cancelled, what it may have taken given back, the
 		// lock released.
 		{name: "license/TERM", phase: "license", acts: acts(term), want: 143,
-			events: []string{"lock", "render", "activate", "deactivate none", "unlock", "state exited 143"}},
+			events: []string{"wait", "lock", "render", "activate", "deactivate none", "unlock", "state exited 143"}},
 		{name: "license/INT", phase: "license", acts: acts(intr), want: 130,
-			events: []string{"lock", "render", "activate", "deactivate none", "unlock", "state exited 130"}},
+			events: []string{"wait", "lock", "render", "activate", "deactivate none", "unlock", "state exited 130"}},
 		{name: "license/others dropped", phase: "license", acts: acts(quit, usr1), want: 0, events: run(nil, 0, "none")},
 		// running: forwarded, rewritten, to the group with --kill-group; a stop signal is
 		// followed by SIGCONT and starts the grace.
@@ -161,34 +166,38 @@ func TestFailedStepUndoesWhatWasTaken(t *testing.T) {
 		want   int
 		events []string
 	}{
+		{name: "dependencies timed out", fail: "wait", err: fmt.Errorf("%w (1m0s): still failing: tcp://db:5432: refused", check.ErrTimeout), want: 124,
+			events: []string{"wait", "state exited 124"}},
+		{name: "dependencies failed otherwise", fail: "wait", err: errors.New("boom"), want: 125,
+			events: []string{"wait", "state exited 125"}},
 		{name: "lock timed out", fail: "lock", err: lock.ErrTimeout, want: 73,
-			events: []string{"lock", "state exited 73"}},
+			events: []string{"wait", "lock", "state exited 73"}},
 		{name: "lock path unusable", fail: "lock", err: fmt.Errorf("lock /x: %w", lock.ErrBadPath), want: 2,
-			events: []string{"lock", "state exited 2"}},
+			events: []string{"wait", "lock", "state exited 2"}},
 		{name: "lock failed otherwise", fail: "lock", err: errors.New("boom"), want: 125,
-			events: []string{"lock", "state exited 125"}},
+			events: []string{"wait", "lock", "state exited 125"}},
 		{name: "render", fail: "render", err: errors.New("no space left on device"), want: 2,
-			events: []string{"lock", "render", "unlock", "state exited 2"}},
+			events: []string{"wait", "lock", "render", "unlock", "state exited 2"}},
 		{name: "license no seats", fail: "license", err: fmt.Errorf("activate: %w", license.ErrNoSeats), want: 69,
-			events: []string{"lock", "render", "activate", "deactivate none", "unlock", "state exited 69"}},
+			events: []string{"wait", "lock", "render", "activate", "deactivate none", "unlock", "state exited 69"}},
 		{name: "license unreachable", fail: "license", err: fmt.Errorf("activate: %w", license.ErrRetryable), want: 75,
-			events: []string{"lock", "render", "activate", "deactivate none", "unlock", "state exited 75"}},
+			events: []string{"wait", "lock", "render", "activate", "deactivate none", "unlock", "state exited 75"}},
 		{name: "license refused", fail: "license", err: fmt.Errorf("activate: %w", license.ErrPermanent), want: 78,
-			events: []string{"lock", "render", "activate", "deactivate none", "unlock", "state exited 78"}},
+			events: []string{"wait", "lock", "render", "activate", "deactivate none", "unlock", "state exited 78"}},
 		{name: "license file not written, seat kept", fail: "license", err: errors.New("write the license: read-only file system"), held: true, want: 75,
-			events: []string{"lock", "render", "activate", "deactivate none", "unlock", "state exited 75 seat held"}},
+			events: []string{"wait", "lock", "render", "activate", "deactivate none", "unlock", "state exited 75 seat held"}},
 		{name: "program not found", fail: "start", err: &startError{program: "x", code: 127, err: errors.New("not found")}, want: 127,
-			events: []string{"lock", "render", "activate", "start fd=7", "deactivate none", "unlock", "state exited 127"}},
+			events: []string{"wait", "lock", "render", "activate", "start fd=7", "deactivate none", "unlock", "state exited 127"}},
 		{name: "program not executable", fail: "start", err: &startError{program: "x", code: 126, err: errors.New("permission denied")}, want: 126,
-			events: []string{"lock", "render", "activate", "start fd=7", "deactivate none", "unlock", "state exited 126"}},
+			events: []string{"wait", "lock", "render", "activate", "start fd=7", "deactivate none", "unlock", "state exited 126"}},
 		{name: "fork failed", fail: "start", err: unix.EAGAIN, want: 125,
-			events: []string{"lock", "render", "activate", "start fd=7", "deactivate none", "unlock", "state exited 125"}},
+			events: []string{"wait", "lock", "render", "activate", "start fd=7", "deactivate none", "unlock", "state exited 125"}},
 		{name: "child crashed", exit: killedBy(unix.SIGSEGV), want: 139,
-			events: []string{"lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100", "clean-up none", "deactivate none", "unlock", "state exited 139"}},
+			events: []string{"wait", "lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100", "clean-up none", "deactivate none", "unlock", "state exited 139"}},
 		{name: "child failed, deactivation failed", exit: exitStatus(1), held: true, want: 1,
-			events: []string{"lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100", "clean-up none", "deactivate none", "unlock", "state exited 1 seat held"}},
+			events: []string{"wait", "lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100", "clean-up none", "deactivate none", "unlock", "state exited 1 seat held"}},
 		{name: "exit code remapped", exit: exitStatus(143), remap: "143:0", want: 0,
-			events: []string{"lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100", "clean-up none", "deactivate none", "unlock", "state exited 0"}},
+			events: []string{"wait", "lock", "render", "activate", "start fd=7", "lock names group 100", "state running 100", "clean-up none", "deactivate none", "unlock", "state exited 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, "")
@@ -243,7 +252,7 @@ func TestChildStartsOnceEverySignalIsSubscribed(t *testing.T) {
 			h.proceed()
 			h.signal(unix.SIGTERM)
 		})
-		want := []string{"lock", "render", "activate", "deactivate none", "unlock", "state exited 143"}
+		want := []string{"wait", "lock", "render", "activate", "deactivate none", "unlock", "state exited 143"}
 		if code != 143 || !slices.Equal(h.events(), want) {
 			t.Errorf("exit code %d, steps did %q; want 143, %q", code, h.events(), want)
 		}
@@ -337,6 +346,7 @@ func newHarness(t *testing.T, phase string) *harness {
 		Signals: h.signals, SIGCHLD: h.sigchld, Reap: h.reaps.add, Log: zerolog.Nop(), After: h.clock.after,
 	})
 	h.life = &Life{
+		Dependencies: fakeDependencies{h}, Readiness: fakeReadiness{h},
 		Lock: fakeLock{h}, Templates: fakeTemplates{h}, License: h.license, Child: h.child,
 		CleanUp: fakeCleanUp{h}, Record: fakeRecorder{h}, Signals: h.sigs,
 		RemapExit: config.ExitCodes{}, Log: zerolog.Nop(),
@@ -433,27 +443,37 @@ func (h *harness) signal(sig unix.Signal) {
 // thing at a time, and this SIGCHLD only after them.
 func (h *harness) sync() { h.sigchld <- unix.SIGCHLD }
 
-type fakeLock struct{ h *harness }
-
-func (l fakeLock) Take(ctx context.Context) error {
-	l.h.record("lock")
-	if err := l.h.fail["lock"]; err != nil {
+// step is a fake step that can wait: it records what it was asked, fails when the test
+// says (fail[phase]), else stops in the test's phase until proceed or until ctx ends.
+func (h *harness) step(event, phase string, ctx context.Context) error {
+	h.record("%s", event)
+	if err := h.fail[phase]; err != nil {
 		return err
 	}
-	return l.h.inPhase("lock", ctx)
+	return h.inPhase(phase, ctx)
 }
-func (l fakeLock) FD() int              { return fakeLockFD }
-func (l fakeLock) ChildStarted(pid int) { l.h.record("lock names group %d", pid) }
-func (l fakeLock) Release()             { l.h.record("unlock") }
+
+type fakeDependencies struct{ h *harness }
+
+func (d fakeDependencies) Wait(ctx context.Context) error { return d.h.step("wait", "wait", ctx) }
+
+// fakeReadiness watches until its context ends, and says nothing: its goroutine's
+// records would race the signal goroutine's (TestReadinessRunsWhileTheChildRuns looks at it).
+type fakeReadiness struct{ h *harness }
+
+func (r fakeReadiness) Watch(ctx context.Context) { <-ctx.Done() }
+
+type fakeLock struct{ h *harness }
+
+func (l fakeLock) Take(ctx context.Context) error { return l.h.step("lock", "lock", ctx) }
+func (l fakeLock) FD() int                        { return fakeLockFD }
+func (l fakeLock) ChildStarted(pid int)           { l.h.record("lock names group %d", pid) }
+func (l fakeLock) Release()                       { l.h.record("unlock") }
 
 type fakeTemplates struct{ h *harness }
 
 func (r fakeTemplates) Write() error {
-	r.h.record("render")
-	if err := r.h.fail["render"]; err != nil {
-		return err
-	}
-	return r.h.inPhase("render", context.Background()) // waits on nothing but the test
+	return r.h.step("render", "render", context.Background()) // waits on nothing but the test
 }
 
 type fakeLicense struct {
@@ -462,11 +482,7 @@ type fakeLicense struct {
 }
 
 func (l *fakeLicense) Activate(ctx context.Context) error {
-	l.h.record("activate")
-	if err := l.h.fail["license"]; err != nil {
-		return err
-	}
-	return l.h.inPhase("license", ctx)
+	return l.h.step("activate", "license", ctx)
 }
 func (l *fakeLicense) Deactivate(deadline time.Time) {
 	l.h.record("deactivate %s", deadlineOf(deadline))
@@ -564,4 +580,75 @@ func (c *fakeClock) made() []time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.order)
+}
+
+// watchedReadiness tells when its watch starts and ends.
+type watchedReadiness struct {
+	started, ended chan struct{}
+}
+
+func (r watchedReadiness) Watch(ctx context.Context) {
+	close(r.started)
+	<-ctx.Done()
+	close(r.ended)
+}
+
+// The readiness checks run only while the child runs: they start once its start is
+// recorded, end when the stop begins (the phase stopping) with the child still running,
+// and have ended before the clean-up whatever ended the child.
+func TestReadinessRunsWhileTheChildRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ended func(h *harness, r watchedReadiness) // ends the child, and the watch with it
+		want  int
+		clean string
+	}{
+		{"child exits", func(h *harness, r watchedReadiness) { h.child.exit(exitStatus(0)) }, 0, "clean-up none"},
+		{"stop", func(h *harness, r watchedReadiness) {
+			h.do(sig(unix.SIGTERM))
+			h.do(fire(stoppingShown))
+			waitClosed(h.t, r.ended, "the watch to end when the stop began")
+			h.do(fire(fakeGrace))
+		}, 137, "clean-up set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "running")
+			h.life.Forward.Grace = fakeGrace
+			r := watchedReadiness{started: make(chan struct{}), ended: make(chan struct{})}
+			h.life.Readiness = r
+			h.life.CleanUp = endedBefore{h, r.ended}
+			code := h.run(func() {
+				h.waitPhase()
+				waitClosed(t, r.started, "the watch to start")
+				tc.ended(h, r)
+			})
+			if code != tc.want || !slices.Contains(h.events(), tc.clean) {
+				t.Errorf("exit code %d, steps did %q; want %d and %q", code, h.events(), tc.want, tc.clean)
+			}
+		})
+	}
+}
+
+func waitClosed(t *testing.T, ch chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Errorf("waited too long for %s", what)
+	}
+}
+
+// endedBefore is a clean-up that records whether the readiness watch had ended.
+type endedBefore struct {
+	h     *harness
+	ended chan struct{}
+}
+
+func (c endedBefore) Run(deadline time.Time) {
+	select {
+	case <-c.ended:
+		c.h.record("clean-up %s", deadlineOf(deadline))
+	default:
+		c.h.record("clean-up while the readiness checks still ran")
+	}
 }

@@ -396,8 +396,9 @@ func (l licenseStep) Held() bool                         { return l.s.license !=
 
 // stateRecorder keeps the state file.
 type stateRecorder struct {
-	state *state.Tracker
-	argv  []string
+	state     *state.Tracker
+	argv      []string
+	readiness bool // --ready: the child is not ready until its checks say so
 }
 
 func (r stateRecorder) Enter(phase string) { r.state.Phase(phase) }
@@ -406,6 +407,9 @@ func (r stateRecorder) ChildStarted(pid int, started time.Time) {
 	r.state.Update(func(st *state.State) {
 		st.Phase = state.Running
 		st.Child = &state.Process{PID: pid, Started: started.UTC(), StartTicks: state.StartTicks(pid), Argv: r.argv}
+		if r.readiness { // in the same write: no reader sees the child running and no verdict
+			st.Ready = &state.Ready{Since: started.UTC(), Reason: state.NotCheckedYet}
+		}
 	})
 }
 

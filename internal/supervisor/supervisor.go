@@ -48,6 +48,7 @@ type Supervisor struct {
 	user      *account.Account // nil without --user
 	provider  license.Provider // nil without --license-provider
 	ledger    *license.Ledger  // set with --license-state k8s-secret:NAME
+	net       *license.Helper  // svinit-net for the network checks; nil without any
 	license   *license.Manager // set once a seat is held
 	plan      *render.Plan     // the templates, checked; written once the lock is held
 	state     *state.Tracker
@@ -114,6 +115,11 @@ func New(p Params) (*Supervisor, error) {
 			errs = append(errs, fmt.Errorf("--license-state %s: %w", &p.Config.LicenseState, err))
 		}
 	}
+	if needsNet(p.Config.WaitFor, p.Config.Ready) {
+		if s.net, err = license.NewHelper(s.helper(), s.redactor); err != nil {
+			errs = append(errs, fmt.Errorf("--wait-for, --ready: the network checks need %w", err))
+		}
+	}
 	errs = append(errs, checkLicenseFiles(p.Config, provider != nil))
 	if len(p.Config.Program) > 0 && !p.Config.DryRun {
 		// As the child will look for it: in its PATH, with its user's rights.
@@ -157,7 +163,10 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	if len(s.cfg.Templates) > 0 {
 		templates.plan = s.plan
 	}
+	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{s.reaper}, s.childEnv, s.net)
 	return &Life{
+		Dependencies: dependenciesStep{checks: s.cfg.WaitFor, timeout: s.cfg.WaitTimeout, attempt: checks.Run, state: s.state, log: s.log},
+		Readiness:    readinessStep{checks: s.cfg.Ready, interval: s.cfg.ReadyInterval, attempt: checks.Run, state: s.state, log: s.log},
 		Lock: &lockStep{state: s.state, opts: lock.Options{
 			Path:      s.cfg.Lock,
 			Timeout:   s.cfg.LockTimeout,
@@ -171,7 +180,7 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 		License:   licenseStep{s},
 		Child:     &childStep{s: s, inherited: s.inherited},
 		CleanUp:   cleanUpStep{reaper: s.reaper, state: s.state, log: s.log},
-		Record:    stateRecorder{state: s.state, argv: s.cfg.Program},
+		Record:    stateRecorder{state: s.state, argv: s.cfg.Program, readiness: len(s.cfg.Ready) > 0},
 		Signals:   sigs,
 		Forward: Forwarding{
 			Rewrite:   s.cfg.Rewrite,
