@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -153,18 +152,39 @@ func Watch(ctx context.Context, checks []Check, o WatchOptions) {
 	}
 }
 
+// abandonAfter bounds the wait for the attempts still running once ctx has ended: each
+// is killed at once (a command, svinit-net) and returns, but a process stuck in the kernel
+// (a hung NFS mount) must not hold back the start-up's end or the stop.
+const abandonAfter = time.Second
+
 // attemptAll runs one attempt of every check at the same time, and returns their errors in
-// order.
+// order. Once ctx ends it gives the attempts still running abandonAfter to return, and
+// returns nil: the round was cut short.
 func attemptAll(ctx context.Context, checks []Check, attempt Attempt) []error {
-	errs := make([]error, len(checks))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = attempt(ctx, c)
-		}()
+	type result struct {
+		i   int
+		err error
 	}
-	wg.Wait()
+	results := make(chan result, len(checks))
+	for i, c := range checks {
+		go func() { results <- result{i, attempt(ctx, c)} }()
+	}
+	errs := make([]error, len(checks))
+	var abandon <-chan time.Time
+	done := ctx.Done()
+	for n := 0; n < len(checks); {
+		select {
+		case r := <-results:
+			errs[r.i] = r.err
+			n++
+		case <-done:
+			done, abandon = nil, time.After(abandonAfter)
+		case <-abandon:
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
 	return errs
 }

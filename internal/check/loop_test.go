@@ -244,3 +244,37 @@ func TestRunnerRunsEachKind(t *testing.T) {
 		t.Errorf("hung command: %v", err)
 	}
 }
+
+// A check stuck where no cancellation reaches (a stat on a hung NFS mount) holds back
+// neither the wait's end nor the watch's: both give up on it once their context ends.
+func TestStuckCheckHoldsNothingBack(t *testing.T) {
+	stuck := make(chan struct{})
+	defer close(stuck)
+	started := make(chan struct{}, 2)
+	attempt := func(ctx context.Context, c Check) error {
+		started <- struct{}{}
+		<-stuck
+		return nil
+	}
+	checks := mustList(t, "file:/hung/mount")
+	for name, run := range map[string]func(ctx context.Context){
+		"wait": func(ctx context.Context) { Wait(ctx, checks, WaitOptions{Attempt: attempt, Log: zerolog.Nop()}) },
+		"watch": func(ctx context.Context) {
+			Watch(ctx, checks, WatchOptions{Attempt: attempt, Interval: time.Hour, Log: zerolog.Nop()})
+		},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			run(ctx)
+		}()
+		<-started
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: still held by the stuck check", name)
+		}
+	}
+}

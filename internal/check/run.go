@@ -37,10 +37,7 @@ func (r Runner) Run(ctx context.Context, c Check) error {
 	var err error
 	switch c.Kind {
 	case File:
-		_, err = os.Stat(c.Target)
-		if errors.Is(err, fs.ErrNotExist) {
-			err = errors.New("does not exist")
-		}
+		err = statWithin(ctx, c.Target)
 	case Exec:
 		err = r.exec(ctx, c)
 	default:
@@ -50,6 +47,24 @@ func (r Runner) Run(ctx context.Context, c Check) error {
 		return fmt.Errorf("no answer within --check-timeout %s", r.Timeout)
 	}
 	return err
+}
+
+// statWithin is os.Stat, given up on when ctx ends: a hung mount must not hold the check.
+func statWithin(ctx context.Context, path string) error {
+	stat := make(chan error, 1)
+	go func() {
+		_, err := os.Stat(path)
+		stat <- err
+	}()
+	select {
+	case err := <-stat:
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("does not exist")
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (r Runner) exec(ctx context.Context, c Check) error {

@@ -18,7 +18,8 @@ import (
 )
 
 // The steps of the life cycle, each owning one thing. A step that is not configured (no
-// --lock, no --template, no license) does nothing, and writes no phase.
+// --wait-for, no --ready, no --lock, no --template, no license) does nothing, and writes
+// no phase.
 
 // Dependencies is --wait-for: waited for first, before anything is taken.
 type Dependencies interface {
@@ -32,7 +33,7 @@ type Readiness interface {
 	Watch(ctx context.Context)
 }
 
-// Lock is --lock: taken before anything else, released last.
+// Lock is --lock: taken first of what is taken, after the wait, and released last.
 type Lock interface {
 	// Take waits for the lock and takes it; ctx ends the wait.
 	Take(ctx context.Context) error
