@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,19 +13,30 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/proctest"
 )
 
-// phaseOf reads svinit's phase from its state file, as seen from outside its PID namespace.
-func phaseOf(t *testing.T, s *svinit) (phase string, ready map[string]any) {
-	t.Helper()
-	var st struct {
-		Phase string         `json:"phase"`
-		Ready map[string]any `json:"ready"`
+// stateOf is svinit's state file, read as seen from outside its PID namespace.
+type stateOf struct {
+	Phase   string         `json:"phase"`
+	Ready   map[string]any `json:"ready"`
+	Waiting []struct {
+		Check string `json:"check"`
+		Error string `json:"error"`
+	} `json:"waiting_for"`
+}
+
+func readState(s *svinit) stateOf {
+	var st stateOf
+	if b, err := os.ReadFile(s.State); err == nil {
+		json.Unmarshal(b, &st)
 	}
-	b, err := os.ReadFile(s.State)
-	if err != nil || json.Unmarshal(b, &st) != nil {
-		return "", nil
-	}
+	return st
+}
+
+func phaseOf(s *svinit) (phase string, ready map[string]any) {
+	st := readState(s)
 	return st.Phase, st.Ready
 }
 
@@ -101,16 +113,20 @@ func TestWaitForEachKindBeforeTheStart(t *testing.T) {
 			rec := filepath.Join(dir, "rec")
 			chk, failing, appear := tc.setup(t, dir)
 			s := startSvinit(t, modes[0], "sleep", []string{"REC=" + rec}, "--wait-for", chk, "--wait-timeout", "0", "--", selfBin)
-			poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(t, s); return p == "waiting-for-dependencies" })
+			poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(s); return p == "waiting-for-dependencies" })
 			if failing != nil {
 				poll(t, "a failed attempt", failing)
 			}
+			poll(t, "the state file to name what is missing", func() bool {
+				st := readState(s)
+				return len(st.Waiting) == 1 && st.Waiting[0].Check == chk && st.Waiting[0].Error != ""
+			})
 			if readFile(t, rec) != "" {
 				t.Fatal("the child started before its dependency was there")
 			}
 			appear()
 			waitLine(t, rec, "ready")
-			if p, _ := phaseOf(t, s); p != "running" {
+			if p, _ := phaseOf(s); p != "running" {
 				t.Errorf("phase %q once the child runs", p)
 			}
 			if !strings.Contains(s.Stderr.String(), `"dependencies ready"`) {
@@ -137,21 +153,70 @@ func TestWaitTimeoutIs124AndTakesNothing(t *testing.T) {
 	if msg := s.Stderr.String(); !strings.Contains(msg, "file:"+missing+": does not exist") || !strings.Contains(msg, "--wait-timeout passed") {
 		t.Errorf("the log does not name the failing check and why:\n%s", msg)
 	}
+	if st := readState(s); st.Phase != "exited" || len(st.Waiting) != 1 || st.Waiting[0].Error != "does not exist" {
+		t.Errorf("state file %+v, want exited and the missing file named", st)
+	}
 	tk.requireNothingTaken(t, s)
 }
 
-// SIGTERM ends the wait at once, a check's process running included: 143, nothing taken,
-// no child started.
+// SIGTERM ends the wait at once, a check's command killed: 143, nothing taken, no child
+// started; as PID 1 and as a plain process, where nothing else would kill the command.
 func TestStopSignalEndsTheWait(t *testing.T) {
-	tk := newTakings(t)
-	s := startSvinit(t, modes[0], "sleep", []string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey}, append(tk.args(), "--instance-id", "pod-a",
-		"--wait-for", "tcp://"+freeAddr(t), "--wait-for", "exec:sleep 3600", "--check-timeout", "1h", "--wait-timeout", "0", "--", selfBin)...)
-	poll(t, "phase waiting-for-dependencies", func() bool { p, _ := phaseOf(t, s); return p == "waiting-for-dependencies" })
-	s.Signal(unix.SIGTERM)
-	if code := s.Wait(); code != 143 {
-		t.Errorf("exit %d, want 143", code)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			tk := newTakings(t)
+			s := startSvinit(t, m, "sleep", []string{"REC=" + tk.rec, "SVINIT_LICENSE_KEY=" + testKey}, append(tk.args(), "--instance-id", "pod-a",
+				"--wait-for", "tcp://"+freeAddr(t), "--wait-for", "exec:sleep 3600", "--check-timeout", "1h", "--wait-timeout", "0", "--", selfBin)...)
+			sleeper := checkCommand(t, s)
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
+				t.Errorf("exit %d, want 143", code)
+			}
+			if alive(sleeper) {
+				t.Errorf("the check's command, pid %d, outlived svinit", sleeper)
+			}
+			tk.requireNothingTaken(t, s)
+		})
 	}
-	tk.requireNothingTaken(t, s)
+}
+
+// checkCommand waits for svinit's exec: check `sleep` to run, and returns its pid.
+func checkCommand(t *testing.T, s *svinit) int {
+	t.Helper()
+	var sleeper int
+	poll(t, "the exec check's command to run", func() bool {
+		for _, pid := range proctest.Children(s.Pid) {
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sleep" {
+				sleeper = pid
+				return true
+			}
+		}
+		return false
+	})
+	return sleeper
+}
+
+// A readiness check that hangs holds back neither the stop nor svinit's exit: it is
+// cancelled when the child exits, its command killed.
+func TestHungReadinessCheckHoldsNothingBack(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			rec := filepath.Join(t.TempDir(), "rec")
+			s := startSvinit(t, m, "sleep", []string{"REC=" + rec}, "--ready", "exec:sleep 3600", "--check-timeout", "1h", "--", selfBin)
+			waitLine(t, rec, "ready")
+			sleeper := checkCommand(t, s)
+			if st := readState(s); st.Ready["ready"] != false || st.Ready["reason"] != "not checked yet" {
+				t.Errorf("state file's ready %v while the first round runs, want not checked yet", st.Ready)
+			}
+			s.Signal(unix.SIGTERM)
+			if code := s.Wait(); code != 143 {
+				t.Errorf("exit %d, want 143", code)
+			}
+			if alive(sleeper) {
+				t.Errorf("the check's command, pid %d, outlived svinit", sleeper)
+			}
+		})
+	}
 }
 
 // svinit status --ready fails until the --ready check passes, then succeeds, then fails
@@ -171,12 +236,12 @@ func TestStatusReadyFollowsTheCheck(t *testing.T) {
 	}
 	ln := listen(t, addr)
 	poll(t, "status --ready to pass", func() bool { code, _ := statusReady(); return code == 0 })
-	if _, ready := phaseOf(t, s); ready["ready"] != true || ready["since"] == nil {
+	if _, ready := phaseOf(s); ready["ready"] != true || ready["since"] == nil {
 		t.Errorf("state file's ready %v", ready)
 	}
 	ln.Close()
 	poll(t, "status --ready to fail again", func() bool { code, _ := statusReady(); return code == 3 })
-	_, ready := phaseOf(t, s)
+	_, ready := phaseOf(s)
 	if reason, _ := ready["reason"].(string); ready["ready"] != false || !strings.Contains(reason, "tcp://"+addr) || !strings.Contains(reason, "refused") {
 		t.Errorf("state file's ready %v, want not ready and why", ready)
 	}

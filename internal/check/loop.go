@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +29,16 @@ type WaitOptions struct {
 	Timeout  time.Duration // --wait-timeout; 0: for ever
 	Retry    time.Duration // 0: a second
 	Progress time.Duration // 0: 5 s
-	Log      zerolog.Logger
+	// Missing, when set, is handed what still fails after each round that changed it; the
+	// last call, once everything passed, hands nothing.
+	Missing func([]Missing)
+	Log     zerolog.Logger
+}
+
+// Missing is a dependency that still fails, and why.
+type Missing struct {
+	Check string `json:"check"`
+	Error string `json:"error"`
 }
 
 // Wait returns once every check has passed once. A failing check is tried again every
@@ -56,6 +66,7 @@ func Wait(ctx context.Context, checks []Check, o WaitOptions) error {
 		last[i] = errors.New("no attempt finished yet")
 	}
 	nextProgress := started.Add(o.Progress)
+	var reported []Missing
 	for {
 		errs := attemptAll(wctx, pending, o.Attempt)
 		if wctx.Err() != nil {
@@ -71,6 +82,16 @@ func Wait(ctx context.Context, checks []Check, o WaitOptions) error {
 			o.Log.Info().Str("check", pending[i].String()).Dur("waited_ms", time.Since(started)).Msg("dependency ready")
 		}
 		pending, last = still, stillErr
+		if o.Missing != nil {
+			missing := make([]Missing, len(pending))
+			for i, c := range pending {
+				missing[i] = Missing{Check: c.String(), Error: last[i].Error()}
+			}
+			if reported == nil || !slices.Equal(missing, reported) {
+				o.Missing(missing)
+				reported = missing
+			}
+		}
 		if len(pending) == 0 {
 			return nil
 		}

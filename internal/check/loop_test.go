@@ -278,3 +278,35 @@ func TestStuckCheckHoldsNothingBack(t *testing.T) {
 		}
 	}
 }
+
+// What is still missing is reported after a round only when it changed (a check passed, an
+// error changed), so that the state file is not rewritten every second for nothing.
+func TestWaitReportsWhatIsMissingWhenItChanges(t *testing.T) {
+	f := newFake()
+	refused, noHost := errors.New("connection refused"), errors.New("no such host")
+	f.fails["tcp://db:5432"] = []error{refused, refused, noHost, noHost}
+	f.fails["file:/x"] = []error{errors.New("does not exist")}
+	var got []string
+	err := Wait(context.Background(), mustList(t, "tcp://db:5432", "file:/x"), WaitOptions{
+		Attempt: f.attempt, Retry: time.Millisecond, Log: zerolog.Nop(),
+		Missing: func(m []Missing) {
+			var s []string
+			for _, x := range m {
+				s = append(s, x.Check+" "+x.Error)
+			}
+			got = append(got, strings.Join(s, ", "))
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"tcp://db:5432 connection refused, file:/x does not exist",
+		"tcp://db:5432 connection refused",
+		"tcp://db:5432 no such host",
+		"",
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("reported\n  %q\nwant\n  %q", got, want)
+	}
+}

@@ -112,7 +112,8 @@ func TestStatusAndStopCodes(t *testing.T) {
 			Ready: &state.Ready{Ready: true, Since: time.Now().Add(-time.Minute), Checked: time.Now()}}, 0)
 		notReady = stateOf("notready.json", state.State{Phase: state.Running, Svinit: svinit, Child: &svinit,
 			Ready: &state.Ready{Since: time.Now().Add(-time.Minute), Checked: time.Now(), Reason: "tcp://db:5432: connection refused"}}, 0)
-		waiting = stateOf("waiting.json", state.State{Phase: state.WaitingForDependencies, Svinit: svinit}, 0)
+		waiting = stateOf("waiting.json", state.State{Phase: state.WaitingForDependencies, Svinit: svinit,
+			Waiting: []state.Dependency{{Check: "tcp://db:5432", Error: "connection refused"}}}, 0)
 	)
 	for _, tc := range []struct {
 		args   []string
@@ -133,6 +134,7 @@ func TestStatusAndStopCodes(t *testing.T) {
 		{[]string{"status", "--ready", "--state-file", notReady}, 3, "tcp://db:5432: connection refused"},
 		{[]string{"status", "--ready", "--state-file", starting}, 3, "not ready: waiting-for-lock"},
 		{[]string{"status", "--ready", "--state-file", waiting}, 3, "not ready: waiting-for-dependencies"},
+		{[]string{"status", "--state-file", waiting}, 3, "waiting for: tcp://db:5432: connection refused"},
 		{[]string{"status", "--ready", "--state-file", exited}, 3, "not ready: exited"},
 		{[]string{"status", "--bogus"}, 2, ""},
 		{[]string{"status", "--help"}, 0, ""},

@@ -129,6 +129,9 @@ func printStatus(w io.Writer, st state.State, stale bool, path string) {
 		}
 		fmt.Fprintf(w, "  child:   pid %d, %s, started %s ago: %s\n", c.PID, what, since(now, c.Started), strings.Join(c.Argv, " "))
 	}
+	for _, d := range st.Waiting {
+		fmt.Fprintf(w, "  waiting for: %s: %s\n", d.Check, d.Error)
+	}
 	if l := st.Lock; l != nil {
 		held := "waiting for it"
 		if l.Held {

@@ -45,6 +45,8 @@ type State struct {
 	Child   *Process `json:"child,omitempty"`
 	Lock    *Lock    `json:"lock,omitempty"`
 	License *License `json:"license,omitempty"`
+	// Waiting is what --wait-for still misses, and why; kept when the wait failed.
+	Waiting []Dependency `json:"waiting_for,omitempty"`
 	// Ready is set once the child has started, with --ready only.
 	Ready    *Ready `json:"ready,omitempty"`
 	ExitCode *int   `json:"exit_code,omitempty"` // svinit's exit code, once phase is exited
@@ -73,6 +75,12 @@ type License struct {
 	ActivationID string    `json:"activation_id,omitempty"`
 	LeaseExpires time.Time `json:"lease_expires,omitzero"`   // when the lease ends without a heartbeat
 	Expires      time.Time `json:"license_expires,omitzero"` // when the license itself ends
+}
+
+// Dependency is a --wait-for check that still fails, and its last error.
+type Dependency struct {
+	Check string `json:"check"`
+	Error string `json:"error"`
 }
 
 // Ready is what the last round of the --ready checks found.

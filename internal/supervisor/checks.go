@@ -49,11 +49,21 @@ func (d dependenciesStep) Wait(ctx context.Context) error {
 	d.state.Phase(state.WaitingForDependencies)
 	started := time.Now()
 	d.log.Info().Str("checks", d.checks.String()).Dur("timeout_ms", d.timeout).Msg("waiting for dependencies")
-	err := check.Wait(ctx, d.checks, check.WaitOptions{Attempt: d.attempt, Timeout: d.timeout, Log: d.log})
+	err := check.Wait(ctx, d.checks, check.WaitOptions{Attempt: d.attempt, Timeout: d.timeout, Missing: d.record, Log: d.log})
 	if err == nil {
 		d.log.Info().Dur("waited_ms", time.Since(started)).Msg("dependencies ready")
 	}
 	return err
+}
+
+// record puts what is still missing in the state file, for svinit status.
+func (d dependenciesStep) record(missing []check.Missing) {
+	d.state.Update(func(st *state.State) {
+		st.Waiting = nil
+		for _, m := range missing {
+			st.Waiting = append(st.Waiting, state.Dependency{Check: m.Check, Error: m.Error})
+		}
+	})
 }
 
 // readinessStep is --ready; it does nothing without any.
