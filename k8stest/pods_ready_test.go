@@ -171,8 +171,9 @@ spec:
 		proctest.Poll(t, podTimeout, "2 failed readiness probes of pod app", throttled(func() bool {
 			return probeCount(t, n, ns, "app", "Readiness", "failed") >= 2
 		}))
-		if out, code := execIn(t, n, ns, "app", "svinit", "status"); code != 3 || !strings.Contains(out, "waiting-for-dependencies") {
-			t.Errorf("svinit status while db does not listen: exit %d, want 3 saying waiting-for-dependencies:\n%s", code, out)
+		if out, code := execIn(t, n, ns, "app", "svinit", "status"); code != 3 || !strings.Contains(out, "waiting-for-dependencies") ||
+			!strings.Contains(out, "waiting for: "+check) {
+			t.Errorf("svinit status while db does not listen: exit %d, want 3 saying waiting-for-dependencies and naming %s:\n%s", code, check, out)
 		}
 		if out, code := execIn(t, n, ns, "app", "cat", "/tmp/started"); code == 0 {
 			t.Fatalf("the program started while db did not listen: %s", out)

@@ -130,8 +130,12 @@ func TestWaitForAnotherContainer(t *testing.T) {
 	if at := stamped(rec, "app", "start"); at != 0 {
 		t.Fatalf("the child started while %s answered 404", checks[1])
 	}
-	if out, code := app.exec(svinitPath, "status"); code != 3 || !strings.Contains(out, "waiting-for-dependencies") {
+	out, code := app.exec(svinitPath, "status")
+	if code != 3 || !strings.Contains(out, "waiting-for-dependencies") {
 		t.Errorf("svinit status while waiting for the server: exit %d, want 3 saying waiting-for-dependencies:\n%s", code, out)
+	}
+	if !strings.Contains(out, "waiting for: "+checks[1]) || strings.Contains(out, checks[0]) {
+		t.Errorf("svinit status while the path answers 404: want it to name %s as missing and %s no more:\n%s", checks[1], checks[0], out)
 	}
 
 	up := time.Now()
