@@ -21,9 +21,13 @@ const serverPort = "8080"
 // readyFile is the trigger of the servers: while it exists, they answer.
 const readyFile = "/tmp/www/ok"
 
+// httpServer is busybox's httpd serving /tmp/www on serverPort of the loopback.
+var httpServer = []string{busybox, "sh", "-c", "mkdir -p /tmp/www && exec " + busybox + " httpd -f -p 127.0.0.1:" + serverPort + " -h /tmp/www"}
+
 // A HEALTHCHECK of `svinit status --ready` in a FROM-scratch image (no curl, no shell needed)
 // turns healthy only once the server answers svinit's --ready check, and unhealthy again
-// when it stops answering; the plain `svinit status` says running all along.
+// when it stops answering, for each kind of check; the plain `svinit status` says running
+// all along.
 func TestHealthcheckFollowsReady(t *testing.T) {
 	for _, tc := range []struct {
 		name, check string
@@ -31,14 +35,15 @@ func TestHealthcheckFollowsReady(t *testing.T) {
 		down        string // what the --ready check says while the server does not answer
 	}{
 		// httpd serves /tmp/www: 404 until the file is there, 200 while it is.
-		{"http", "http://127.0.0.1:" + serverPort + "/ok",
-			[]string{busybox, "sh", "-c", "mkdir -p /tmp/www && exec " + busybox + " httpd -f -p 127.0.0.1:" + serverPort + " -h /tmp/www"},
-			"404"},
+		{"http", "http://127.0.0.1:" + serverPort + "/ok", httpServer, "404"},
 		// The port is open only while the file is there.
 		{"tcp", "tcp://127.0.0.1:" + serverPort,
 			[]string{busybox, "sh", "-c", "mkdir -p /tmp/www; while :; do until [ -e " + readyFile + " ]; do sleep 0.1; done; " +
 				busybox + " httpd -f -p 127.0.0.1:" + serverPort + " -h /tmp/www & p=$!; while [ -e " + readyFile + " ]; do sleep 0.1; done; kill $p; wait $p; done"},
 			"127.0.0.1:" + serverPort},
+		// The file itself, and a command looking at it (svinit runs it, not the shell).
+		{"file", "file:" + readyFile, httpServer, "does not exist"},
+		{"exec", "exec:" + busybox + " test -e " + readyFile, httpServer, "exit 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			requireDocker(t)
