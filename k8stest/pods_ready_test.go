@@ -13,6 +13,19 @@ import (
 	"github.com/svinit/svinit/k8stest/cluster"
 )
 
+// The X-Road secondary stand-in records its environment, as xroadStandIn does, and starts
+// slowly: its proxy (8080) and health check interface (5588) answer only once the test
+// creates /tmp/xroad-up.
+var xroadSecondaryStandIn = script("/root/entrypoint-secondary.sh", `#!/bin/sh
+trap 'kill $proxy $health 2>/dev/null; exit 0' TERM
+env >/tmp/server-env
+mkdir -p /tmp/www && echo ok >/tmp/www/index.html
+until [ -e /tmp/xroad-up ]; do sleep 0.1; done
+httpd -f -p 127.0.0.1:8080 -h /tmp/www & proxy=$!
+httpd -f -p 127.0.0.1:5588 -h /tmp/www & health=$!
+while :; do sleep 0.1; done
+`)
+
 // probeCount returns how many probes of type probeType ("Startup", "Readiness", "Liveness")
 // of ns/pod ended with result ("successful", "failed"), from the kubelet's prober metrics.
 func probeCount(t *testing.T, n *cluster.Node, ns, pod, probeType, result string) int {
@@ -59,6 +72,8 @@ func started(p realPod) bool {
 // Ready once it does, and not Ready again (never restarted) when it stops answering. With
 // --wait-for on another pod's port (its pod IP), the program starts only once that pod
 // serves; meanwhile `svinit status` says waiting-for-dependencies and the pod is not Ready.
+// Both together in examples/k8s/xroad with the README's lines for a secondary: it waits for
+// its primary, then is neither started nor Ready until its proxy and health check answer.
 func TestPodsReady(t *testing.T) {
 	n, ns := startNode(t)
 
@@ -201,6 +216,97 @@ spec:
 		}
 		if logs, _ := n.Kubectl("-n", ns, "logs", "app"); !strings.Contains(string(logs), check) {
 			t.Errorf("svinit's log does not name the check %s it waited for:\n%s", check, logs)
+		}
+	})
+	t.Run("the README's X-Road secondary", func(t *testing.T) {
+		// The primary accepts SSH (port 22) only once the test creates /tmp/up.
+		n.Apply(t, ns, []byte(`apiVersion: v1
+kind: Pod
+metadata:
+  name: primary
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: main
+      image: `+image+`
+      imagePullPolicy: Never
+      command: ["/usr/local/bin/svinit", "--"]
+      args: ["sh", "-c", "until [ -e /tmp/up ]; do sleep 0.1; done; exec httpd -f -p 22 -h /tmp"]
+`))
+		ip := waitPod(t, n, ns, "primary", "running with an IP", func(p realPod) bool { return p.running() && p.Status.PodIP != "" }).Status.PodIP
+		primary := "tcp://" + ip + ":22"
+		// examples/k8s/xroad with the README's lines for a secondary: --wait-for its primary,
+		// --ready on the proxy and the health check, the probes on `svinit status --ready`
+		// (every second here, not every 10).
+		const grace = `            - name: SVINIT_GRACE # --grace; the stop delay counts against it
+              value: 60s
+`
+		n.Apply(t, ns, example(t, "xroad/xroad.yaml",
+			`args: ["/root/entrypoint.sh"]`, `args: ["/root/entrypoint-secondary.sh"]`,
+			grace, grace+`            - name: SVINIT_WAIT_FOR
+              value: "`+primary+`"
+            - name: SVINIT_WAIT_TIMEOUT
+              value: 10m
+            - name: SVINIT_READY
+              value: "tcp://127.0.0.1:8080,http://127.0.0.1:5588/"
+`,
+			`          startupProbe:
+            exec:
+              command: ["/usr/local/bin/svinit", "status"]
+            periodSeconds: 5
+            failureThreshold: 60
+`, `          startupProbe:
+            exec:
+              command: ["/usr/local/bin/svinit", "status", "--ready"]
+            periodSeconds: 1
+            failureThreshold: 600
+          readinessProbe:
+            exec:
+              command: ["/usr/local/bin/svinit", "status", "--ready"]
+            periodSeconds: 1
+`))
+		var name string
+		proctest.Poll(t, podTimeout, "a running security-server-sidecar pod", throttled(func() bool {
+			for _, p := range listPods(t, n, ns, "app=security-server-sidecar") {
+				if p.running() {
+					name = p.Metadata.Name
+					return true
+				}
+			}
+			return false
+		}))
+		if out, code := execIn(t, n, ns, name, "svinit", "status"); code != 3 || !strings.Contains(out, "waiting for: "+primary) {
+			t.Errorf("svinit status of a secondary whose primary is down: exit %d, want 3 naming %s:\n%s", code, primary, out)
+		}
+		if out, code := execIn(t, n, ns, name, "cat", "/tmp/server-env"); code == 0 {
+			t.Fatalf("the server started before its primary accepted SSH:\n%s", out)
+		}
+
+		if out, code := execIn(t, n, ns, "primary", "touch", "/tmp/up"); code != 0 {
+			t.Fatalf("touch /tmp/up in the primary: exit %d: %s", code, out)
+		}
+		proctest.Poll(t, podTimeout, "the secondary's server to start", throttled(func() bool {
+			_, code := execIn(t, n, ns, name, "test", "-e", "/tmp/server-env")
+			return code == 0
+		}))
+		// The server runs, its slow start is not over: probed, not started, not Ready.
+		before := probeCount(t, n, ns, name, "Startup", "failed")
+		proctest.Poll(t, podTimeout, "2 more failed startup probes of "+name, throttled(func() bool {
+			return probeCount(t, n, ns, name, "Startup", "failed") >= before+2
+		}))
+		if out, code := execIn(t, n, ns, name, "svinit", "status", "--ready"); code != 3 || !strings.Contains(out, "127.0.0.1:8080") {
+			t.Errorf("svinit status --ready while the proxy does not listen: exit %d, want 3 naming the proxy:\n%s", code, out)
+		}
+		if p, _ := getPod(t, n, ns, name); p.ready() || started(p) {
+			t.Errorf("while the server starts: Ready %v, started %v; want neither", p.ready(), started(p))
+		}
+
+		if out, code := execIn(t, n, ns, name, "touch", "/tmp/xroad-up"); code != 0 {
+			t.Fatalf("touch /tmp/xroad-up: exit %d: %s", code, out)
+		}
+		p := waitPod(t, n, ns, name, "started and Ready", func(p realPod) bool { return started(p) && p.ready() })
+		if r := p.Status.ContainerStatuses[0].RestartCount; r != 0 {
+			t.Errorf("the secondary was restarted %d times, want never", r)
 		}
 	})
 }

@@ -74,7 +74,7 @@ func imageFiles(t *testing.T) []cluster.File {
 	}
 	// The vendors' servers as the examples' args name them (shell scripts that record what
 	// the tests check), and the directories their images have.
-	files = append(files, svServerStandIn, icapStandIn, xroadStandIn)
+	files = append(files, svServerStandIn, icapStandIn, xroadStandIn, xroadSecondaryStandIn)
 	files = append(files, agdbStandIn...)
 	list, err := exec.Command(busyboxPath, "--list-full").Output()
 	if err != nil {
