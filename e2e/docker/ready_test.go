@@ -103,7 +103,7 @@ func TestHealthcheckFollowsReady(t *testing.T) {
 			if r := c.readyState(); r.Ready || !strings.Contains(r.Reason, tc.down) {
 				t.Errorf("the state file's ready once the server stopped answering: %+v; want not ready, the reason naming %q", r, tc.down)
 			}
-			if code := c.inspect("{{.State.Running}}"); code != "true" {
+			if running := c.inspect("{{.State.Running}}"); running != "true" {
 				t.Errorf("the container is not running: a failed --ready check must not stop it")
 			}
 		})
