@@ -74,7 +74,7 @@ func imageFiles(t *testing.T) []cluster.File {
 	}
 	// The vendors' servers as the examples' args name them (shell scripts that record what
 	// the tests check), and the directories their images have.
-	files = append(files, svServerStandIn, icapStandIn, xroadStandIn, reportWriterStandIn)
+	files = append(files, svServerStandIn, icapStandIn, xroadStandIn, xroadSecondaryStandIn, reportWriterStandIn)
 	files = append(files, agdbStandIn...)
 	list, err := exec.Command(busyboxPath, "--list-full").Output()
 	if err != nil {
@@ -107,6 +107,7 @@ type realPod struct {
 			Name         string `json:"name"`
 			ContainerID  string `json:"containerID"`
 			Ready        bool   `json:"ready"`
+			Started      *bool  `json:"started"`
 			RestartCount int    `json:"restartCount"`
 			State        struct {
 				Running    *struct{} `json:"running"`

@@ -203,7 +203,7 @@ func isOver(run string) bool {
 	return err != nil || string(comm) != string(self)
 }
 
-// removeRuns removes the containers and images of the runs for which remove holds, failed
+// removeRuns removes the containers, networks and images of the runs for which remove holds, failed
 // tests' included. Images go in passes: one still used by a build stage's image is removed
 // after it.
 func removeRuns(remove func(run string) bool) {
@@ -221,6 +221,10 @@ func removeRuns(remove func(run string) bool) {
 	filter := "label=" + runLabel
 	if ids := pick("ps", "-a", "--filter", filter, "--format", `{{.ID}} {{.Label "`+runLabel+`"}}`); len(ids) > 0 {
 		exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).Run()
+	}
+	// Networks once their containers are gone.
+	if ids := pick("network", "ls", "--filter", filter, "--format", `{{.ID}} {{.Label "`+runLabel+`"}}`); len(ids) > 0 {
+		exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
 	}
 	for pass := 0; pass < 4; pass++ {
 		ids := pick("images", "--filter", filter, "--format", "{{.ID}} {{.Tag}}")
