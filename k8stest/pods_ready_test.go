@@ -26,6 +26,32 @@ httpd -f -p 127.0.0.1:5588 -h /tmp/www & health=$!
 while :; do sleep 0.1; done
 `)
 
+// gatedServer starts the pod name, whose httpd listens on port only once the test creates
+// /tmp/up in it, and returns its IP.
+func gatedServer(t *testing.T, n *cluster.Node, ns, image, name string, port int) string {
+	t.Helper()
+	n.Apply(t, ns, shPod(name, image, fmt.Sprintf("until [ -e /tmp/up ]; do sleep 0.1; done; exec httpd -f -p %d -h /tmp", port), ""))
+	return waitPod(t, n, ns, name, "running with an IP", func(p realPod) bool { return p.running() && p.Status.PodIP != "" }).Status.PodIP
+}
+
+// shPod is the manifest of the pod name that runs script with sh under svinit; container
+// is appended to its container (env, probes).
+func shPod(name, image, script, container string) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: main
+      image: %s
+      imagePullPolicy: Never
+      command: ["/usr/local/bin/svinit", "--"]
+      args: ["sh", "-c", %q]
+`, name, image, script) + container)
+}
+
 // probeCount returns how many probes of type probeType ("Startup", "Readiness", "Liveness")
 // of ns/pod ended with result ("successful", "failed"), from the kubelet's prober metrics.
 func probeCount(t *testing.T, n *cluster.Node, ns, pod, probeType, result string) int {
@@ -80,19 +106,7 @@ func TestPodsReady(t *testing.T) {
 	t.Run("startupProbe and readinessProbe on svinit status --ready", func(t *testing.T) {
 		// httpd serves /tmp/www: 404 on /ok until the test creates the file. The checks come
 		// from the environment, as the examples set svinit's options.
-		n.Apply(t, ns, []byte(`apiVersion: v1
-kind: Pod
-metadata:
-  name: slow
-spec:
-  terminationGracePeriodSeconds: 5
-  containers:
-    - name: main
-      image: `+image+`
-      imagePullPolicy: Never
-      command: ["/usr/local/bin/svinit", "--"]
-      args: ["sh", "-c", "mkdir -p /tmp/www && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www"]
-      env:
+		n.Apply(t, ns, shPod("slow", image, "mkdir -p /tmp/www && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www", `      env:
         - name: SVINIT_READY
           value: http://127.0.0.1:8080/ok
         - name: SVINIT_READY_INTERVAL
@@ -143,36 +157,11 @@ spec:
 
 	t.Run("--wait-for another pod's port", func(t *testing.T) {
 		// The server listens only once the test creates /tmp/up.
-		n.Apply(t, ns, []byte(`apiVersion: v1
-kind: Pod
-metadata:
-  name: db
-spec:
-  terminationGracePeriodSeconds: 5
-  containers:
-    - name: main
-      image: `+image+`
-      imagePullPolicy: Never
-      command: ["/usr/local/bin/svinit", "--"]
-      args: ["sh", "-c", "until [ -e /tmp/up ]; do sleep 0.1; done; exec httpd -f -p 5432 -h /tmp"]
-`))
-		ip := waitPod(t, n, ns, "db", "running with an IP", func(p realPod) bool { return p.running() && p.Status.PodIP != "" }).Status.PodIP
+		ip := gatedServer(t, n, ns, image, "db", 5432)
 		check := "tcp://" + ip + ":5432"
 		// The program records when it started (host uptime); the plain `svinit status` is
 		// its readiness probe, which fails until the program runs.
-		n.Apply(t, ns, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata:
-  name: app
-spec:
-  terminationGracePeriodSeconds: 5
-  containers:
-    - name: main
-      image: `+image+`
-      imagePullPolicy: Never
-      command: ["/usr/local/bin/svinit", "--"]
-      args: ["sh", "-c", "read up _ </proc/uptime; echo $up >/tmp/started; trap 'exit 0' TERM; while :; do sleep 0.1; done"]
-      env:
+		n.Apply(t, ns, shPod("app", image, "read up _ </proc/uptime; echo $up >/tmp/started; trap 'exit 0' TERM; while :; do sleep 0.1; done", fmt.Sprintf(`      env:
         - name: SVINIT_WAIT_FOR
           value: %s
         - name: SVINIT_WAIT_TIMEOUT
@@ -220,20 +209,7 @@ spec:
 	})
 	t.Run("the README's X-Road secondary", func(t *testing.T) {
 		// The primary accepts SSH (port 22) only once the test creates /tmp/up.
-		n.Apply(t, ns, []byte(`apiVersion: v1
-kind: Pod
-metadata:
-  name: primary
-spec:
-  terminationGracePeriodSeconds: 5
-  containers:
-    - name: main
-      image: `+image+`
-      imagePullPolicy: Never
-      command: ["/usr/local/bin/svinit", "--"]
-      args: ["sh", "-c", "until [ -e /tmp/up ]; do sleep 0.1; done; exec httpd -f -p 22 -h /tmp"]
-`))
-		ip := waitPod(t, n, ns, "primary", "running with an IP", func(p realPod) bool { return p.running() && p.Status.PodIP != "" }).Status.PodIP
+		ip := gatedServer(t, n, ns, image, "primary", 22)
 		primary := "tcp://" + ip + ":22"
 		// examples/k8s/xroad with the README's lines for a secondary: --wait-for its primary,
 		// --ready on the proxy and the health check, the probes on `svinit status --ready`
@@ -265,16 +241,7 @@ spec:
               command: ["/usr/local/bin/svinit", "status", "--ready"]
             periodSeconds: 1
 `))
-		var name string
-		proctest.Poll(t, podTimeout, "a running security-server-sidecar pod", throttled(func() bool {
-			for _, p := range listPods(t, n, ns, "app=security-server-sidecar") {
-				if p.running() {
-					name = p.Metadata.Name
-					return true
-				}
-			}
-			return false
-		}))
+		name := waitSelected(t, n, ns, "app=security-server-sidecar", "a running security-server-sidecar pod", realPod.running)
 		if out, code := execIn(t, n, ns, name, "svinit", "status"); code != 3 || !strings.Contains(out, "waiting for: "+primary) {
 			t.Errorf("svinit status of a secondary whose primary is down: exit %d, want 3 naming %s:\n%s", code, primary, out)
 		}

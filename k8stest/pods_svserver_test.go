@@ -87,17 +87,9 @@ func (s *svServer) lockExists() bool {
 // returns its name.
 func (s *svServer) runningPod(t *testing.T) string {
 	t.Helper()
-	var name string
-	proctest.Poll(t, podTimeout, "a running sv-server pod", throttled(func() bool {
-		for _, p := range listPods(t, s.n, s.ns, "app=sv-server") {
-			if p.Metadata.DeletionTimestamp == nil && p.ready() {
-				name = p.Metadata.Name
-				return true
-			}
-		}
-		return false
-	}))
-	return name
+	return waitSelected(t, s.n, s.ns, "app=sv-server", "a running sv-server pod", func(p realPod) bool {
+		return p.Metadata.DeletionTimestamp == nil && p.ready()
+	})
 }
 
 // deleteDeployment runs `kubectl delete deployment` and waits until its pods are gone;

@@ -192,6 +192,23 @@ func waitPod(t *testing.T, n *cluster.Node, ns, name, what string, cond func(rea
 	return p
 }
 
+// waitSelected polls the pods of ns that selector selects until one satisfies cond, and
+// returns its name.
+func waitSelected(t *testing.T, n *cluster.Node, ns, selector, what string, cond func(realPod) bool) string {
+	t.Helper()
+	var name string
+	proctest.Poll(t, podTimeout, what, throttled(func() bool {
+		for _, p := range listPods(t, n, ns, selector) {
+			if cond(p) {
+				name = p.Metadata.Name
+				return true
+			}
+		}
+		return false
+	}))
+	return name
+}
+
 // throttled asks cond at most every 100 ms: proctest.Poll looks every few milliseconds, which
 // is too often for requests to the API server.
 func throttled(cond func() bool) func() bool {

@@ -88,16 +88,7 @@ func TestPodsTemplateWatch(t *testing.T) {
 		}
 	}
 	apply("1")
-	var pod string
-	proctest.Poll(t, podTimeout, "the Deployment's pod running", throttled(func() bool {
-		for _, p := range listPods(t, n, ns, "app=app") {
-			if p.running() {
-				pod = p.Metadata.Name
-				return true
-			}
-		}
-		return false
-	}))
+	pod := waitSelected(t, n, ns, "app=app", "the Deployment's pod running", realPod.running)
 	defer func() {
 		if t.Failed() {
 			t.Logf("pod %s:\n%s", pod, describe(n, ns, pod))

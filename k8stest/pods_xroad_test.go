@@ -60,16 +60,7 @@ func TestPodsXRoad(t *testing.T) {
 	}
 	n.Apply(t, ns, example(t, "xroad/xroad.yaml", replace...))
 
-	var name string
-	proctest.Poll(t, podTimeout, "a Ready security-server-sidecar pod", throttled(func() bool {
-		for _, p := range listPods(t, n, ns, "app=security-server-sidecar") {
-			if p.ready() {
-				name = p.Metadata.Name
-				return true
-			}
-		}
-		return false
-	}))
+	name := waitSelected(t, n, ns, "app=security-server-sidecar", "a Ready security-server-sidecar pod", realPod.ready)
 
 	t.Run("secrets from files", func(t *testing.T) {
 		env, code := execIn(t, n, ns, name, "cat", "/tmp/server-env")
