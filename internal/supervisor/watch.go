@@ -28,13 +28,13 @@ func (s *Supervisor) watchStep() Watch {
 	if !s.cfg.TemplateWatch || len(s.cfg.Templates) == 0 {
 		return nil
 	}
-	return &watchStep{s: s, written: s.plan}
+	return &watchStep{s: s}
 }
 
 // Start sets the watches, and renders once at once: the sources may have changed since they
 // were read, before the lock and the seat were taken.
 func (t *watchStep) Start(stop <-chan struct{}) {
-	t.stop = stop
+	t.stop, t.written = stop, t.s.plan // the templates step has written it
 	w, err := render.Watch(t.s.cfg.Templates, render.WatchOptions{
 		Debounce: watchDebounce, Stop: stop, Changed: t.rerender, CheckFirst: true, Log: t.s.log,
 	})
