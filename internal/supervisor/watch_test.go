@@ -40,6 +40,35 @@ func TestTemplateWatchOptionsRefused(t *testing.T) {
 	}
 }
 
+// --reload-signal asks the program to read its files again: a signal it cannot catch (KILL
+// would end it at every change, STOP freeze it until the stop) is refused before anything is
+// taken; a name in any case, with or without SIG, and a number are taken.
+func TestReloadSignalIsOneTheProgramCanCatch(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "a.conf")
+	if err := os.WriteFile(src, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sig  string
+		want unix.Signal // 0: refused
+	}{
+		{"KILL", 0}, {"SIGKILL", 0}, {"9", 0}, {"stop", 0}, {"19", 0},
+		{"HUP", unix.SIGHUP}, {"sighup", unix.SIGHUP}, {"1", unix.SIGHUP}, {"usr1", unix.SIGUSR1}, {"TERM", unix.SIGTERM},
+	} {
+		cfg := parse(t, "--template", src+":"+filepath.Join(dir, "out.conf"), "--template-watch", "--reload-signal", tc.sig, "--", "/bin/true")
+		s, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
+		switch {
+		case tc.want == 0 && (err == nil || !strings.Contains(err.Error(), "--reload-signal "+tc.sig+": the program cannot catch")):
+			t.Errorf("--reload-signal %s: %v; want it refused, saying the program cannot catch it", tc.sig, err)
+		case tc.want != 0 && err != nil:
+			t.Errorf("--reload-signal %s: %v", tc.sig, err)
+		case tc.want != 0 && s.templateSignal != tc.want:
+			t.Errorf("--reload-signal %s is signal %d, want %d", tc.sig, s.templateSignal, tc.want)
+		}
+	}
+}
+
 // A change that does not render (a bad template, here in one file of two) keeps every
 // rendered file as it was, and the error is logged without the values the templates use;
 // the next good change is rendered. With no child, nothing is signalled.
