@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/svinit/svinit/internal/render"
@@ -21,6 +22,9 @@ type watchStep struct {
 	written *render.Plan // what the files hold: the last plan written
 	w       *render.Watcher
 	stop    <-chan struct{} // closed when the stop begins
+	// stopped is set by Stop: a render that ends later writes nothing, since the clean-up
+	// and the lock's release do not wait for it.
+	stopped atomic.Bool
 }
 
 // watchStep returns the step of --template-watch, or nil without it.
@@ -47,12 +51,14 @@ func (t *watchStep) Start(stop <-chan struct{}) {
 }
 
 // Stop ends the watch, and waits for a render under way at most watchStopWait: a source on
-// a hung file system must not hold up the clean-up. A render that finishes later writes its
-// files whole or not at all, and signals no child whose exit was collected.
+// a hung file system must not hold up the clean-up. A render that had not begun to write by
+// then writes nothing; one that had writes its files whole or not at all, and signals no
+// child whose exit was collected.
 func (t *watchStep) Stop() {
 	if t.w == nil {
 		return
 	}
+	t.stopped.Store(true)
 	t.w.Close()
 	select {
 	case <-t.w.Done():
@@ -74,6 +80,10 @@ func (t *watchStep) rerender() {
 	changed := plan.Changed(t.written)
 	if len(changed) == 0 {
 		log.Debug().Msg("the templates' sources changed, the rendered files are the same")
+		return
+	}
+	if t.stopped.Load() {
+		log.Info().Strs("changed", changed).Msg("the templates changed as the child exited: the rendered files are left as they were")
 		return
 	}
 	if err := plan.Write(); err != nil {

@@ -132,6 +132,36 @@ func TestRenderErrorKeepsTheOldFiles(t *testing.T) {
 	}
 }
 
+// A render that ends after the watch was stopped (its sources on a slow file system held it
+// past watchStopWait) writes nothing: the clean-up goes on without it and releases the lock,
+// and a DST on the locked volume is the next holder's by then.
+func TestRenderEndingAfterTheWatchStoppedWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "a.conf"), filepath.Join(dir, "out.conf")
+	if err := os.WriteFile(src, []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, "--template", src+":"+dst, "--template-watch", "--", "/bin/true")
+	s, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.plan.Write(); err != nil {
+		t.Fatal(err)
+	}
+	w := s.watchStep().(*watchStep)
+	w.Start(make(chan struct{}))
+	w.Stop()
+	<-w.w.Done() // no render of its own runs beside this test's
+	if err := os.WriteFile(src, []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.rerender() // as a render under way at the stop ends
+	if got, err := os.ReadFile(dst); err != nil || string(got) != "v1\n" {
+		t.Errorf("%s holds %q, %v after the watch stopped; want it as it was", dst, got, err)
+	}
+}
+
 // fakeWatch records when the life cycle starts and stops the watch, and keeps its stop.
 type fakeWatch struct {
 	h    *harness
