@@ -176,8 +176,8 @@ func TestTemplateWatchOptionsRefused(t *testing.T) {
 	}
 }
 
-// A change made while svinit waits to start (here for --wait-for; a lock or a Lease take as
-// long) is what the child starts with, and costs it no signal: a SIGHUP a few milliseconds
+// A change made while svinit waits to start (here for --wait-for; a lock, a Lease or the
+// license take as long) is what the child starts with, and costs it no signal: a SIGHUP a few milliseconds
 // after its start would reach it before it could install its handler, and end it.
 func TestTemplateWatchChangeBeforeTheStartIsWhatTheChildStartsWith(t *testing.T) {
 	goFile := filepath.Join(t.TempDir(), "go")

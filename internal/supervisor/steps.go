@@ -161,9 +161,7 @@ func (s *Supervisor) Templates() *render.Plan { return s.plan }
 
 // templatesStep writes the --template files New checked; it does nothing without any.
 type templatesStep struct {
-	plan *render.Plan // nil without --template
-	// again, with --template-watch, renders them again from the sources as they are now.
-	again func() *render.Plan
+	plan  *render.Plan // nil without --template
 	state *state.Tracker
 	log   zerolog.Logger
 }
@@ -174,29 +172,11 @@ func (t templatesStep) Write() error {
 		return nil
 	}
 	t.state.Phase(state.Rendering)
-	plan := t.plan
-	if t.again != nil {
-		plan = t.again()
-	}
-	if err := plan.Write(); err != nil {
+	if err := t.plan.Write(); err != nil {
 		return err
 	}
-	t.log.Info().Strs("files", plan.Files()).Msg("templates rendered")
+	t.log.Info().Strs("files", t.plan.Files()).Msg("templates rendered")
 	return nil
-}
-
-// renderAgain renders the templates from the sources as they are now, for --template-watch:
-// a change made while svinit waited for its lock is what the child starts with, and needs no
-// reload signal at its start, which would come before the child could catch it. A change
-// that does not render gives way to the templates New checked.
-func (s *Supervisor) renderAgain() *render.Plan {
-	plan, err := s.PrepareTemplates()
-	if err != nil {
-		s.log.Error().Err(err).Msg("the templates changed since the start but do not render: the child starts with them as they were")
-		return s.plan
-	}
-	s.plan = plan
-	return plan
 }
 
 // newLicenseProvider builds the configured provider; nil for none. Every problem is

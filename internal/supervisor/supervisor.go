@@ -200,9 +200,6 @@ func (s *Supervisor) life(sigs *Signals) *Life {
 	templates := templatesStep{state: s.state, log: s.log}
 	if len(s.cfg.Templates) > 0 {
 		templates.plan = s.plan
-		if s.cfg.TemplateWatch {
-			templates.again = s.renderAgain
-		}
 	}
 	checks := checkRunner(s.cfg.CheckTimeout, reaperRunner{r: s.reaper, dieWithSvinit: true}, s.childEnv, s.net, s.redactor)
 	return &Life{

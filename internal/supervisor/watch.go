@@ -32,13 +32,22 @@ func (s *Supervisor) watchStep() Watch {
 	if !s.cfg.TemplateWatch || len(s.cfg.Templates) == 0 {
 		return nil
 	}
-	return &watchStep{s: s}
+	return &watchStep{s: s, written: s.plan}
 }
 
-// Start sets the watches, and renders once at once: the sources may have changed since they
-// were read, before the lock and the seat were taken.
+// Refresh renders the templates again before the child starts: the sources may have changed
+// since New read them, while svinit waited for its lock and its seat. A SIGHUP a moment after
+// the start would reach the child before it could catch it, and end it.
+func (t *watchStep) Refresh() {
+	if changed, ok := t.render(); ok {
+		t.s.log.Info().Strs("changed", changed).Msg("templates changed before the child started: files rendered again")
+	}
+}
+
+// Start sets the watches, and renders once at once: the sources may have changed since
+// Refresh read them.
 func (t *watchStep) Start(stop <-chan struct{}) {
-	t.stop, t.written = stop, t.s.plan // the templates step has written it
+	t.stop = stop
 	w, err := render.Watch(t.s.cfg.Templates, render.WatchOptions{
 		Debounce: watchDebounce, Stop: stop, Changed: t.rerender, CheckFirst: true, Log: t.s.log,
 	})
@@ -71,32 +80,42 @@ func (t *watchStep) Stop() {
 // writes them all when any content changed, or none (the error is logged, the child runs
 // on with the old files); then it tells the child.
 func (t *watchStep) rerender() {
-	log := t.s.log
-	plan, err := t.s.PrepareTemplates()
-	if err != nil {
-		log.Error().Err(err).Msg("the templates changed but do not render: every rendered file is kept as it was, the child runs on")
+	changed, ok := t.render()
+	if !ok {
 		return
 	}
-	changed := plan.Changed(t.written)
-	if len(changed) == 0 {
-		log.Debug().Msg("the templates' sources changed, the rendered files are the same")
-		return
-	}
-	if t.stopped.Load() {
-		log.Info().Strs("changed", changed).Msg("the templates changed as the child exited: the rendered files are left as they were")
-		return
-	}
-	if err := plan.Write(); err != nil {
-		log.Error().Err(err).Msg("the templates changed but cannot be written: every rendered file is kept as it was, the child runs on")
-		return
-	}
-	t.written = plan
 	select {
 	case <-t.stop:
 		return // the child is stopping: a reload would only hold its stop up
 	default:
 	}
 	t.s.templatesChanged(changed)
+}
+
+// render renders every template again and writes them all when any content changed, or
+// none; ok reports that files were written, changed names them.
+func (t *watchStep) render() (changed []string, ok bool) {
+	log := t.s.log
+	plan, err := t.s.PrepareTemplates()
+	if err != nil {
+		log.Error().Err(err).Msg("the templates changed but do not render: every rendered file is kept as it was, the child runs on")
+		return nil, false
+	}
+	changed = plan.Changed(t.written)
+	if len(changed) == 0 {
+		log.Debug().Msg("the templates' sources changed, the rendered files are the same")
+		return nil, false
+	}
+	if t.stopped.Load() {
+		log.Info().Strs("changed", changed).Msg("the templates changed as the child exited: the rendered files are left as they were")
+		return nil, false
+	}
+	if err := plan.Write(); err != nil {
+		log.Error().Err(err).Msg("the templates changed but cannot be written: every rendered file is kept as it was, the child runs on")
+		return nil, false
+	}
+	t.written = plan
+	return changed, true
 }
 
 // templatesChanged tells the child with --reload-signal that rendered files changed, through

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,8 +169,28 @@ type fakeWatch struct {
 	stop <-chan struct{}
 }
 
+func (w *fakeWatch) Refresh()                   { w.h.record("watch refresh") }
 func (w *fakeWatch) Start(stop <-chan struct{}) { w.stop = stop; w.h.record("watch start") }
 func (w *fakeWatch) Stop()                      { w.h.record("watch stop") }
+
+// The templates are rendered again after the seat is taken and just before the child starts:
+// a change made while svinit waited (a lock, a license server that is slow to answer) is what
+// the child starts with, and needs no reload signal a moment after its start, before it
+// could catch one.
+func TestTemplatesRenderedAgainJustBeforeTheStart(t *testing.T) {
+	h := newHarness(t, "running")
+	h.child.exitOn = map[unix.Signal]unix.WaitStatus{unix.SIGTERM: killedBy(unix.SIGTERM)}
+	h.life.Watch = &fakeWatch{h: h}
+	h.run(func() {
+		h.waitPhase()
+		h.signal(unix.SIGTERM)
+	})
+	ev := h.events()
+	at := func(e string) int { return slices.Index(ev, e) }
+	if refresh := at("watch refresh"); refresh < 0 || refresh < at("activate") || refresh > at(fmt.Sprintf("start fd=%d", fakeLockFD)) {
+		t.Errorf("steps did %q; want the templates rendered again between the activation and the start", ev)
+	}
+}
 
 // The watch runs from the child's start to its exit, before the clean-up; its stop channel
 // is closed by the first stop signal, and not by an exit of the child's own.
