@@ -175,3 +175,22 @@ func TestTemplateWatchOptionsRefused(t *testing.T) {
 		t.Error("a template was rendered")
 	}
 }
+
+// A change made while svinit waits to start (here for --wait-for; a lock, a Lease or the
+// license take as long) is what the child starts with, and costs it no signal: a SIGHUP a few milliseconds
+// after its start would reach it before it could install its handler, and end it.
+func TestTemplateWatchChangeBeforeTheStartIsWhatTheChildStartsWith(t *testing.T) {
+	goFile := filepath.Join(t.TempDir(), "go")
+	s, cm, rec, _ := watched(t, modes[0], "level={{ .Index }} v1", "--reload-signal", "HUP", "--wait-for", "file:"+goFile)
+	poll(t, "svinit waiting", func() bool { return strings.Contains(s.Stderr.String(), "waiting for dependencies") })
+	configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"})
+	writeFile(t, goFile, "")
+	waitLine(t, rec, "ready level=3 v2")
+	// One more change: its SIGHUP comes after any the start could have caused.
+	configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v3"})
+	waitLine(t, rec, "HUP level=3 v3")
+	stopped(t, s)
+	if got, want := readFile(t, rec), "ready level=3 v2\nHUP level=3 v3\n"; got != want {
+		t.Errorf("the child saw:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -141,6 +141,33 @@ func TestTemplateErrors(t *testing.T) {
 	}
 }
 
+// A template's values (a password from the environment) never reach an error, which is
+// printed at the start and logged at every change --template-watch renders: a problem names
+// the type of the value at fault, not the value.
+func TestTemplateErrorsNeverShowAValue(t *testing.T) {
+	const secret = "s3cr3t-Pa55"
+	d := Data{LookupEnv: envMap(map[string]string{"DB_PASSWORD": secret})}
+	for _, tpl := range []string{
+		`{{ range env "DB_PASSWORD" }}{{ end }}`,
+		`{{ range $i, $c := (len (env "DB_PASSWORD")) }}{{ end }}`,
+		`{{ eq (env "DB_PASSWORD") (seq 1) }}`,
+		`{{ eq (seq 1) (env "DB_PASSWORD") }}`,
+		`{{ add (env "DB_PASSWORD") 1 }}`,
+		`{{ index (env "DB_PASSWORD") 50 }}`,
+		`{{ (env "DB_PASSWORD").Field }}`,
+		`{{ lt (env "DB_PASSWORD") 3 }}`,
+		`{{ join "," (env "DB_PASSWORD") }}`,
+		`{{ call (env "DB_PASSWORD") }}`,
+	} {
+		_, err := renderFile("secret.tmpl", []byte(tpl), true, d, defaultLimits())
+		if err == nil {
+			t.Errorf("%s: no error", tpl)
+		} else if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("%s: the error shows the value: %v", tpl, err)
+		}
+	}
+}
+
 func TestOutputLimit(t *testing.T) {
 	_, err := renderFile("big.tmpl", []byte(`{{ range seq 64 }}{{ range seq 64 }}{{ range seq 64 }}0123456789abcdef{{ end }}{{ end }}{{ end }}`), true,
 		Data{}, limits{maxSeq: 64, maxOutput: 1 << 20, maxSteps: 1 << 20})

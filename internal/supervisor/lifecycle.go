@@ -68,6 +68,9 @@ type Templates interface {
 // Watch is --template-watch: while the child runs, it renders the templates again when
 // their sources change, and tells the child.
 type Watch interface {
+	// Refresh renders the templates again just before the child starts, and signals nothing:
+	// a change made while svinit waited (a lock, the seat) is what the child starts with.
+	Refresh()
 	// Start begins once the child runs; closing stop (the stop begins) ends it.
 	Start(stop <-chan struct{})
 	// Stop ends it, once the child has exited.
@@ -204,6 +207,9 @@ func (l *Life) runChild() (code int, stopDeadline time.Time) {
 	// What runs beside the child ends when its stop begins, or when it exits.
 	beside, endBeside := context.WithCancel(l.Signals.StopBegun())
 	defer endBeside()
+	if l.Watch != nil {
+		l.Watch.Refresh()
+	}
 	pid, stopped, err := l.Signals.startChild(l.Child, l.Lock.FD(), l.Forward, func() { l.Record.Enter(state.Stopping) })
 	defer l.Child.Release() // after the reaping: the child may end with what held it
 	switch {

@@ -164,6 +164,8 @@ func (s *Supervisor) checkTemplateWatch() error {
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("--reload-signal: %w", err))
+		case sig == unix.SIGKILL || sig == unix.SIGSTOP:
+			errs = append(errs, fmt.Errorf("--reload-signal %s: the program cannot catch %s, which would end or freeze it at every change: use the signal it reloads on, e.g. HUP", s.cfg.ReloadSignal, signals.Name(sig)))
 		case !s.cfg.TemplateWatch:
 			errs = append(errs, fmt.Errorf("--reload-signal %s: it tells the child that --template-watch rendered the templates again; set --template-watch too", s.cfg.ReloadSignal))
 		}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/svinit/svinit/internal/render"
@@ -21,6 +22,9 @@ type watchStep struct {
 	written *render.Plan // what the files hold: the last plan written
 	w       *render.Watcher
 	stop    <-chan struct{} // closed when the stop begins
+	// stopped is set by Stop: a render that ends later writes nothing, since the clean-up
+	// and the lock's release do not wait for it.
+	stopped atomic.Bool
 }
 
 // watchStep returns the step of --template-watch, or nil without it.
@@ -31,8 +35,17 @@ func (s *Supervisor) watchStep() Watch {
 	return &watchStep{s: s, written: s.plan}
 }
 
-// Start sets the watches, and renders once at once: the sources may have changed since they
-// were read, before the lock and the seat were taken.
+// Refresh renders the templates again before the child starts: the sources may have changed
+// since New read them, while svinit waited for its lock and its seat. A SIGHUP a moment after
+// the start would reach the child before it could catch it, and end it.
+func (t *watchStep) Refresh() {
+	if changed, ok := t.render(); ok {
+		t.s.log.Info().Strs("changed", changed).Msg("templates changed before the child started: files rendered again")
+	}
+}
+
+// Start sets the watches, and renders once at once: the sources may have changed since
+// Refresh read them.
 func (t *watchStep) Start(stop <-chan struct{}) {
 	t.stop = stop
 	w, err := render.Watch(t.s.cfg.Templates, render.WatchOptions{
@@ -47,12 +60,14 @@ func (t *watchStep) Start(stop <-chan struct{}) {
 }
 
 // Stop ends the watch, and waits for a render under way at most watchStopWait: a source on
-// a hung file system must not hold up the clean-up. A render that finishes later writes its
-// files whole or not at all, and signals no child whose exit was collected.
+// a hung file system must not hold up the clean-up. A render that had not begun to write by
+// then writes nothing; one that had writes its files whole or not at all, and signals no
+// child whose exit was collected.
 func (t *watchStep) Stop() {
 	if t.w == nil {
 		return
 	}
+	t.stopped.Store(true)
 	t.w.Close()
 	select {
 	case <-t.w.Done():
@@ -65,28 +80,42 @@ func (t *watchStep) Stop() {
 // writes them all when any content changed, or none (the error is logged, the child runs
 // on with the old files); then it tells the child.
 func (t *watchStep) rerender() {
-	log := t.s.log
-	plan, err := t.s.PrepareTemplates()
-	if err != nil {
-		log.Error().Err(err).Msg("the templates changed but do not render: every rendered file is kept as it was, the child runs on")
+	changed, ok := t.render()
+	if !ok {
 		return
 	}
-	changed := plan.Changed(t.written)
-	if len(changed) == 0 {
-		log.Debug().Msg("the templates' sources changed, the rendered files are the same")
-		return
-	}
-	if err := plan.Write(); err != nil {
-		log.Error().Err(err).Msg("the templates changed but cannot be written: every rendered file is kept as it was, the child runs on")
-		return
-	}
-	t.written = plan
 	select {
 	case <-t.stop:
 		return // the child is stopping: a reload would only hold its stop up
 	default:
 	}
 	t.s.templatesChanged(changed)
+}
+
+// render renders every template again and writes them all when any content changed, or
+// none; ok reports that files were written, changed names them.
+func (t *watchStep) render() (changed []string, ok bool) {
+	log := t.s.log
+	plan, err := t.s.PrepareTemplates()
+	if err != nil {
+		log.Error().Err(err).Msg("the templates changed but do not render: every rendered file is kept as it was, the child runs on")
+		return nil, false
+	}
+	changed = plan.Changed(t.written)
+	if len(changed) == 0 {
+		log.Debug().Msg("the templates' sources changed, the rendered files are the same")
+		return nil, false
+	}
+	if t.stopped.Load() {
+		log.Info().Strs("changed", changed).Msg("the templates changed as the child exited: the rendered files are left as they were")
+		return nil, false
+	}
+	if err := plan.Write(); err != nil {
+		log.Error().Err(err).Msg("the templates changed but cannot be written: every rendered file is kept as it was, the child runs on")
+		return nil, false
+	}
+	t.written = plan
+	return changed, true
 }
 
 // templatesChanged tells the child with --reload-signal that rendered files changed, through

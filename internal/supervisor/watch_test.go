@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +37,35 @@ func TestTemplateWatchOptionsRefused(t *testing.T) {
 		_, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v; want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// --reload-signal asks the program to read its files again: a signal it cannot catch (KILL
+// would end it at every change, STOP freeze it until the stop) is refused before anything is
+// taken; a name in any case, with or without SIG, and a number are taken.
+func TestReloadSignalIsOneTheProgramCanCatch(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "a.conf")
+	if err := os.WriteFile(src, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sig  string
+		want unix.Signal // 0: refused
+	}{
+		{"KILL", 0}, {"SIGKILL", 0}, {"9", 0}, {"stop", 0}, {"19", 0},
+		{"HUP", unix.SIGHUP}, {"sighup", unix.SIGHUP}, {"1", unix.SIGHUP}, {"usr1", unix.SIGUSR1}, {"TERM", unix.SIGTERM},
+	} {
+		cfg := parse(t, "--template", src+":"+filepath.Join(dir, "out.conf"), "--template-watch", "--reload-signal", tc.sig, "--", "/bin/true")
+		s, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
+		switch {
+		case tc.want == 0 && (err == nil || !strings.Contains(err.Error(), "--reload-signal "+tc.sig+": the program cannot catch")):
+			t.Errorf("--reload-signal %s: %v; want it refused, saying the program cannot catch it", tc.sig, err)
+		case tc.want != 0 && err != nil:
+			t.Errorf("--reload-signal %s: %v", tc.sig, err)
+		case tc.want != 0 && s.templateSignal != tc.want:
+			t.Errorf("--reload-signal %s is signal %d, want %d", tc.sig, s.templateSignal, tc.want)
 		}
 	}
 }
@@ -103,14 +133,64 @@ func TestRenderErrorKeepsTheOldFiles(t *testing.T) {
 	}
 }
 
+// A render that ends after the watch was stopped (its sources on a slow file system held it
+// past watchStopWait) writes nothing: the clean-up goes on without it and releases the lock,
+// and a DST on the locked volume is the next holder's by then.
+func TestRenderEndingAfterTheWatchStoppedWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "a.conf"), filepath.Join(dir, "out.conf")
+	if err := os.WriteFile(src, []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, "--template", src+":"+dst, "--template-watch", "--", "/bin/true")
+	s, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.plan.Write(); err != nil {
+		t.Fatal(err)
+	}
+	w := s.watchStep().(*watchStep)
+	w.Start(make(chan struct{}))
+	w.Stop()
+	<-w.w.Done() // no render of its own runs beside this test's
+	if err := os.WriteFile(src, []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.rerender() // as a render under way at the stop ends
+	if got, err := os.ReadFile(dst); err != nil || string(got) != "v1\n" {
+		t.Errorf("%s holds %q, %v after the watch stopped; want it as it was", dst, got, err)
+	}
+}
+
 // fakeWatch records when the life cycle starts and stops the watch, and keeps its stop.
 type fakeWatch struct {
 	h    *harness
 	stop <-chan struct{}
 }
 
+func (w *fakeWatch) Refresh()                   { w.h.record("watch refresh") }
 func (w *fakeWatch) Start(stop <-chan struct{}) { w.stop = stop; w.h.record("watch start") }
 func (w *fakeWatch) Stop()                      { w.h.record("watch stop") }
+
+// The templates are rendered again after the seat is taken and just before the child starts:
+// a change made while svinit waited (a lock, a license server that is slow to answer) is what
+// the child starts with, and needs no reload signal a moment after its start, before it
+// could catch one.
+func TestTemplatesRenderedAgainJustBeforeTheStart(t *testing.T) {
+	h := newHarness(t, "running")
+	h.child.exitOn = map[unix.Signal]unix.WaitStatus{unix.SIGTERM: killedBy(unix.SIGTERM)}
+	h.life.Watch = &fakeWatch{h: h}
+	h.run(func() {
+		h.waitPhase()
+		h.signal(unix.SIGTERM)
+	})
+	ev := h.events()
+	at := func(e string) int { return slices.Index(ev, e) }
+	if refresh := at("watch refresh"); refresh < 0 || refresh < at("activate") || refresh > at(fmt.Sprintf("start fd=%d", fakeLockFD)) {
+		t.Errorf("steps did %q; want the templates rendered again between the activation and the start", ev)
+	}
+}
 
 // The watch runs from the child's start to its exit, before the clean-up; its stop channel
 // is closed by the first stop signal, and not by an exit of the child's own.

@@ -298,7 +298,7 @@ func (s *state) iterate(r *parse.RangeNode, v reflect.Value, f func(key, elem re
 	}
 	if kind := numberKind(v); kind == intKind || kind == uintKind {
 		if len(r.Pipe.Decl) > 1 {
-			return 0, s.errorf(lastEvaluated(r.Pipe), "can't use %v to iterate over more than one variable", v)
+			return 0, s.errorf(lastEvaluated(r.Pipe), "can't use %s to iterate over more than one variable", v.Type())
 		}
 		n := 0
 		for ; kind == intKind && int64(n) < v.Int() || kind == uintKind && uint64(n) < v.Uint(); n++ {
@@ -309,7 +309,9 @@ func (s *state) iterate(r *parse.RangeNode, v reflect.Value, f func(key, elem re
 		}
 		return n, nil
 	}
-	return 0, s.errorf(lastEvaluated(r.Pipe), "range can't iterate over %v", v)
+	// The type, not text/template's value: the value may be a password read by env, and
+	// the error is printed and logged.
+	return 0, s.errorf(lastEvaluated(r.Pipe), "range can't iterate over a value of type %s", v.Type())
 }
 
 // lastEvaluated is the node of pipe that text/template evaluates last, whose line it gives

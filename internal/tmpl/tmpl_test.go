@@ -55,7 +55,7 @@ func TestErrors(t *testing.T) {
 		{"{{ lt 1 \"a\" }}", "t:1: error calling lt: incompatible types for comparison"},
 		{"{{ .Func }}", "t:1: can't print {{.Func}} of type func(int) int"},
 		{"{{ boom }}", "t:1: error calling boom: boom"},
-		{"{{ range .Struct }}{{ end }}", "t:1: range can't iterate over {1 b< true}"},
+		{"{{ range .Struct }}{{ end }}", "t:1: range can't iterate over a value of type struct { A int; B string; hidden bool }"},
 		{"a\n{{ range 1000000000 }}{{ end }}", "t:2: too many steps"},
 		{"{{ range seq 64 }}{{ range seq 64 }}{{ range seq 64 }}{{ end }}{{ end }}{{ end }}", "t:1: error calling seq: too many steps"},
 	} {
