@@ -85,9 +85,9 @@ type Params struct {
 func New(p Params) (*Supervisor, error) {
 	s := &Supervisor{cfg: p.Config, log: p.Log, version: p.Version, childEnv: p.Env, reaper: p.Reaper, redactor: p.Redactor, inherited: inheritedFDs()}
 	if p.Config.LicenseReloadSignal != "" {
-		sig, err := signals.Parse(p.Config.LicenseReloadSignal)
+		sig, err := reloadSignal("--license-reload-signal", p.Config.LicenseReloadSignal)
 		if err != nil {
-			return nil, fmt.Errorf("--license-reload-signal: %w", err)
+			return nil, err
 		}
 		if p.Config.LicenseFile == "" {
 			return nil, fmt.Errorf("--license-reload-signal %s: it tells the child that --license-file changed; set --license-file too", p.Config.LicenseReloadSignal)
@@ -153,6 +153,18 @@ func New(p Params) (*Supervisor, error) {
 	return s, nil
 }
 
+// reloadSignal parses option's value, a signal the child is sent to reload: one it can catch.
+func reloadSignal(option, value string) (unix.Signal, error) {
+	sig, err := signals.Parse(value)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s: %w", option, err)
+	case sig == unix.SIGKILL || sig == unix.SIGSTOP:
+		return 0, fmt.Errorf("%s %s: the program cannot catch %s, which would end or freeze it at every change: use the signal it reloads on, e.g. HUP", option, value, signals.Name(sig))
+	}
+	return sig, nil
+}
+
 // checkTemplateWatch checks --template-watch and --reload-signal.
 func (s *Supervisor) checkTemplateWatch() error {
 	var errs []error
@@ -160,12 +172,10 @@ func (s *Supervisor) checkTemplateWatch() error {
 		errs = append(errs, errors.New("--template-watch: it watches the --template sources; set --template too"))
 	}
 	if s.cfg.ReloadSignal != "" {
-		sig, err := signals.Parse(s.cfg.ReloadSignal)
+		sig, err := reloadSignal("--reload-signal", s.cfg.ReloadSignal)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("--reload-signal: %w", err))
-		case sig == unix.SIGKILL || sig == unix.SIGSTOP:
-			errs = append(errs, fmt.Errorf("--reload-signal %s: the program cannot catch %s, which would end or freeze it at every change: use the signal it reloads on, e.g. HUP", s.cfg.ReloadSignal, signals.Name(sig)))
+			errs = append(errs, err)
 		case !s.cfg.TemplateWatch:
 			errs = append(errs, fmt.Errorf("--reload-signal %s: it tells the child that --template-watch rendered the templates again; set --template-watch too", s.cfg.ReloadSignal))
 		}

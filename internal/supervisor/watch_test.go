@@ -68,6 +68,15 @@ func TestReloadSignalIsOneTheProgramCanCatch(t *testing.T) {
 			t.Errorf("--reload-signal %s is signal %d, want %d", tc.sig, s.templateSignal, tc.want)
 		}
 	}
+
+	// The license's reload signal too.
+	for _, sig := range []string{"KILL", "stop"} {
+		cfg := parse(t, "--license-file", filepath.Join(dir, "license"), "--license-reload-signal", sig, "--", "/bin/true")
+		_, err := New(Params{Config: cfg, Log: zerolog.Nop(), Env: os.Environ(), Redactor: license.NewRedactor(), Reaper: reaper.New(zerolog.Nop())})
+		if err == nil || !strings.Contains(err.Error(), "--license-reload-signal "+sig+": the program cannot catch") {
+			t.Errorf("--license-reload-signal %s: %v; want it refused, saying the program cannot catch it", sig, err)
+		}
+	}
 }
 
 // A change that does not render (a bad template, here in one file of two) keeps every
