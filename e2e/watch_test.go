@@ -1,17 +1,16 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/svinit/svinit/internal/proctest"
+	"github.com/svinit/svinit/internal/render/rendertest"
 )
 
 // helperReloader appends "ready CONTENT" to $REC, CONTENT being $CONF's, then "HUP CONTENT"
@@ -37,47 +36,13 @@ func helperReloader([]string) int {
 	return 0
 }
 
-var stamps atomic.Int64
-
-// configMap sets the ConfigMap volume dir to files as the kubelet's atomic writer does: the
-// files in a new timestamped directory, a ..data_tmp symlink to it renamed over ..data, a
-// symlink for each key, the old directory removed.
-func configMap(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	old, _ := os.Readlink(filepath.Join(dir, "..data"))
-	stamp := fmt.Sprintf("..2026_01_01_00_00_00.%09d", stamps.Add(1))
-	if err := os.MkdirAll(filepath.Join(dir, stamp), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		writeFile(t, filepath.Join(dir, stamp, name), content)
-	}
-	tmp := filepath.Join(dir, "..data_tmp")
-	if err := os.Symlink(stamp, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range files {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil && !os.IsExist(err) {
-			t.Fatal(err)
-		}
-	}
-	if old != "" {
-		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // watched starts svinit on a ConfigMap volume holding app.conf.tmpl = first, rendered to
 // DIR/out/app.conf with index 3, with --template-watch and args; the child is the reloader.
 func watched(t *testing.T, m mode, first string, args ...string) (s *svinit, cm, rec, conf string) {
 	t.Helper()
 	dir := t.TempDir()
 	cm, rec, conf = filepath.Join(dir, "cm"), filepath.Join(dir, "rec"), filepath.Join(dir, "out", "app.conf")
-	configMap(t, cm, map[string]string{"app.conf.tmpl": first})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": first})
 	argv := append([]string{"--replica-index", "3", "--template", cm + ":" + filepath.Join(dir, "out"), "--template-watch"}, args...)
 	s = startSvinit(t, m, "reloader", []string{"REC=" + rec, "CONF=" + conf}, append(argv, "--", selfBin)...)
 	return s, cm, rec, conf
@@ -100,10 +65,10 @@ func TestTemplateWatchSignalsTheChildOncePerChange(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			s, cm, rec, _ := watched(t, m, "level={{ .Index }} v1", "--reload-signal", "HUP")
 			waitLine(t, rec, "ready level=3 v1")
-			configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"})
+			rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"})
 			waitLine(t, rec, "HUP level=3 v2")
-			configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"}) // renders the same
-			configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v3"})
+			rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"}) // renders the same
+			rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v3"})
 			waitLine(t, rec, "HUP level=3 v3")
 			stopped(t, s)
 			if got, want := readFile(t, rec), "ready level=3 v1\nHUP level=3 v2\nHUP level=3 v3\n"; got != want {
@@ -118,7 +83,7 @@ func TestTemplateWatchSignalsTheChildOncePerChange(t *testing.T) {
 func TestTemplateWatchBadTemplateKeepsTheOldFile(t *testing.T) {
 	s, cm, rec, conf := watched(t, modes[0], "level={{ .Index }} v1", "--reload-signal", "HUP")
 	waitLine(t, rec, "ready level=3 v1")
-	configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Indx }} v2"})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Indx }} v2"})
 	poll(t, "the render error logged", func() bool { return strings.Contains(s.Stderr.String(), "do not render") })
 	if !strings.Contains(s.Stderr.String(), `app.conf.tmpl:1:`) {
 		t.Errorf("the error does not name the template and line:\n%s", s.Stderr.String())
@@ -126,7 +91,7 @@ func TestTemplateWatchBadTemplateKeepsTheOldFile(t *testing.T) {
 	if got := readFile(t, conf); got != "level=3 v1" {
 		t.Errorf("the rendered file holds %q after a bad change; want the old one", got)
 	}
-	configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v3"})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v3"})
 	waitLine(t, rec, "HUP level=3 v3")
 	stopped(t, s)
 	if got, want := readFile(t, rec), "ready level=3 v1\nHUP level=3 v3\n"; got != want {
@@ -139,7 +104,7 @@ func TestTemplateWatchBadTemplateKeepsTheOldFile(t *testing.T) {
 func TestTemplateWatchWithoutReloadSignal(t *testing.T) {
 	s, cm, rec, conf := watched(t, modes[0], "level={{ .Index }} v1")
 	waitLine(t, rec, "ready level=3 v1")
-	configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"})
 	poll(t, "the file rendered again", func() bool { return readFile(t, conf) == "level=3 v2" })
 	poll(t, "a line that says so", func() bool { return strings.Contains(s.Stderr.String(), "not signalled") })
 	stopped(t, s)
@@ -183,11 +148,11 @@ func TestTemplateWatchChangeBeforeTheStartIsWhatTheChildStartsWith(t *testing.T)
 	goFile := filepath.Join(t.TempDir(), "go")
 	s, cm, rec, _ := watched(t, modes[0], "level={{ .Index }} v1", "--reload-signal", "HUP", "--wait-for", "file:"+goFile)
 	poll(t, "svinit waiting", func() bool { return strings.Contains(s.Stderr.String(), "waiting for dependencies") })
-	configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v2"})
 	writeFile(t, goFile, "")
 	waitLine(t, rec, "ready level=3 v2")
 	// One more change: its SIGHUP comes after any the start could have caused.
-	configMap(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v3"})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.conf.tmpl": "level={{ .Index }} v3"})
 	waitLine(t, rec, "HUP level=3 v3")
 	stopped(t, s)
 	if got, want := readFile(t, rec), "ready level=3 v2\nHUP level=3 v3\n"; got != want {

@@ -6,11 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/svinit/svinit/internal/render/rendertest"
 )
 
 // watchLimit bounds every wait for the watcher; reaching it is a failure, not a measurement.
@@ -19,43 +20,6 @@ const watchLimit = 20 * time.Second
 // testDebounce is long enough that a burst of file operations in a tight loop ends within it
 // on a busy machine, short enough to keep the tests quick.
 const testDebounce = 400 * time.Millisecond
-
-var stamps atomic.Int64
-
-// kubeletUpdate sets the ConfigMap volume dir to files as the kubelet's atomic writer does:
-// the files in a new timestamped directory, a ..data_tmp symlink to it renamed over ..data,
-// a symlink for each new key, the symlinks of keys gone removed, the old directory removed.
-func kubeletUpdate(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	old, _ := os.Readlink(filepath.Join(dir, "..data"))
-	stamp := fmt.Sprintf("..2026_01_01_00_00_00.%09d", stamps.Add(1))
-	for name, content := range files {
-		writeFile(t, filepath.Join(dir, stamp, name), content, 0o644)
-	}
-	tmp := filepath.Join(dir, "..data_tmp")
-	if err := os.Symlink(stamp, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range files {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil && !os.IsExist(err) {
-			t.Fatal(err)
-		}
-	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if _, keep := files[e.Name()]; !keep && !strings.HasPrefix(e.Name(), "..") {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-	if old != "" {
-		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // recorder is a watcher's change callback: each call reads path, as a render would.
 type recorder struct {
@@ -141,18 +105,18 @@ func TestWatchFollowsConfigMapSwaps(t *testing.T) {
 			dir := t.TempDir()
 			cm := filepath.Join(dir, "cm")
 			os.Mkdir(cm, 0o755)
-			kubeletUpdate(t, cm, map[string]string{"app.yaml": "v1", "other": "x"})
+			rendertest.KubeletUpdate(t, cm, map[string]string{"app.yaml": "v1", "other": "x"})
 			src := cm
 			if keySrc {
 				src = filepath.Join(cm, "app.yaml")
 			}
 			r := &recorder{path: filepath.Join(cm, "app.yaml")}
 			startWatch(t, []Spec{{Src: src, Dst: filepath.Join(dir, "out")}}, r)
-			kubeletUpdate(t, cm, map[string]string{"app.yaml": "v2", "other": "x"})
+			rendertest.KubeletUpdate(t, cm, map[string]string{"app.yaml": "v2", "other": "x"})
 			r.waitReads(t, "v2")
-			kubeletUpdate(t, cm, map[string]string{"app.yaml": "v3", "other": "x"})
+			rendertest.KubeletUpdate(t, cm, map[string]string{"app.yaml": "v3", "other": "x"})
 			r.waitReads(t, "v2", "v3")
-			kubeletUpdate(t, cm, map[string]string{"app.yaml": "v4"}) // a key gone
+			rendertest.KubeletUpdate(t, cm, map[string]string{"app.yaml": "v4"}) // a key gone
 			r.waitReads(t, "v2", "v3", "v4")
 		})
 	}
@@ -164,11 +128,11 @@ func TestWatchDebouncesABurst(t *testing.T) {
 	dir := t.TempDir()
 	cm := filepath.Join(dir, "cm")
 	os.Mkdir(cm, 0o755)
-	kubeletUpdate(t, cm, map[string]string{"app.yaml": "v0"})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.yaml": "v0"})
 	r := &recorder{path: filepath.Join(cm, "app.yaml")}
 	startWatch(t, []Spec{{Src: cm, Dst: filepath.Join(dir, "out")}}, r)
 	for i := 1; i <= 12; i++ {
-		kubeletUpdate(t, cm, map[string]string{"app.yaml": fmt.Sprintf("v%d", i)})
+		rendertest.KubeletUpdate(t, cm, map[string]string{"app.yaml": fmt.Sprintf("v%d", i)})
 	}
 	// One call for the burst; a pause of this busy machine's longer than the debounce may
 	// split it in two or three, never in one call per update.
@@ -177,7 +141,7 @@ func TestWatchDebouncesABurst(t *testing.T) {
 		t.Fatalf("12 updates in a burst made %d calls, reading %q; want them debounced into one", len(burst), burst)
 	}
 	// One more change, after the burst: the next call is for it, none came in between.
-	kubeletUpdate(t, cm, map[string]string{"app.yaml": "after"})
+	rendertest.KubeletUpdate(t, cm, map[string]string{"app.yaml": "after"})
 	r.waitReads(t, append(burst, "after")...)
 }
 
